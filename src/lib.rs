@@ -3,6 +3,63 @@
 //! Every subcommand is a library function so that tests can call it in-process; `main.rs`
 //! only parses arguments, builds the runtime and maps the outcome to an exit code.
 
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
 pub mod endpoint;
+pub mod exit;
 pub mod hash;
 pub mod job;
+pub mod limit;
+pub mod mock;
+pub mod output;
+pub mod pool;
+pub mod progress;
+pub mod retry;
+pub mod run;
+pub mod text;
+pub mod ui;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, RunArgs};
+use crate::config::RunConfig;
+use crate::exit::{Exit, UsageError};
+
+/// Run one parsed command line to completion. Messages go to stderr; the caller turns the
+/// result into the process exit code. `interrupt` is cancelled on the first Ctrl-C.
+pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
+    let result = match cli.command {
+        Command::Run(args) => run_command(&args, interrupt).await,
+        Command::MockServer(args) => {
+            ui::init_logging(false, 0);
+            mock::serve(args.config, args.port).await.map(|()| Exit::Ok)
+        }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("orbatch: error: {e:#}");
+        if e.downcast_ref::<UsageError>().is_some() {
+            Exit::Usage
+        } else {
+            Exit::Stopped
+        }
+    })
+}
+
+async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> anyhow::Result<Exit> {
+    ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
+    let config = RunConfig::resolve(args, &|k| std::env::var(k).ok())?;
+    let quiet = config.quiet;
+    let summary = run::run(config, ui::progress(quiet), interrupt).await?;
+    if !quiet {
+        eprint!("{}", ui::summary(&summary, &rerun_hint()));
+    }
+    Ok(summary.exit())
+}
+
+/// The command line as typed, to tell the user what to rerun.
+fn rerun_hint() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("orbatch {}", args.join(" "))
+}

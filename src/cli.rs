@@ -1,0 +1,192 @@
+//! Command-line syntax only (clap derive). Doc comments are the help text. Nothing below
+//! `config` sees these types.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run bulk prompts against OpenRouter and keep an exact audit of what each row, model and
+/// job cost.
+#[derive(Debug, Parser)]
+#[command(name = "orbatch", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send every (row × model) request and write one JSONL record each.
+    Run(Box<RunArgs>),
+    /// Serve a local OpenRouter-compatible mock API (for tests, demos and benchmarks).
+    MockServer(MockServerArgs),
+}
+
+/// `orbatch run`: every option can also be set in the job file; a flag wins over the file.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// A job file (TOML) with the same settings as the flags; relative paths in it resolve
+    /// against its folder.
+    #[arg(value_name = "JOB.toml")]
+    pub job: Option<PathBuf>,
+
+    /// Input rows: .jsonl/.ndjson/.csv/.tsv, or - for stdin (then --input-format is needed).
+    #[arg(short, long, value_name = "PATH")]
+    pub input: Option<String>,
+
+    /// Input format (default: from the file extension).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub input_format: Option<InputFormatArg>,
+
+    /// Output JSONL file [default: <input stem>.out.jsonl next to the input].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Model id; repeat to send every row to every model. A row's own "model" field wins.
+    #[arg(short = 'm', long = "model", value_name = "ID")]
+    pub models: Vec<String>,
+
+    /// Which API to call [default: chat].
+    #[arg(long, value_enum)]
+    pub endpoint: Option<EndpointArg>,
+
+    /// A minijinja template over the row's fields; the result is the user message.
+    #[arg(long, value_name = "TEXT", conflicts_with = "template_file")]
+    pub template: Option<String>,
+
+    /// Read the template from a file.
+    #[arg(long, value_name = "PATH")]
+    pub template_file: Option<PathBuf>,
+
+    /// System message (chat) or instructions (responses).
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+
+    /// The field holding the row id [default: id, then custom_id, else the row number].
+    #[arg(long, value_name = "NAME")]
+    pub id_field: Option<String>,
+
+    /// A body parameter, repeatable; VALUE is parsed as JSON, else taken as a string
+    /// (temperature=0, max_tokens=256, provider={"sort":"price"}).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+
+    /// Requests in flight at most [default: 32].
+    #[arg(short = 'j', long, value_name = "N")]
+    pub concurrency: Option<NonZeroUsize>,
+
+    /// Requests per second at most (the bucket starts empty).
+    #[arg(long, value_name = "X", conflicts_with = "rpm")]
+    pub rps: Option<f64>,
+
+    /// Requests per minute at most.
+    #[arg(long, value_name = "X")]
+    pub rpm: Option<f64>,
+
+    /// Requests that may start together after an idle spell under --rps/--rpm [default: 1].
+    #[arg(long, value_name = "N")]
+    pub burst: Option<NonZeroU32>,
+
+    /// Attempts per request, including the first [default: 6].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<NonZeroU32>,
+
+    /// Seconds per attempt [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+
+    /// Only the first N rows of the input.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Only rows whose stable id hash mod N == K (run N shards in parallel).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// On resume, send rows whose last record is an error again (the default).
+    #[arg(long, overrides_with = "no_retry_errors")]
+    pub retry_errors: bool,
+
+    /// On resume, keep rows whose last record is an error as they are.
+    #[arg(long, overrides_with = "retry_errors")]
+    pub no_retry_errors: bool,
+
+    /// Ignore and truncate an existing output file.
+    #[arg(long)]
+    pub fresh: bool,
+
+    /// Copy each row's other fields into the record's "meta".
+    #[arg(long)]
+    pub keep_fields: bool,
+
+    /// API base URL [default: $OPENROUTER_BASE_URL, else https://openrouter.ai/api/v1].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Start the built-in mock server and run against it (no key, no network).
+    #[arg(long)]
+    pub mock: bool,
+
+    /// The environment variable holding the API key.
+    #[arg(long, value_name = "NAME", default_value = "OPENROUTER_API_KEY")]
+    pub api_key_env: String,
+
+    /// Your app's URL, sent as HTTP-Referer (attribution).
+    #[arg(long, value_name = "URL")]
+    pub app_url: Option<String>,
+
+    /// Your app's name, sent as X-OpenRouter-Title and X-Title.
+    #[arg(long, value_name = "NAME")]
+    pub app_title: Option<String>,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `-q` / `-v` flags shared by commands.
+#[derive(Debug, Args, Default, Clone, Copy)]
+pub struct Verbosity {
+    /// No progress bar and no summary.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More logging on stderr: -v info, -vv debug, -vvv trace (never the key).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// `orbatch mock-server`.
+#[derive(Debug, Args)]
+pub struct MockServerArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+
+    #[command(flatten)]
+    pub config: crate::mock::MockConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    Jsonl,
+    Csv,
+    Tsv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EndpointArg {
+    Chat,
+    Responses,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,140 @@
+//! The wire record: one JSON object per line of the output file, per (id, model) (SPEC §4).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::endpoint::Endpoint;
+
+/// `ok` or `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+/// Why a request failed, as a stable machine-readable word (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    RateLimited,
+    Transient,
+    Timeout,
+    Auth,
+    Credits,
+    BadRequest,
+    ContentFilter,
+    ProviderError,
+    Truncated,
+    InvalidResponse,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Credits => "credits",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::ContentFilter => "content_filter",
+            ErrorKind::ProviderError => "provider_error",
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::InvalidResponse => "invalid_response",
+        }
+    }
+}
+
+/// Token counts and the inline cost OpenRouter reported for an attempt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cached_tokens: u64,
+    /// USD charged (`usage.cost`); `null` when the server did not say.
+    pub cost: Option<f64>,
+}
+
+/// The `error` object of a failed record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordError {
+    pub kind: ErrorKind,
+    /// HTTP status of the final attempt (`null` for transport failures).
+    pub status: Option<u16>,
+    /// OpenRouter's `error.code` (a number or a string) or `error_type`, when given.
+    pub code: Option<Value>,
+    pub message: String,
+}
+
+/// One line of the output file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub model: String,
+    pub endpoint: Endpoint,
+    pub row: u64,
+    pub status: Status,
+    pub output: Option<String>,
+    pub finish_reason: Option<String>,
+    /// The final attempt's generation id.
+    pub generation_id: Option<String>,
+    /// The generation id of every attempt that got one (failed attempts can cost money).
+    pub generation_ids: Vec<String>,
+    pub provider: Option<String>,
+    /// The model that actually served the request (may be a dated variant).
+    pub model_used: Option<String>,
+    pub usage: Option<Usage>,
+    pub attempts: u32,
+    /// Duration of the final attempt, in milliseconds.
+    pub latency_ms: Option<u64>,
+    /// Time to first content token (streamed requests only).
+    pub ttft_ms: Option<u64>,
+    /// When the first attempt started / the last one ended (UTC, RFC 3339, milliseconds).
+    pub started_at: String,
+    pub finished_at: String,
+    /// Hash of the request (endpoint + body); resume uses it to notice changed rows.
+    pub fingerprint: String,
+    pub error: Option<RecordError>,
+    /// The row's other fields, with `--keep-fields`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Map<String, Value>>,
+}
+
+/// Format a timestamp the way records carry it: `2026-11-25T17:00:00.123Z`.
+pub fn timestamp(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_milliseconds_and_z() {
+        let ts: jiff::Timestamp = "2026-11-25T17:00:00.123456Z".parse().unwrap();
+        assert_eq!(timestamp(ts), "2026-11-25T17:00:00.123Z");
+        let ts: jiff::Timestamp = "2026-11-25T17:00:00Z".parse().unwrap();
+        assert_eq!(timestamp(ts), "2026-11-25T17:00:00.000Z");
+    }
+
+    #[test]
+    fn error_kinds_serialize_as_spec_words() {
+        for k in [
+            ErrorKind::RateLimited,
+            ErrorKind::Transient,
+            ErrorKind::Timeout,
+            ErrorKind::Auth,
+            ErrorKind::Credits,
+            ErrorKind::BadRequest,
+            ErrorKind::ContentFilter,
+            ErrorKind::ProviderError,
+            ErrorKind::Truncated,
+            ErrorKind::InvalidResponse,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), Value::from(k.as_str()));
+        }
+    }
+}

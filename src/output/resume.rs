@@ -1,0 +1,315 @@
+//! Opening the output file for a run: take the lock, repair a line torn by a crash, and scan
+//! what earlier runs recorded so that nothing answered is sent (and paid for) twice.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::record::Status;
+use crate::hash::{key64, parse_hex128};
+
+/// What the output file already says about each `(id, model)`: its last record's
+/// fingerprint and whether it was ok. Keys and fingerprints are kept as hashes (24 bytes a
+/// key), not strings, so a million-record file costs tens of MB at most.
+#[derive(Debug, Default)]
+pub struct Prior {
+    last: HashMap<u64, Last>,
+    /// Records read.
+    pub records: u64,
+    /// Lines that were not records (warned about, otherwise ignored).
+    pub bad_lines: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Last {
+    fingerprint: u128,
+    ok: bool,
+}
+
+/// What to do with a request, given the output file's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Never attempted.
+    New,
+    /// Answered ok with the same request: skip (never pay twice).
+    Done,
+    /// Last record is an error: send again.
+    RetryError,
+    /// Last record is an error and `--no-retry-errors`: leave it.
+    KeepError,
+    /// The request changed since it was answered (template, params, system…): send again.
+    Changed,
+}
+
+impl Prior {
+    /// Decide for one request.
+    pub fn decide(&self, id: &str, model: &str, fingerprint: &str, retry_errors: bool) -> Decision {
+        let Some(last) = self.last.get(&key64(id, model)) else {
+            return Decision::New;
+        };
+        let same = parse_hex128(fingerprint) == Some(last.fingerprint);
+        match (last.ok, same) {
+            (true, true) => Decision::Done,
+            (true, false) => Decision::Changed,
+            (false, _) if retry_errors => Decision::RetryError,
+            (false, _) => Decision::KeepError,
+        }
+    }
+
+    /// Number of distinct `(id, model)` keys recorded.
+    pub fn keys(&self) -> usize {
+        self.last.len()
+    }
+
+    fn note(&mut self, line: &[u8]) -> bool {
+        #[derive(Deserialize)]
+        struct Key<'a> {
+            #[serde(borrow)]
+            id: Cow<'a, str>,
+            #[serde(borrow)]
+            model: Cow<'a, str>,
+            status: Status,
+            #[serde(borrow)]
+            fingerprint: Cow<'a, str>,
+        }
+        match serde_json::from_slice::<Key>(line) {
+            Ok(k) => {
+                self.records += 1;
+                self.last.insert(
+                    key64(&k.id, &k.model),
+                    Last {
+                        fingerprint: parse_hex128(&k.fingerprint).unwrap_or(0),
+                        ok: k.status == Status::Ok,
+                    },
+                );
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The opened, locked, repaired output file and what it held.
+#[derive(Debug)]
+pub struct Opened {
+    pub file: File,
+    pub prior: Prior,
+    /// Messages for the user (torn line repaired, unreadable lines).
+    pub warnings: Vec<String>,
+}
+
+/// Why the output file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: cannot open the output file: {source}")]
+    Io { path: String, source: io::Error },
+    #[error(
+        "{path} is being written by another orbatch run (it holds a lock on it); wait for that \
+         run to finish, or pass a different --output"
+    )]
+    Locked { path: String },
+}
+
+/// Open `path` for appending (creating it), lock it for this run, truncate it if `fresh`,
+/// else repair a torn last line and read what it holds.
+pub fn open(path: &Path, fresh: bool) -> Result<Opened, OpenError> {
+    let shown = path.display().to_string();
+    let io_err = |source| OpenError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { path: shown }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+    }
+    if fresh {
+        file.set_len(0).map_err(io_err)?;
+        return Ok(Opened {
+            file,
+            prior: Prior::default(),
+            warnings: Vec::new(),
+        });
+    }
+    let mut warnings = Vec::new();
+    let prior = scan(&mut file, &shown, &mut warnings).map_err(io_err)?;
+    Ok(Opened {
+        file,
+        prior,
+        warnings,
+    })
+}
+
+/// Read every record; repair the tail so the file is valid JSONL again.
+fn scan(file: &mut File, shown: &str, warnings: &mut Vec<String>) -> io::Result<Prior> {
+    let mut prior = Prior::default();
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::with_capacity(1 << 20, &*file);
+    let mut line = Vec::with_capacity(4096);
+    let mut offset: u64 = 0;
+    let mut line_no: u64 = 0;
+    let mut torn: Option<(u64, bool)> = None;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let complete = line.last() == Some(&b'\n');
+        let body = trim_line(&line);
+        let parsed = body.is_empty() || prior.note(body);
+        if !complete {
+            torn = Some((offset, parsed && !body.is_empty()));
+            break;
+        }
+        if !parsed {
+            prior.bad_lines += 1;
+            if prior.bad_lines <= 3 {
+                warnings.push(format!("{shown}:{line_no}: not an orbatch record; ignored"));
+            }
+        }
+        offset += n as u64;
+    }
+    drop(reader);
+    match torn {
+        // The last record was written whole but its newline was not: finish the line.
+        Some((_, true)) => file.write_all(b"\n")?,
+        // A record cut off mid-write by a crash: drop it; that request will be sent again.
+        Some((start, false)) => {
+            let len = file.metadata()?.len();
+            file.set_len(start)?;
+            warnings.push(format!(
+                "{shown}:{line_no}: the last line was cut off (by a crash?); removed its {} bytes",
+                len - start
+            ));
+        }
+        None => {}
+    }
+    if prior.bad_lines > 3 {
+        warnings.push(format!(
+            "{shown}: {} lines in all were not orbatch records and were ignored",
+            prior.bad_lines
+        ));
+    }
+    Ok(prior)
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut l = line;
+    while let Some((last, rest)) = l.split_last() {
+        if last.is_ascii_whitespace() {
+            l = rest;
+        } else {
+            break;
+        }
+    }
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn rec(id: &str, status: &str, fp: &str) -> String {
+        format!(
+            "{{\"id\":\"{id}\",\"model\":\"m\",\"status\":\"{status}\",\"fingerprint\":\"{fp}\",\"output\":\"x\"}}\n"
+        )
+    }
+
+    const FP1: &str = "0000000000000000000000000000000a";
+    const FP2: &str = "0000000000000000000000000000000b";
+
+    fn read(path: &Path) -> String {
+        let mut s = String::new();
+        File::open(path).unwrap().read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn decisions_follow_the_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let content = [
+            rec("a", "ok", FP1),
+            rec("b", "error", FP1),
+            rec("c", "error", FP1),
+            rec("c", "ok", FP1),
+            rec("d", "ok", FP1),
+            rec("d", "error", FP1),
+        ]
+        .concat();
+        std::fs::write(&path, content).unwrap();
+        let opened = open(&path, false).unwrap();
+        let p = &opened.prior;
+        assert_eq!(p.records, 6);
+        assert_eq!(p.decide("a", "m", FP1, true), Decision::Done);
+        assert_eq!(p.decide("a", "m", FP2, true), Decision::Changed);
+        assert_eq!(p.decide("a", "other", FP1, true), Decision::New);
+        assert_eq!(p.decide("b", "m", FP1, true), Decision::RetryError);
+        assert_eq!(p.decide("b", "m", FP1, false), Decision::KeepError);
+        assert_eq!(p.decide("c", "m", FP1, true), Decision::Done);
+        assert_eq!(p.decide("d", "m", FP1, true), Decision::RetryError);
+        assert!(opened.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_removed_and_the_file_stays_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let whole = rec("a", "ok", FP1);
+        std::fs::write(&path, format!("{whole}{{\"id\":\"b\",\"mod")).unwrap();
+        let opened = open(&path, false).unwrap();
+        assert_eq!(opened.prior.records, 1);
+        assert_eq!(opened.warnings.len(), 1, "{:?}", opened.warnings);
+        drop(opened);
+        assert_eq!(read(&path), whole);
+    }
+
+    #[test]
+    fn a_whole_record_missing_its_newline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let whole = rec("a", "ok", FP1);
+        std::fs::write(&path, whole.trim_end()).unwrap();
+        let opened = open(&path, false).unwrap();
+        assert_eq!(opened.prior.decide("a", "m", FP1, true), Decision::Done);
+        drop(opened);
+        assert_eq!(read(&path), whole);
+    }
+
+    #[test]
+    fn bad_lines_are_counted_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, format!("garbage\n\n{}", rec("a", "ok", FP1))).unwrap();
+        let opened = open(&path, false).unwrap();
+        assert_eq!(opened.prior.bad_lines, 1);
+        assert_eq!(opened.prior.records, 1);
+        assert!(opened.warnings[0].contains(":1:"));
+    }
+
+    #[test]
+    fn fresh_truncates_and_a_second_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, rec("a", "ok", FP1)).unwrap();
+        let first = open(&path, true).unwrap();
+        assert_eq!(first.prior.records, 0);
+        assert_eq!(read(&path), "");
+        assert!(matches!(open(&path, false), Err(OpenError::Locked { .. })));
+        drop(first);
+        assert!(open(&path, false).is_ok());
+    }
+}

@@ -1,0 +1,322 @@
+//! The worker pool: takes requests from a bounded channel, holds one concurrency permit per
+//! request, paces every attempt (pause gate, then rate limiter), retries by the verdict of
+//! [`retry::classify`](crate::retry::classify), and sends exactly one record per request to
+//! the writer. A fatal verdict (bad key, no credit) stops dispatching for everyone.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::Answer;
+use crate::client::{Attempt, Client};
+use crate::job::Request;
+use crate::limit::{Pacer, PauseGate};
+use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
+use crate::output::writer::Event;
+use crate::retry::{Action, Backoff, Failure, Verdict, classify};
+use crate::text::sanitize;
+
+/// How the pool behaves.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Attempts per request, including the first.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub stream: bool,
+}
+
+/// Why dispatching stopped before the input ran out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// 401/403: the key was refused.
+    Auth(String),
+    /// 402 or a budget block: no credit left.
+    Credits(String),
+    /// Ctrl-C / SIGTERM.
+    Interrupted,
+    /// The output could not be written.
+    WriteFailed,
+}
+
+/// State shared by the dispatcher and every worker.
+pub struct Pool {
+    client: Client,
+    config: PoolConfig,
+    pacer: Pacer,
+    gate: PauseGate,
+    /// Cancelled to stop dispatching (fatal error, interrupt, writer failure).
+    stop: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl Pool {
+    pub fn new(client: Client, config: PoolConfig, pacer: Pacer, stop: CancellationToken) -> Pool {
+        Pool {
+            client,
+            config,
+            pacer,
+            gate: PauseGate::default(),
+            stop,
+            reason: Mutex::new(None),
+        }
+    }
+
+    /// Stop dispatching, remembering the first reason given.
+    pub fn stop(&self, reason: StopReason) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.stop.cancel();
+    }
+
+    /// Why dispatching stopped, if it did.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        let r = self
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match r {
+            None if self.stop.is_cancelled() => Some(StopReason::WriteFailed),
+            r => r,
+        }
+    }
+
+    /// Dispatch every request from `requests` until it closes or the run stops; returns when
+    /// every started request has sent its record.
+    pub async fn run(
+        self: Arc<Self>,
+        mut requests: mpsc::Receiver<Request>,
+        records: mpsc::Sender<Event>,
+    ) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let tracker = TaskTracker::new();
+        loop {
+            let permit = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let req = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                r = requests.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let pool = Arc::clone(&self);
+            let records = records.clone();
+            tracker.spawn(async move {
+                if let Some(record) = pool.process(req).await {
+                    // The writer only goes away after a write error, which stopped the run.
+                    let _ = records.send(Event::Record(Box::new(record))).await;
+                }
+                drop(permit);
+            });
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// Run every attempt of one request. `None` if the run stopped before its first attempt
+    /// (nothing sent, nothing to record).
+    async fn process(&self, req: Request) -> Option<Record> {
+        let started = jiff::Timestamp::now();
+        let mut ids: Vec<String> = Vec::new();
+        let mut attempts: u32 = 0;
+        // The last failed attempt; recorded if the run stops before the next one.
+        let mut last: Option<(Attempt, Failure, Verdict)> = None;
+        loop {
+            // Wait for a pause and the rate limiter; a stop meanwhile means this attempt is
+            // never made.
+            let ready = async {
+                self.gate.wait().await;
+                self.pacer.ready().await;
+                // Another worker may have closed the gate while this one waited for the rate.
+                self.gate.wait().await;
+            };
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => {
+                    return last.map(|(a, f, v)| error_record(req, started, ids, attempts, &a, &f, v));
+                }
+                _ = ready => {}
+            }
+            attempts += 1;
+            tracing::debug!(id = %req.id, model = %req.model, attempt = attempts, "sending");
+            let mut attempt = self.client.send(&req, self.config.stream).await;
+            if let Some(id) = &attempt.generation_id
+                && !ids.contains(id)
+            {
+                ids.push(id.clone());
+            }
+            let failure = match std::mem::replace(&mut attempt.result, Err(Failure::Timeout)) {
+                Ok(answer) => return Some(ok_record(req, started, ids, attempts, attempt, answer)),
+                Err(f) => f,
+            };
+            let verdict = classify(&failure);
+            tracing::info!(
+                id = %req.id, model = %req.model, attempt = attempts,
+                kind = verdict.kind.as_str(), "attempt failed: {}", describe(&failure)
+            );
+            let give_up = match verdict.action {
+                Action::StopRun => {
+                    let msg = describe(&failure);
+                    self.stop(match verdict.kind {
+                        ErrorKind::Credits => StopReason::Credits(msg),
+                        _ => StopReason::Auth(msg),
+                    });
+                    true
+                }
+                Action::GiveUp => true,
+                Action::Retry { .. } => attempts >= self.config.max_attempts,
+            };
+            if give_up {
+                return Some(error_record(
+                    req, started, ids, attempts, &attempt, &failure, verdict,
+                ));
+            }
+            let pause = match verdict.action {
+                Action::Retry { after: Some(d) } => {
+                    // Retry-After speaks for the whole key: hold every worker.
+                    if self.gate.pause_for(d) {
+                        tracing::warn!(
+                            "server asked to wait {:.1}s; pausing all requests",
+                            d.as_secs_f64()
+                        );
+                    }
+                    Duration::ZERO
+                }
+                _ => self.config.backoff.pause(attempts, rand::random::<f64>()),
+            };
+            last = Some((attempt, failure, verdict));
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// A short, safe description of a failure for logs and records.
+pub fn describe(f: &Failure) -> String {
+    let text = match f {
+        Failure::Http { status, error, .. } => match error {
+            Some(e) if !e.message.is_empty() => format!("HTTP {status}: {}", e.message),
+            _ => format!("HTTP {status}"),
+        },
+        Failure::InBody { error } => {
+            if error.message.is_empty() {
+                "the server returned an error inside a 200 response".to_owned()
+            } else {
+                format!("error inside a 200 response: {}", error.message)
+            }
+        }
+        Failure::Connection(m) => format!("connection failed: {m}"),
+        Failure::Timeout => "the attempt timed out (see --timeout)".to_owned(),
+        Failure::Truncated(m) => format!("the stream was cut off: {m}"),
+        Failure::Invalid(m) => format!("invalid response: {m}"),
+        Failure::Unusable { message, .. } => message.clone(),
+    };
+    sanitize(&text)
+}
+
+fn ok_record(
+    req: Request,
+    started: jiff::Timestamp,
+    ids: Vec<String>,
+    attempts: u32,
+    a: Attempt,
+    answer: Answer,
+) -> Record {
+    Record {
+        id: req.id,
+        model: req.model,
+        endpoint: req.endpoint,
+        row: req.row,
+        status: Status::Ok,
+        output: Some(answer.output),
+        finish_reason: answer.finish_reason,
+        generation_id: a.generation_id.or(answer.generation_id),
+        generation_ids: ids,
+        provider: answer.provider,
+        model_used: answer.model,
+        usage: answer.usage,
+        attempts,
+        latency_ms: Some(millis(a.latency)),
+        ttft_ms: a.ttft.map(millis),
+        started_at: timestamp(started),
+        finished_at: timestamp(jiff::Timestamp::now()),
+        fingerprint: req.fingerprint,
+        error: None,
+        meta: req.meta,
+    }
+}
+
+fn error_record(
+    req: Request,
+    started: jiff::Timestamp,
+    ids: Vec<String>,
+    attempts: u32,
+    a: &Attempt,
+    f: &Failure,
+    verdict: Verdict,
+) -> Record {
+    let (status, code) = match f {
+        Failure::Http { status, error, .. } => {
+            (Some(*status), error.as_deref().and_then(error_code))
+        }
+        Failure::InBody { error } => (Some(200), error_code(error)),
+        _ => (None, None),
+    };
+    Record {
+        id: req.id,
+        model: req.model,
+        endpoint: req.endpoint,
+        row: req.row,
+        status: Status::Error,
+        output: None,
+        finish_reason: None,
+        generation_id: a.generation_id.clone(),
+        generation_ids: ids,
+        provider: None,
+        model_used: None,
+        usage: None,
+        attempts,
+        latency_ms: Some(millis(a.latency)),
+        ttft_ms: a.ttft.map(millis),
+        started_at: timestamp(started),
+        finished_at: timestamp(jiff::Timestamp::now()),
+        fingerprint: req.fingerprint,
+        error: Some(RecordError {
+            kind: verdict.kind,
+            status,
+            code,
+            message: describe(f),
+        }),
+        meta: req.meta,
+    }
+}
+
+/// The most specific code an error carries: its `error_type`, else `error.code`.
+fn error_code(e: &crate::api::error::ApiError) -> Option<serde_json::Value> {
+    e.error_type
+        .clone()
+        .map(serde_json::Value::String)
+        .or_else(|| e.code.clone())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

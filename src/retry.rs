@@ -1,0 +1,419 @@
+//! Retry decisions, in one pure function: what went wrong with an attempt → what kind of
+//! error it is and whether to retry it, give up on the row, or stop the whole run (SPEC §5,
+//! FACTS §7.5). Also the backoff schedule.
+
+use std::time::Duration;
+
+use crate::api::error::ApiError;
+use crate::output::record::ErrorKind;
+
+/// How an attempt failed, as observed on the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// A non-2xx HTTP status, with the parsed error body if there was one.
+    Http {
+        status: u16,
+        error: Option<Box<ApiError>>,
+        retry_after: Option<Duration>,
+    },
+    /// A 200 whose body (or stream) carries an error (FACTS §7.4).
+    InBody { error: Box<ApiError> },
+    /// No usable response: connection refused/reset, TLS, or the body broke off.
+    Connection(String),
+    /// The attempt took longer than `--timeout`.
+    Timeout,
+    /// A stream that ended without its completion marker.
+    Truncated(String),
+    /// A 200 that is not a usable answer: empty, not JSON, or no choices.
+    Invalid(String),
+    /// A well-formed answer that is not a usable result (e.g. `content_filter`, empty text
+    /// with `finish_reason: length`).
+    Unusable {
+        kind: ErrorKind,
+        retry: bool,
+        message: String,
+    },
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Action {
+    /// Try again, after at least this pause (the backoff applies when `None`).
+    Retry { after: Option<Duration> },
+    /// Record the error for this row and move on.
+    GiveUp,
+    /// Record the error and stop dispatching: the key or the account cannot go on (exit 3).
+    StopRun,
+}
+
+/// The classification of a failure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    pub kind: ErrorKind,
+    pub action: Action,
+}
+
+impl Verdict {
+    fn retry(kind: ErrorKind, after: Option<Duration>) -> Verdict {
+        Verdict {
+            kind,
+            action: Action::Retry { after },
+        }
+    }
+    fn give_up(kind: ErrorKind) -> Verdict {
+        Verdict {
+            kind,
+            action: Action::GiveUp,
+        }
+    }
+    fn stop(kind: ErrorKind) -> Verdict {
+        Verdict {
+            kind,
+            action: Action::StopRun,
+        }
+    }
+}
+
+/// Classify a failed attempt. Pure: the same failure always gets the same verdict.
+pub fn classify(failure: &Failure) -> Verdict {
+    match failure {
+        Failure::Http {
+            status,
+            error,
+            retry_after,
+        } => classify_status(*status, error.as_deref(), *retry_after),
+        Failure::InBody { error } => classify_in_body(error),
+        Failure::Connection(_) => Verdict::retry(ErrorKind::Transient, None),
+        Failure::Timeout => Verdict::retry(ErrorKind::Timeout, None),
+        Failure::Truncated(_) => Verdict::retry(ErrorKind::Truncated, None),
+        // Empty or broken 200s: docs suggest retrying (cold starts, proxies cutting bodies).
+        Failure::Invalid(_) => Verdict::retry(ErrorKind::InvalidResponse, None),
+        Failure::Unusable { kind, retry, .. } => {
+            if *retry {
+                Verdict::retry(*kind, None)
+            } else {
+                Verdict::give_up(*kind)
+            }
+        }
+    }
+}
+
+fn classify_status(status: u16, error: Option<&ApiError>, header: Option<Duration>) -> Verdict {
+    let hint = header.or_else(|| error.and_then(|e| e.retry_after));
+    // The availability block (2026-08) is the most specific signal and overrides the status:
+    // a 404 "temporarily unavailable" is retryable, a 429 "model not found" is not.
+    if let Some(retryable) = error.and_then(|e| e.availability_retryable) {
+        let kind = kind_for_status(status, error);
+        return if retryable {
+            Verdict::retry(kind, hint)
+        } else {
+            Verdict::give_up(kind)
+        };
+    }
+    match status {
+        429 => Verdict::retry(ErrorKind::RateLimited, hint),
+        408 | 504 | 524 => Verdict::retry(ErrorKind::Timeout, hint),
+        500 | 502 | 503 | 529 => Verdict::retry(ErrorKind::Transient, hint),
+        401 => Verdict::stop(ErrorKind::Auth),
+        402 => {
+            // The in-flight budget is a rate signal (too many paid requests at once for the
+            // balance), not an empty account: it comes with Retry-After (FACTS §7.2).
+            let in_flight = error
+                .and_then(|e| e.limit_source.as_deref())
+                .is_some_and(|s| s == "openrouter_in_flight_budget");
+            if in_flight || header.is_some() {
+                Verdict::retry(ErrorKind::RateLimited, hint)
+            } else {
+                Verdict::stop(ErrorKind::Credits)
+            }
+        }
+        403 => {
+            let e = error;
+            if e.is_some_and(|e| e.moderation) {
+                // A moderation flag concerns this prompt only; the key is fine.
+                Verdict::give_up(ErrorKind::ContentFilter)
+            } else if e
+                .and_then(|e| e.limit_source.as_deref())
+                .is_some_and(|s| s.ends_with("_budget") || s == "openrouter_key_limit")
+            {
+                Verdict::stop(ErrorKind::Credits)
+            } else {
+                Verdict::stop(ErrorKind::Auth)
+            }
+        }
+        400 | 404 | 413 | 422 => Verdict::give_up(kind_for_status(status, error)),
+        // Other 5xx: the server's problem, likely transient.
+        500..=599 => Verdict::retry(ErrorKind::Transient, hint),
+        // Anything else (3xx, odd 4xx): not something a retry fixes.
+        _ => Verdict::give_up(ErrorKind::BadRequest),
+    }
+}
+
+/// The error kind for a status when the action is decided elsewhere.
+fn kind_for_status(status: u16, error: Option<&ApiError>) -> ErrorKind {
+    let content = error
+        .and_then(|e| e.error_type.as_deref())
+        .is_some_and(|t| matches!(t, "content_policy_violation" | "refusal"));
+    match status {
+        _ if content => ErrorKind::ContentFilter,
+        429 => ErrorKind::RateLimited,
+        408 | 504 | 524 => ErrorKind::Timeout,
+        401 | 403 => ErrorKind::Auth,
+        402 => ErrorKind::Credits,
+        500..=599 => ErrorKind::Transient,
+        _ => ErrorKind::BadRequest,
+    }
+}
+
+/// An error inside a 200: decide by the stable `error_type`, else by a numeric code.
+fn classify_in_body(error: &ApiError) -> Verdict {
+    if let Some(t) = error.error_type.as_deref() {
+        return match t {
+            "rate_limit_exceeded" => Verdict::retry(ErrorKind::RateLimited, error.retry_after),
+            "timeout" => Verdict::retry(ErrorKind::Timeout, error.retry_after),
+            "provider_overloaded" | "provider_unavailable" | "server" | "unmapped" => {
+                Verdict::retry(ErrorKind::ProviderError, error.retry_after)
+            }
+            "content_policy_violation" | "refusal" => Verdict::give_up(ErrorKind::ContentFilter),
+            "authentication" | "permission_denied" => Verdict::stop(ErrorKind::Auth),
+            "payment_required" => Verdict::stop(ErrorKind::Credits),
+            _ if t.starts_with("invalid") || t.ends_with("_exceeded") || t.ends_with("_long") => {
+                Verdict::give_up(ErrorKind::BadRequest)
+            }
+            // An unknown type: a provider failure mid-answer is most likely transient.
+            _ => Verdict::retry(ErrorKind::ProviderError, error.retry_after),
+        };
+    }
+    match error.numeric_code() {
+        Some(status @ (400 | 401 | 402 | 403 | 404 | 413 | 422)) => {
+            let v = classify_status(status, Some(error), None);
+            Verdict { kind: v.kind, ..v }
+        }
+        Some(429) => Verdict::retry(ErrorKind::RateLimited, error.retry_after),
+        _ => Verdict::retry(ErrorKind::ProviderError, error.retry_after),
+    }
+}
+
+/// Exponential backoff with full jitter: a uniform pause in `[0, min(cap, base·2^(n−1))]`
+/// before retry number `n` (1-based).
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The ceiling of the pause before retry `n` (1-based).
+    pub fn ceiling(&self, n: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(n.saturating_sub(1).min(30))
+            .unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// The jittered pause before retry `n`, given a uniform sample in `[0, 1)`.
+    pub fn pause(&self, n: u32, unit: f64) -> Duration {
+        self.ceiling(n).mul_f64(unit.clamp(0.0, 1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn http(status: u16) -> Failure {
+        Failure::Http {
+            status,
+            error: None,
+            retry_after: None,
+        }
+    }
+
+    fn http_body(status: u16, body: serde_json::Value) -> Failure {
+        Failure::Http {
+            status,
+            error: ApiError::from_envelope(&body).map(Box::new),
+            retry_after: None,
+        }
+    }
+
+    fn retried(f: &Failure) -> bool {
+        matches!(classify(f).action, Action::Retry { .. })
+    }
+
+    #[test]
+    fn spec_retry_table() {
+        // SPEC §5: retry these…
+        for s in [408, 429, 500, 502, 503, 504, 524, 529] {
+            assert!(retried(&http(s)), "{s} must be retried");
+        }
+        // …and never these.
+        for s in [400, 401, 403, 404, 413, 422] {
+            assert!(!retried(&http(s)), "{s} must not be retried");
+        }
+        assert!(retried(&Failure::Connection("reset".into())));
+        assert!(retried(&Failure::Timeout));
+        assert!(retried(&Failure::Truncated("no [DONE]".into())));
+        assert!(retried(&Failure::Invalid("empty body".into())));
+    }
+
+    #[test]
+    fn kinds_for_statuses() {
+        assert_eq!(classify(&http(429)).kind, ErrorKind::RateLimited);
+        assert_eq!(classify(&http(504)).kind, ErrorKind::Timeout);
+        assert_eq!(classify(&http(502)).kind, ErrorKind::Transient);
+        assert_eq!(classify(&http(400)).kind, ErrorKind::BadRequest);
+        assert_eq!(classify(&Failure::Timeout).kind, ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn auth_and_credit_stop_the_run() {
+        assert_eq!(classify(&http(401)), Verdict::stop(ErrorKind::Auth));
+        assert_eq!(classify(&http(403)), Verdict::stop(ErrorKind::Auth));
+        assert_eq!(classify(&http(402)), Verdict::stop(ErrorKind::Credits));
+        let budget = http_body(
+            403,
+            json!({"error":{"code":403,"message":"budget","metadata":{"limit_source":"openrouter_workspace_budget"}}}),
+        );
+        assert_eq!(classify(&budget), Verdict::stop(ErrorKind::Credits));
+    }
+
+    #[test]
+    fn in_flight_budget_402_is_a_rate_signal() {
+        let f = http_body(
+            402,
+            json!({"error":{"code":402,"message":"x","metadata":{"limit_source":"openrouter_in_flight_budget"}}}),
+        );
+        assert!(retried(&f));
+        assert_eq!(classify(&f).kind, ErrorKind::RateLimited);
+        // A bare 402 with Retry-After is the same signal.
+        let f = Failure::Http {
+            status: 402,
+            error: None,
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert!(retried(&f));
+    }
+
+    #[test]
+    fn moderation_403_concerns_the_row_only() {
+        let f = http_body(
+            403,
+            json!({"error":{"code":403,"message":"flagged","metadata":{"reasons":["x"],"flagged_input":"y"}}}),
+        );
+        assert_eq!(classify(&f), Verdict::give_up(ErrorKind::ContentFilter));
+    }
+
+    #[test]
+    fn availability_overrides_status() {
+        let f = http_body(
+            404,
+            json!({"error":{"code":404,"message":"x","availability":{"code":"temporarily_unavailable","retryable":true}}}),
+        );
+        assert!(retried(&f));
+        let f = http_body(
+            429,
+            json!({"error":{"code":429,"message":"x","availability":{"code":"free_variant_ended","retryable":false}}}),
+        );
+        assert!(!retried(&f));
+    }
+
+    #[test]
+    fn retry_after_from_header_wins_over_body() {
+        let f = Failure::Http {
+            status: 429,
+            error: ApiError::from_envelope(
+                &json!({"error":{"code":429,"message":"x","metadata":{"retry_after_seconds":9}}}),
+            )
+            .map(Box::new),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(
+            classify(&f).action,
+            Action::Retry {
+                after: Some(Duration::from_secs(2))
+            }
+        );
+        let f = http_body(
+            429,
+            json!({"error":{"code":429,"message":"x","metadata":{"retry_after_seconds":9}}}),
+        );
+        assert_eq!(
+            classify(&f).action,
+            Action::Retry {
+                after: Some(Duration::from_secs(9))
+            }
+        );
+    }
+
+    #[test]
+    fn errors_inside_a_200() {
+        let e = |t: &str| Failure::InBody {
+            error: Box::new(
+                ApiError::from_envelope(
+                    &json!({"error":{"code":502,"message":"x","metadata":{"error_type":t}}}),
+                )
+                .unwrap(),
+            ),
+        };
+        for t in [
+            "rate_limit_exceeded",
+            "provider_overloaded",
+            "provider_unavailable",
+            "timeout",
+            "server",
+        ] {
+            assert!(retried(&e(t)), "{t}");
+        }
+        for t in [
+            "invalid_request",
+            "context_length_exceeded",
+            "content_policy_violation",
+            "refusal",
+        ] {
+            assert!(!retried(&e(t)), "{t}");
+        }
+        assert_eq!(classify(&e("authentication")).action, Action::StopRun);
+        assert_eq!(classify(&e("payment_required")).action, Action::StopRun);
+        assert_eq!(classify(&e("refusal")).kind, ErrorKind::ContentFilter);
+        // No type: a string code is a provider error, retried; a numeric 400 is not.
+        let f = Failure::InBody {
+            error: Box::new(
+                ApiError::from_envelope(&json!({"error":{"code":"server_error"}})).unwrap(),
+            ),
+        };
+        assert_eq!(classify(&f).kind, ErrorKind::ProviderError);
+        assert!(retried(&f));
+        let f = Failure::InBody {
+            error: Box::new(
+                ApiError::from_envelope(&json!({"error":{"code":400,"message":"bad"}})).unwrap(),
+            ),
+        };
+        assert!(!retried(&f));
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_full_jitter() {
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        assert_eq!(b.ceiling(1), Duration::from_millis(100));
+        assert_eq!(b.ceiling(2), Duration::from_millis(200));
+        assert_eq!(b.ceiling(4), Duration::from_millis(800));
+        assert_eq!(b.ceiling(5), Duration::from_secs(1));
+        assert_eq!(b.ceiling(100), Duration::from_secs(1));
+        assert_eq!(b.pause(3, 0.0), Duration::ZERO);
+        assert_eq!(b.pause(3, 0.5), Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,243 @@
+//! `orbatch run`: validate the input, open (and resume) the output, then feed requests to
+//! the pool and records to the writer until the input runs out or the run is stopped.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ApiKey, Client, ClientConfig};
+use crate::config::{RunConfig, Target};
+use crate::exit::{Exit, UsageError};
+use crate::job::{Input, Request};
+use crate::mock::{MockConfig, MockServer};
+use crate::output::resume::{self, Decision};
+use crate::output::writer::{self, Event, Tally};
+use crate::pool::{Pool, PoolConfig, StopReason};
+use crate::progress::Progress;
+use crate::retry::Backoff;
+
+/// What happened, for the summary and the exit code.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub input: String,
+    pub output: PathBuf,
+    /// Selected rows and (row × model) requests in the input.
+    pub rows: u64,
+    pub requests: u64,
+    /// Answered ok by an earlier run with the same request: skipped.
+    pub skipped_done: u64,
+    /// Answered before, but the request changed since: sent again.
+    pub changed: u64,
+    /// Failed before: sent again.
+    pub retried_errors: u64,
+    /// Failed before and kept as they are (`--no-retry-errors`).
+    pub kept_errors: u64,
+    /// Records written by this run.
+    pub tally: Tally,
+    pub wall: Duration,
+    pub stopped: Option<StopReason>,
+    pub warnings: Vec<String>,
+}
+
+impl RunSummary {
+    /// The exit code of SPEC §5.
+    pub fn exit(&self) -> Exit {
+        match &self.stopped {
+            Some(StopReason::Interrupted) => Exit::Interrupted,
+            Some(_) => Exit::Stopped,
+            None if self.tally.failed + self.kept_errors > 0 => Exit::RowsFailed,
+            None => Exit::Ok,
+        }
+    }
+}
+
+/// Counts from the feeder: what the output file's history decided.
+#[derive(Debug, Default)]
+struct Fed {
+    skipped_done: u64,
+    changed: u64,
+    retried_errors: u64,
+    kept_errors: u64,
+}
+
+/// Testing seam: environment-controlled backoff base, so tests of retries do not sleep for
+/// real. `ORBATCH_BACKOFF_BASE_MS=0` makes retries immediate (Retry-After still applies).
+fn backoff_from_env() -> Backoff {
+    let mut b = Backoff::default();
+    if let Some(ms) = std::env::var("ORBATCH_BACKOFF_BASE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        b.base = Duration::from_millis(ms);
+    }
+    b
+}
+
+/// The mock server `--mock` runs against: a little latency so the run looks like one.
+fn demo_mock_config() -> MockConfig {
+    MockConfig {
+        latency_ms: 120,
+        jitter_ms: 200,
+        ..MockConfig::default()
+    }
+}
+
+/// Run a job. Usage errors (bad input, unusable output) come back as `Err` before anything
+/// is sent; everything after that is in the summary.
+pub async fn run(
+    config: RunConfig,
+    progress: Box<dyn Progress>,
+    interrupt: CancellationToken,
+) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    // 1. Every input problem, before anything is sent.
+    let input_config = config.input.clone();
+    let input = tokio::task::spawn_blocking(move || Input::open(input_config))
+        .await?
+        .map_err(|e| UsageError::new(e.to_string()))?;
+    // 2. The output: locked, repaired, and read back for resume.
+    let out_path = config.output.clone();
+    let fresh = config.fresh;
+    let opened = tokio::task::spawn_blocking(move || resume::open(&out_path, fresh))
+        .await?
+        .map_err(|e| UsageError::new(e.to_string()))?;
+    for w in &opened.warnings {
+        tracing::warn!("{w}");
+    }
+    // 3. Where to send.
+    let mut mock = None;
+    let (base_url, key) = match &config.target {
+        Target::Mock => {
+            let server = MockServer::start(
+                demo_mock_config(),
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            )
+            .await?;
+            let url = server.base_url();
+            mock = Some(server);
+            (url, ApiKey::new("mock-key"))
+        }
+        Target::Remote { base_url, key } => (base_url.clone(), key.clone()),
+    };
+    let client = Client::new(&ClientConfig {
+        base_url,
+        key,
+        timeout: config.timeout,
+        app_url: config.app_url.clone(),
+        app_title: config.app_title.clone(),
+    })
+    .map_err(|e| UsageError::new(e.to_string()))?;
+
+    let stop = CancellationToken::new();
+    let pool = Arc::new(Pool::new(
+        client,
+        PoolConfig {
+            concurrency: config.concurrency,
+            max_attempts: config.max_attempts,
+            backoff: backoff_from_env(),
+            stream: false,
+        },
+        crate::limit::Pacer::new(config.rate),
+        stop.clone(),
+    ));
+    let on_interrupt = {
+        let pool = Arc::clone(&pool);
+        let interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            interrupt.cancelled().await;
+            pool.stop(StopReason::Interrupted);
+        })
+    };
+
+    let rows = input.rows();
+    let requests = input.request_count();
+    let mut progress = progress;
+    progress.start(requests);
+
+    // 4. Feeder (blocking: reads the input's second pass) → pool → writer.
+    let (req_tx, req_rx) = mpsc::channel::<Request>(config.concurrency.saturating_mul(2).max(64));
+    let (rec_tx, rec_rx) = mpsc::channel(config.concurrency.saturating_mul(2).max(64));
+    let writer = writer::spawn(opened.file, rec_rx, progress, stop.clone());
+    let prior = opened.prior;
+    let retry_errors = config.retry_errors;
+    let feeder_stop = stop.clone();
+    let skip_tx = rec_tx.clone();
+    let feeder = tokio::task::spawn_blocking(move || -> anyhow::Result<Fed> {
+        let mut fed = Fed::default();
+        // Skips are reported to the progress display in batches.
+        let mut unreported: u64 = 0;
+        let report = |n: &mut u64| {
+            if *n > 0 {
+                let _ = skip_tx.blocking_send(Event::Skipped(std::mem::take(n)));
+            }
+        };
+        for req in input
+            .requests()
+            .map_err(|e| UsageError::new(e.to_string()))?
+        {
+            let req = req.map_err(|e| UsageError::new(e.to_string()))?;
+            match prior.decide(&req.id, &req.model, &req.fingerprint, retry_errors) {
+                Decision::Done => {
+                    fed.skipped_done += 1;
+                    unreported += 1;
+                    if unreported >= 4096 {
+                        report(&mut unreported);
+                    }
+                    continue;
+                }
+                Decision::KeepError => {
+                    fed.kept_errors += 1;
+                    continue;
+                }
+                Decision::Changed => fed.changed += 1,
+                Decision::RetryError => fed.retried_errors += 1,
+                Decision::New => {}
+            }
+            report(&mut unreported);
+            if feeder_stop.is_cancelled() || req_tx.blocking_send(req).is_err() {
+                break;
+            }
+        }
+        report(&mut unreported);
+        Ok(fed)
+    });
+    Arc::clone(&pool).run(req_rx, rec_tx).await;
+    let fed = feeder.await??;
+    let (tally, mut progress) = writer.await?;
+    progress.finish();
+    let tally = tally.map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot write the output file: {e}",
+            config.output.display()
+        )
+    })?;
+    on_interrupt.abort();
+    if let Some(server) = mock {
+        server.shutdown().await;
+    }
+    Ok(RunSummary {
+        input: input_display(&config),
+        output: config.output.clone(),
+        rows,
+        requests,
+        skipped_done: fed.skipped_done,
+        changed: fed.changed,
+        retried_errors: fed.retried_errors,
+        kept_errors: fed.kept_errors,
+        tally,
+        wall: started.elapsed(),
+        stopped: pool.stop_reason(),
+        warnings: opened.warnings,
+    })
+}
+
+fn input_display(config: &RunConfig) -> String {
+    match &config.input.source {
+        crate::job::InputSource::Path(p) => p.display().to_string(),
+        crate::job::InputSource::Stdin => "<stdin>".to_owned(),
+    }
+}

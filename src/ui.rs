@@ -1,0 +1,198 @@
+//! The terminal side of a run: the progress bar (stderr, only on a terminal), the end
+//! summary, and logging setup. Everything here is presentation; the core never prints.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::output::record::Record;
+use crate::output::writer::Tally;
+use crate::pool::StopReason;
+use crate::progress::{Progress, Silent};
+use crate::run::RunSummary;
+
+/// The progress display for this process: a bar when stderr is a terminal and not `-q`.
+pub fn progress(quiet: bool) -> Box<dyn Progress> {
+    if quiet || !std::io::stderr().is_terminal() {
+        Box::new(Silent)
+    } else {
+        Box::new(Bar::new())
+    }
+}
+
+/// An indicatif bar: done/total, ok/err, req/s, tokens, spend, ETA.
+pub struct Bar {
+    bar: ProgressBar,
+    started: Instant,
+    skipped: u64,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
+        let style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        Bar {
+            bar,
+            started: Instant::now(),
+            skipped: 0,
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&mut self, total: u64) {
+        self.bar.set_length(total);
+        self.bar.enable_steady_tick(Duration::from_millis(250));
+        self.started = Instant::now();
+    }
+
+    fn skipped(&mut self, count: u64) {
+        self.skipped += count;
+        self.bar.inc(count);
+    }
+
+    fn record(&mut self, _record: &Record, t: &Tally) {
+        self.bar.inc(1);
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = t.written() as f64 / secs;
+        let remaining = self
+            .bar
+            .length()
+            .unwrap_or(0)
+            .saturating_sub(self.bar.position());
+        let eta = if rate > 0.0 {
+            format_duration(Duration::from_secs_f64(remaining as f64 / rate))
+        } else {
+            "?".to_owned()
+        };
+        self.bar.set_message(format!(
+            "ok {} err {} · {:.1} req/s · {} tok · ${:.4} · ETA {eta}",
+            t.ok,
+            t.failed,
+            rate,
+            t.prompt_tokens + t.completion_tokens,
+            t.cost
+        ));
+    }
+
+    fn note(&mut self, message: &str) {
+        self.bar.println(message);
+    }
+
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// `1m05s`, `12.3s`.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
+    }
+}
+
+/// The end-of-run summary (stderr).
+pub fn summary(s: &RunSummary, command_hint: &str) -> String {
+    let t = &s.tally;
+    let mut out = String::new();
+    let secs = s.wall.as_secs_f64().max(0.001);
+    out.push_str(&format!(
+        "orbatch: {} requests ({} rows) from {} in {}\n",
+        s.requests,
+        s.rows,
+        s.input,
+        format_duration(s.wall)
+    ));
+    out.push_str(&format!(
+        "  sent {}: {} ok, {} failed ({} attempts)",
+        t.written(),
+        t.ok,
+        t.failed,
+        t.attempts
+    ));
+    if s.skipped_done > 0 {
+        out.push_str(&format!("; skipped {} already answered", s.skipped_done));
+    }
+    if s.changed > 0 {
+        out.push_str(&format!(
+            "; {} changed since last run, sent again",
+            s.changed
+        ));
+    }
+    if s.retried_errors > 0 {
+        out.push_str(&format!("; {} earlier failures retried", s.retried_errors));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "  tokens {} in / {} out · spend ${:.6} (usage.cost) · {:.1} req/s\n",
+        t.prompt_tokens,
+        t.completion_tokens,
+        t.cost,
+        t.written() as f64 / secs
+    ));
+    out.push_str(&format!("  output: {}\n", s.output.display()));
+    if !t.errors.is_empty() {
+        let kinds: Vec<String> = t
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{} {n}", k.as_str()))
+            .collect();
+        out.push_str(&format!("  errors: {}\n", kinds.join(", ")));
+        for e in &t.examples {
+            out.push_str(&format!("    {e}\n"));
+        }
+    }
+    match &s.stopped {
+        Some(StopReason::Auth(m)) => out.push_str(&format!(
+            "  stopped: the API key was refused ({m}); check OPENROUTER_API_KEY, then rerun\n"
+        )),
+        Some(StopReason::Credits(m)) => out.push_str(&format!(
+            "  stopped: out of credit ({m}); add credit at https://openrouter.ai/settings/credits, then rerun\n"
+        )),
+        Some(StopReason::Interrupted) => out.push_str(
+            "  interrupted: rerun the same command to finish the job (answered rows are skipped)\n",
+        ),
+        Some(StopReason::WriteFailed) => out.push_str("  stopped: the output could not be written\n"),
+        None => {}
+    }
+    let failed = t.failed + s.kept_errors;
+    if failed > 0 && s.stopped.is_none() {
+        out.push_str(&format!(
+            "  {failed} failed: rerun `{command_hint}` to retry them (answered rows are skipped)\n"
+        ));
+    }
+    out
+}
+
+/// Set up `tracing` on stderr: warnings by default, `-v` info, `-vv` debug, `-vvv` trace;
+/// `RUST_LOG` overrides. Only orbatch's own events are shown below `warn`, never headers.
+pub fn init_logging(quiet: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, 0) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "warn,orbatch=info",
+        (_, 2) => "warn,orbatch=debug",
+        _ => "warn,orbatch=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
