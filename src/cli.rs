@@ -96,6 +96,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
 
+    /// Stream answers (SSE); records the time to the first token.
+    #[arg(long)]
+    pub stream: bool,
+
     /// Only the first N rows of the input.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,

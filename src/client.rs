@@ -8,9 +8,13 @@ use std::time::{Duration, Instant};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use crate::api::error::{ApiError, parse_retry_after};
-use crate::api::{Answer, chat, responses};
+use futures::StreamExt;
+
+use crate::api::stream::{Step, StreamState};
+use crate::api::{Answer, chat, responses, sse};
 use crate::endpoint::Endpoint;
 use crate::job::Request;
+use crate::output::record::ErrorKind;
 use crate::retry::Failure;
 
 /// The API key. Its `Debug` and `Display` never show it; it only ever leaves this type as a
@@ -120,44 +124,44 @@ impl Client {
         format!("{}{}", self.base_url, path)
     }
 
-    /// Send one attempt of `req`.
+    /// Send one attempt of `req`. Plain requests must finish within the timeout; streams
+    /// must not stay silent for longer than it (an idle timeout, so long answers that keep
+    /// streaming are not cut off).
     pub async fn send(&self, req: &Request, stream: bool) -> Attempt {
         let start = Instant::now();
-        let body = match request_body(req, stream) {
-            Ok(b) => b,
-            Err(e) => {
-                return Attempt {
-                    result: Err(Failure::Unusable {
-                        kind: crate::output::record::ErrorKind::BadRequest,
-                        retry: false,
-                        message: format!("cannot encode the request body: {e}"),
-                    }),
-                    generation_id: None,
-                    latency: start.elapsed(),
-                    ttft: None,
-                };
+        let mut meta = Meta::default();
+        let result = match request_body(req, stream) {
+            Err(e) => Err(Failure::Unusable {
+                kind: ErrorKind::BadRequest,
+                retry: false,
+                message: format!("cannot encode the request body: {e}"),
+            }),
+            Ok(body) if stream => {
+                self.exchange_stream(req.endpoint, body, start, &mut meta)
+                    .await
             }
-        };
-        let mut generation_id = None;
-        let work = self.exchange(req.endpoint, body, &mut generation_id);
-        let result = match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Timeout),
+            Ok(body) => {
+                let work = self.exchange(req.endpoint, body, &mut meta);
+                tokio::time::timeout(self.timeout, work)
+                    .await
+                    .unwrap_or(Err(Failure::Timeout))
+            }
         };
         Attempt {
             result,
-            generation_id,
+            generation_id: meta.generation_id,
             latency: start.elapsed(),
-            ttft: None,
+            ttft: meta.ttft,
         }
     }
 
-    async fn exchange(
+    /// POST the body; a non-2xx status becomes a failure with its parsed error envelope.
+    async fn post(
         &self,
         endpoint: Endpoint,
         body: Vec<u8>,
-        generation_id: &mut Option<String>,
-    ) -> Result<Answer, Failure> {
+        meta: &mut Meta,
+    ) -> Result<reqwest::Response, Failure> {
         let resp = self
             .http
             .post(self.url(endpoint.path()))
@@ -168,43 +172,124 @@ impl Client {
             .map_err(transport_failure)?;
         let status = resp.status().as_u16();
         let headers = resp.headers();
-        *generation_id = headers
+        meta.generation_id = headers
             .get("x-generation-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
         let retry_after = headers
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
-        let bytes = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                Failure::Timeout
-            } else {
-                Failure::Connection(format!("the response body broke off: {}", error_chain(&e)))
-            }
-        })?;
-        if !(200..300).contains(&status) {
-            let error = serde_json::from_slice(&bytes)
-                .ok()
-                .and_then(|v| ApiError::from_envelope(&v))
-                .map(Box::new);
-            return Err(Failure::Http {
-                status,
-                error,
-                retry_after,
-            });
-        }
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let error = serde_json::from_slice(&bytes)
+            .ok()
+            .and_then(|v| ApiError::from_envelope(&v))
+            .map(Box::new);
+        Err(Failure::Http {
+            status,
+            error,
+            retry_after,
+        })
+    }
+
+    async fn exchange(
+        &self,
+        endpoint: Endpoint,
+        body: Vec<u8>,
+        meta: &mut Meta,
+    ) -> Result<Answer, Failure> {
+        let resp = self.post(endpoint, body, meta).await?;
+        let bytes = resp.bytes().await.map_err(body_failure)?;
         let parsed = match endpoint {
             Endpoint::Chat => chat::parse_body(&bytes),
             Endpoint::Responses => responses::parse_body(&bytes),
         };
-        if generation_id.is_none() {
-            *generation_id = match &parsed {
+        if meta.generation_id.is_none() {
+            meta.generation_id = match &parsed {
                 Ok(a) => a.generation_id.clone(),
                 Err(_) => body_id(&bytes),
             };
         }
         parsed
+    }
+
+    async fn exchange_stream(
+        &self,
+        endpoint: Endpoint,
+        body: Vec<u8>,
+        start: Instant,
+        meta: &mut Meta,
+    ) -> Result<Answer, Failure> {
+        let resp = tokio::time::timeout(self.timeout, self.post(endpoint, body, meta))
+            .await
+            .unwrap_or(Err(Failure::Timeout))?;
+        let mut chunks = resp.bytes_stream();
+        let mut parser = sse::Parser::new();
+        let mut state = StreamState::new(endpoint);
+        let mut events = Vec::new();
+        let deadline =
+            tokio::time::Instant::now() + self.timeout.saturating_mul(STREAM_TOTAL_FACTOR);
+        'read: loop {
+            let idle = tokio::time::Instant::now() + self.timeout;
+            let next = tokio::time::timeout_at(idle.min(deadline), chunks.next()).await;
+            let chunk = match next {
+                Err(_) => {
+                    note_stream_id(meta, &state);
+                    return Err(Failure::Timeout);
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    note_stream_id(meta, &state);
+                    return Err(body_failure(e));
+                }
+                Ok(Some(Ok(c))) => c,
+            };
+            events.clear();
+            if let Err(e) = parser.feed(&chunk, &mut events) {
+                note_stream_id(meta, &state);
+                return Err(Failure::Invalid(e.to_string()));
+            }
+            for ev in &events {
+                match state.on_event(ev) {
+                    Step::FirstContent => {
+                        meta.ttft.get_or_insert(start.elapsed());
+                    }
+                    Step::End => break 'read,
+                    Step::More => {}
+                }
+            }
+        }
+        note_stream_id(meta, &state);
+        state.finish()
+    }
+}
+
+/// A stream may run this many timeouts in all (keep-alives alone cannot hold it forever).
+const STREAM_TOTAL_FACTOR: u32 = 10;
+
+/// What an attempt learns besides its result.
+#[derive(Debug, Default)]
+struct Meta {
+    generation_id: Option<String>,
+    ttft: Option<Duration>,
+}
+
+/// A stream's generation id, when the header did not carry one.
+fn note_stream_id(meta: &mut Meta, state: &StreamState) {
+    if meta.generation_id.is_none() {
+        meta.generation_id = state.generation_id().map(str::to_owned);
+    }
+}
+
+/// A body that broke off while being read.
+fn body_failure(e: reqwest::Error) -> Failure {
+    if e.is_timeout() {
+        Failure::Timeout
+    } else {
+        Failure::Connection(format!("the response body broke off: {}", error_chain(&e)))
     }
 }
 

@@ -167,13 +167,21 @@ fn kind_for_status(status: u16, error: Option<&ApiError>) -> ErrorKind {
 
 /// An error inside a 200: decide by the stable `error_type`, else by a numeric code.
 fn classify_in_body(error: &ApiError) -> Verdict {
-    if let Some(t) = error.error_type.as_deref() {
+    // Responses errors carry OpenAI's string codes (`rate_limit_exceeded`, `invalid_prompt`)
+    // where chat errors carry `error_type`: both name the same vocabulary.
+    let string_code = match &error.code {
+        Some(serde_json::Value::String(c)) => Some(c.as_str()),
+        _ => None,
+    };
+    if let Some(t) = error.error_type.as_deref().or(string_code) {
         return match t {
             "rate_limit_exceeded" => Verdict::retry(ErrorKind::RateLimited, error.retry_after),
             "timeout" => Verdict::retry(ErrorKind::Timeout, error.retry_after),
-            "provider_overloaded" | "provider_unavailable" | "server" | "unmapped" => {
-                Verdict::retry(ErrorKind::ProviderError, error.retry_after)
-            }
+            "provider_overloaded"
+            | "provider_unavailable"
+            | "server"
+            | "server_error"
+            | "unmapped" => Verdict::retry(ErrorKind::ProviderError, error.retry_after),
             "content_policy_violation" | "refusal" => Verdict::give_up(ErrorKind::ContentFilter),
             "authentication" | "permission_denied" => Verdict::stop(ErrorKind::Auth),
             "payment_required" => Verdict::stop(ErrorKind::Credits),
@@ -386,7 +394,7 @@ mod tests {
         assert_eq!(classify(&e("authentication")).action, Action::StopRun);
         assert_eq!(classify(&e("payment_required")).action, Action::StopRun);
         assert_eq!(classify(&e("refusal")).kind, ErrorKind::ContentFilter);
-        // No type: a string code is a provider error, retried; a numeric 400 is not.
+        // A string code is read like a type; an unknown one is a provider error, retried.
         let f = Failure::InBody {
             error: Box::new(
                 ApiError::from_envelope(&json!({"error":{"code":"server_error"}})).unwrap(),
@@ -400,6 +408,13 @@ mod tests {
             ),
         };
         assert!(!retried(&f));
+        let f = Failure::InBody {
+            error: Box::new(
+                ApiError::from_envelope(&json!({"error":{"code":"invalid_prompt","message":"x"}}))
+                    .unwrap(),
+            ),
+        };
+        assert_eq!(classify(&f), Verdict::give_up(ErrorKind::BadRequest));
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub async fn run(
             concurrency: config.concurrency,
             max_attempts: config.max_attempts,
             backoff: backoff_from_env(),
-            stream: false,
+            stream: config.stream,
         },
         crate::limit::Pacer::new(config.rate),
         stop.clone(),

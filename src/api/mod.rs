@@ -5,6 +5,8 @@
 pub mod chat;
 pub mod error;
 pub mod responses;
+pub mod sse;
+pub mod stream;
 
 use crate::output::record::Usage;
 
