@@ -1,0 +1,9 @@
+//! Integration tests: the `orbatch` binary against the mock server on 127.0.0.1:0.
+//! Nothing here needs a key or the network.
+
+mod input_errors;
+mod resume;
+mod retries;
+mod run_basic;
+mod streaming;
+mod support;

@@ -1,0 +1,184 @@
+//! The happy paths of `orbatch run`: input shapes, fan-out, job files, the record format.
+
+use serde_json::Value;
+
+use crate::support::{Cmd, Env, KEY, record, records};
+
+const FIELDS: &[&str] = &[
+    "id", "model", "endpoint", "row", "status", "output", "finish_reason", "generation_id",
+    "generation_ids", "provider", "model_used", "usage", "attempts", "latency_ms", "ttft_ms",
+    "started_at", "finished_at", "fingerprint", "error",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonl_rows_become_complete_records() {
+    let env = Env::new().await;
+    let input = env.jsonl("q.jsonl", &["What is 2+2?", "Name a colour.", "Say hi."]);
+    let done = env.run().input(&input).args(&["-m", "openai/gpt-4o-mini", "-q"]).output().await;
+    done.code(0);
+    assert_eq!(done.stdout, "", "run prints nothing on stdout");
+    let recs = records(&env.path("q.out.jsonl"));
+    assert_eq!(recs.len(), 3);
+    for (i, r) in recs.iter().enumerate() {
+        for f in FIELDS {
+            assert!(r.get(*f).is_some(), "record lacks {f}: {r}");
+        }
+        assert_eq!(r["status"], "ok");
+        assert_eq!(r["endpoint"], "chat");
+        assert_eq!(r["model"], "openai/gpt-4o-mini");
+        assert!(r["output"].as_str().unwrap().len() > 3);
+        assert_eq!(r["attempts"], 1);
+        assert_eq!(r["error"], Value::Null);
+        assert_eq!(r["ttft_ms"], Value::Null);
+        let gid = r["generation_id"].as_str().unwrap();
+        assert!(gid.starts_with("gen-"), "{gid}");
+        assert_eq!(r["generation_ids"], serde_json::json!([gid]));
+        assert!(r["usage"]["cost"].as_f64().unwrap() > 0.0);
+        assert!(r["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(r["fingerprint"].as_str().unwrap().len(), 32);
+        let ts = r["started_at"].as_str().unwrap();
+        assert!(ts.ends_with('Z') && ts.len() == 24, "{ts}");
+        assert!(r["provider"].is_string());
+        assert!(r["model_used"].is_string());
+        let _ = i;
+    }
+    // Rows are numbered from 1, ids come from the rows.
+    assert_eq!(record(&recs, "r2")["row"], 2);
+    let stats = env.stats();
+    assert_eq!(stats.requests, 3);
+    let billed: f64 = recs.iter().map(|r| r["usage"]["cost"].as_f64().unwrap()).sum();
+    assert!((billed - stats.billed_usd).abs() < 1e-12, "{billed} vs {}", stats.billed_usd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_goes_to_every_model_and_row_models_win() {
+    let env = Env::new().await;
+    let input = env.write(
+        "fan.jsonl",
+        "{\"id\":\"a\",\"prompt\":\"one\"}\n\n{\"id\":\"b\",\"prompt\":\"two\",\"model\":\"mock/special\"}\n",
+    );
+    env.run()
+        .input(&input)
+        .args(&["-m", "openai/gpt-4o-mini", "-m", "anthropic/claude-3.5-haiku", "-q"])
+        .output()
+        .await
+        .code(0);
+    let recs = records(&env.path("fan.out.jsonl"));
+    let mut keys: Vec<(String, String)> = recs
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().into(), r["model"].as_str().unwrap().into()))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            ("a".into(), "anthropic/claude-3.5-haiku".into()),
+            ("a".into(), "openai/gpt-4o-mini".into()),
+            ("b".into(), "mock/special".into()),
+        ]
+    );
+    // A blank line is skipped but still counts as a line, not as a row.
+    assert_eq!(record(&recs, "b")["row"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_with_a_template_and_a_job_file() {
+    let env = Env::new().await;
+    env.write("docs.csv", "id,title,body\nd1,Cats,They purr.\nd2,Dogs,\"They bark, loudly.\"\n");
+    let job = env.write(
+        "job.toml",
+        "input = \"docs.csv\"\nmodels = [\"meta-llama/llama-3.1-8b-instruct\"]\n\
+         template = \"Summarise {{ title }}: {{ body }}\"\nsystem = \"Be brief.\"\n\
+         concurrency = 2\n[params]\ntemperature = 0\n",
+    );
+    env.run().arg(job.to_str().unwrap()).arg("-q").output().await.code(0);
+    let recs = records(&env.path("docs.out.jsonl"));
+    assert_eq!(recs.len(), 2);
+    assert!(recs.iter().all(|r| r["status"] == "ok"));
+    // The mock's answer echoes the prompt's first words: the template was rendered.
+    let out = record(&recs, "d2")["output"].as_str().unwrap().to_owned();
+    assert!(out.contains("Summarise") || out.contains("Dogs") || out.contains("Be"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_override_the_job_file() {
+    let env = Env::new().await;
+    env.jsonl("rows.jsonl", &["a", "b"]);
+    let job = env.write("j.toml", "input = \"rows.jsonl\"\nmodels = [\"from/file\"]\n");
+    env.run()
+        .arg(job.to_str().unwrap())
+        .args(&["-m", "from/flag", "-o"])
+        .arg(env.path("custom.jsonl").to_str().unwrap())
+        .arg("-q")
+        .output()
+        .await
+        .code(0);
+    let recs = records(&env.path("custom.jsonl"));
+    assert!(recs.iter().all(|r| r["model"] == "from/flag"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_from_stdin() {
+    let env = Env::new().await;
+    let out = env.path("stdin.out.jsonl");
+    env.run()
+        .args(&["-i", "-", "--input-format", "jsonl", "-m", "x/y", "-q", "-o"])
+        .arg(out.to_str().unwrap())
+        .stdin(b"{\"prompt\":\"hello\"}\n{\"prompt\":\"world\"}\n")
+        .output()
+        .await
+        .code(0);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2);
+    // No id field: the row number is the id.
+    assert_eq!(record(&recs, "2")["row"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_job_runs_with_mock_and_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo.out.jsonl");
+    let job = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/demo.toml");
+    let done = Cmd::new(&["run", job, "--mock", "-o", out.to_str().unwrap()])
+        .env_remove("OPENROUTER_API_KEY")
+        .output()
+        .await;
+    done.code(0);
+    assert!(done.stderr.contains("ok"), "summary on stderr: {}", done.stderr);
+    let recs = records(&out);
+    assert!(recs.len() >= 10);
+    assert!(recs.iter().all(|r| r["status"] == "ok"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_is_a_usage_error_and_sends_nothing() {
+    let env = Env::new().await;
+    let input = env.jsonl("k.jsonl", &["x"]);
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "a/b"])
+        .env_remove("OPENROUTER_API_KEY")
+        .output()
+        .await;
+    done.code(2);
+    assert!(done.stderr.contains("OPENROUTER_API_KEY"), "{}", done.stderr);
+    assert_eq!(env.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_never_appears_anywhere() {
+    let env = Env::new().await;
+    let input = env.jsonl("s.jsonl", &["fine", "[[mock:401]] refused"]);
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "a/b", "-vvv", "-j", "1"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .await;
+    assert!(!done.stderr.contains(KEY) && !done.stdout.contains(KEY));
+    assert!(!done.stderr.contains("TESTKEY"), "the key leaked into stderr");
+    let out = std::fs::read_to_string(env.path("s.out.jsonl")).unwrap();
+    assert!(!out.contains("TESTKEY"), "the key leaked into the output");
+}
