@@ -1,7 +1,7 @@
 //! CSV/TSV rows: a header row, then one object of strings per record. Ragged records, invalid
 //! UTF-8, an unterminated quote and a record over 10 MB are reported with their line.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, BufRead, Read};
 
 use csv::{ByteRecord, ReaderBuilder};
@@ -31,6 +31,7 @@ impl<R: BufRead> CsvSource<R> {
             record_bytes: 0,
             max: MAX_LINE as u64,
             started: false,
+            starts: VecDeque::new(),
         };
         let rdr = ReaderBuilder::new()
             .delimiter(delimiter)
@@ -62,7 +63,8 @@ impl<R: BufRead> CsvSource<R> {
     /// Reads the next record into `self.record`: `Ok(Some(line))`, `Ok(None)` at the end.
     fn read(&mut self) -> Result<Option<u64>, csv::Error> {
         if self.rdr.read_byte_record(&mut self.record)? {
-            let line = self.record.position().map_or(0, |p| p.line());
+            let fallback = self.record.position().map_or(0, |p| p.line());
+            let line = self.rdr.get_mut().starts.pop_front().unwrap_or(fallback);
             Ok(Some(line))
         } else {
             Ok(None)
@@ -176,6 +178,9 @@ struct Tracker<R> {
     record_bytes: u64,
     max: u64,
     started: bool,
+    /// Start lines of the records read ahead of the parser, oldest first. (The csv crate's own
+    /// record positions are off after CRLF endings and blank lines.)
+    starts: VecDeque<u64>,
 }
 
 impl<R: BufRead> Read for Tracker<R> {
@@ -192,6 +197,7 @@ impl<R: BufRead> Read for Tracker<R> {
             let record_start = self.state == State::FieldStart && self.record_bytes == 0;
             if record_start && b != b'\n' && b != b'\r' {
                 self.record_line = self.line;
+                self.starts.push_back(self.line);
             }
             self.state = match (self.state, b) {
                 (State::Quoted, b'"') => State::AfterQuote,

@@ -26,6 +26,9 @@ const RESERVED: [&str; 10] = [
     "body",
 ];
 
+/// The CSV columns with a meaning of their own (a `params` column is just text there).
+const CSV_RESERVED: [&str; 4] = ["id", "custom_id", "model", "prompt"];
+
 pub(crate) const NO_MODEL: &str =
     "no model: pass -m MODEL, set \"models\" in the job file, or give the row a \"model\" field";
 
@@ -117,14 +120,19 @@ impl Shaper {
     /// The row's body and models, or every problem found with it.
     pub(crate) fn shape(&self, fields: &Map<String, Value>) -> Result<Shaped, Vec<String>> {
         let mut problems = Vec::new();
+        let mut had_model_problem = false;
         let row_model = match fields.get("model") {
             None => None,
+            // An empty CSV cell means "no model of its own".
+            Some(Value::String(s)) if self.csv && s.is_empty() => None,
             Some(Value::String(s)) if s.trim().is_empty() => {
+                had_model_problem = true;
                 problems.push("\"model\" is empty".to_owned());
                 None
             }
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
+                had_model_problem = true;
                 problems.push(format!("\"model\" must be a string, found {}", kind(other)));
                 None
             }
@@ -149,7 +157,6 @@ impl Shaper {
                 }
             }
         };
-        let had_model_problem = fields.contains_key("model") && row_model.is_none();
 
         let built = if !self.csv && fields.contains_key("url") && fields.contains_key("body") {
             self.batch(fields, row_model.as_deref())
@@ -187,11 +194,12 @@ impl Shaper {
                 body.insert(k.clone(), v.clone());
             }
         }
+        let reserved: &[&str] = if self.csv { &CSV_RESERVED } else { &RESERVED };
         let meta = self.keep_fields.then(|| {
             fields
                 .iter()
                 .filter(|(k, _)| {
-                    !RESERVED.contains(&k.as_str()) && Some(k.as_str()) != self.id_field.as_deref()
+                    !reserved.contains(&k.as_str()) && Some(k.as_str()) != self.id_field.as_deref()
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
