@@ -91,6 +91,7 @@ use std::sync::Arc;
 use tempfile::NamedTempFile;
 
 pub use problems::{InputError, InputProblem, MAX_PROBLEMS};
+pub use template::TEMPLATE_PATH;
 
 use crate::hash::{hash64, hex128};
 use problems::Problems;
@@ -140,6 +141,14 @@ impl Input {
     /// Validation pass (streaming, first pass over the whole selected input): finds every
     /// problem before anything is sent. Stdin is spooled to a temporary file during this pass.
     pub fn open(config: InputConfig) -> Result<Input, InputError> {
+        Input::open_with(config, || Box::new(std::io::stdin()))
+    }
+
+    /// [`Input::open`] with `stdin` standing in for standard input (for tests).
+    fn open_with(
+        config: InputConfig,
+        stdin: impl FnOnce() -> Box<dyn std::io::Read + Send>,
+    ) -> Result<Input, InputError> {
         let display = match &config.source {
             InputSource::Path(p) => p.display().to_string(),
             InputSource::Stdin => STDIN_NAME.to_owned(),
@@ -153,7 +162,7 @@ impl Input {
             .map(Template::compile)
             .transpose()?;
         let shaper = Shaper::new(&config, template);
-        let (source, spool) = source::open_first(&config, &display)?;
+        let (source, spool) = source::open_first(&config, &display, stdin)?;
         let mut walker = Walker::new(source, config.limit);
         let mut problems = Problems::default();
         // First line of each id seen, keyed by the id's hash: 16 bytes a row, not the ids.

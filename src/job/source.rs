@@ -36,7 +36,11 @@ pub(crate) type Opened = (Box<dyn RowSource>, Option<Arc<NamedTempFile>>);
 
 /// Opens the source for the first pass. For stdin, also returns the spool file that receives
 /// every byte read.
-pub(crate) fn open_first(config: &InputConfig, display: &str) -> Result<Opened, InputError> {
+pub(crate) fn open_first(
+    config: &InputConfig,
+    display: &str,
+    stdin: impl FnOnce() -> Box<dyn Read + Send>,
+) -> Result<Opened, InputError> {
     match &config.source {
         InputSource::Path(path) => {
             let file = File::open(path)
@@ -59,7 +63,7 @@ pub(crate) fn open_first(config: &InputConfig, display: &str) -> Result<Opened, 
                 )
             })?;
             let tee = Tee {
-                inner: io::stdin(),
+                inner: stdin(),
                 out,
             };
             Ok((reader(config.format, Box::new(tee)), Some(Arc::new(spool))))

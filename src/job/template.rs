@@ -11,7 +11,7 @@ use super::problems::InputError;
 const NAME: &str = "template";
 
 /// The display name used for problems with the template itself.
-pub(crate) const TEMPLATE_PATH: &str = "--template";
+pub const TEMPLATE_PATH: &str = "--template";
 
 pub(crate) struct Template {
     env: Environment<'static>,

@@ -628,3 +628,103 @@ fn csv_long_record_is_capped() {
         vec![(Some(2), "row is longer than 10 MB".to_owned())]
     );
 }
+
+fn stdin_run(
+    bytes: &[u8],
+    format: InputFormat,
+    tweak: impl FnOnce(&mut InputConfig),
+) -> Result<(Input, Vec<Request>), InputError> {
+    let mut c = config(std::path::Path::new("unused"), format);
+    c.source = InputSource::Stdin;
+    tweak(&mut c);
+    let owned = bytes.to_vec();
+    let input = Input::open_with(c, move || Box::new(std::io::Cursor::new(owned)))?;
+    let reqs = input.requests()?.collect::<Result<Vec<_>, _>>()?;
+    Ok((input, reqs))
+}
+
+#[test]
+fn stdin_is_spooled_and_read_twice() {
+    let (input, reqs) = stdin_run(
+        b"{\"prompt\":\"a\"}\n{\"prompt\":\"b\"}\n",
+        InputFormat::Jsonl,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(input.display_name(), STDIN_NAME);
+    assert_eq!(reqs.len(), 2);
+    let again: Vec<Request> = input.requests().unwrap().map(Result::unwrap).collect();
+    assert_eq!(reqs, again);
+    let err = stdin_run(b"id,prompt\nx\n", InputFormat::Csv, |_| {}).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "<stdin>:2: row has 1 fields, the header has 2"
+    );
+}
+
+#[test]
+fn requests_is_send_and_static() {
+    fn check<T: Send + 'static>() {}
+    check::<Requests>();
+    check::<Input>();
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check(bytes: &[u8], format: InputFormat) {
+        match stdin_run(bytes, format, |c| c.models = vec!["a".into(), "b".into()]) {
+            Ok((input, reqs)) => assert_eq!(reqs.len() as u64, input.request_count()),
+            Err(err) => {
+                assert!(!err.problems.is_empty());
+                for p in &err.problems {
+                    assert!(p.line.is_some(), "problem without a line: {err}");
+                }
+            }
+        }
+    }
+
+    fn jsonish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("{".to_owned()),
+            Just("}".to_owned()),
+            Just("[".to_owned()),
+            Just("]".to_owned()),
+            Just("\"prompt\":".to_owned()),
+            Just("\"messages\":".to_owned()),
+            Just("\"input\":".to_owned()),
+            Just("\"id\":".to_owned()),
+            Just("\"model\":".to_owned()),
+            Just("\"params\":".to_owned()),
+            Just("\"role\":\"user\",\"content\":\"x\"".to_owned()),
+            Just("\"x\"".to_owned()),
+            Just("1".to_owned()),
+            Just(",".to_owned()),
+            Just("\n".to_owned()),
+            Just("\r\n".to_owned()),
+            Just("\"".to_owned()),
+            Just("null".to_owned()),
+            "[a-z ]{0,3}",
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            check(&bytes, InputFormat::Jsonl);
+            check(&bytes, InputFormat::Csv);
+            check(&bytes, InputFormat::Tsv);
+        }
+
+        #[test]
+        fn jsonish_lines_never_panic(text in jsonish()) {
+            check(text.as_bytes(), InputFormat::Jsonl);
+            check(text.as_bytes(), InputFormat::Csv);
+        }
+    }
+}
