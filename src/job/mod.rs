@@ -74,26 +74,388 @@ pub struct Request {
     /// The row's other fields when `--keep-fields`.
     pub meta: Option<Map<String, Value>>,
 }
-// TEMP STUB
+
+mod csv;
+mod jsonl;
+mod lines;
+mod problems;
+mod shape;
+mod source;
+mod template;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tempfile::NamedTempFile;
+
+pub use problems::{InputError, InputProblem, MAX_PROBLEMS};
+pub use template::TEMPLATE_PATH;
+
+use crate::hash::{hash64, hex128};
+use problems::Problems;
+use shape::{RowModel, Shaper};
+use source::{Item, RowSource};
+use template::Template;
+
+/// The display name of standard input in messages.
+pub const STDIN_NAME: &str = "<stdin>";
+
+/// The display name of problems with `-p` / the job file's `[params]`.
+pub const PARAMS_PATH: &str = "--param";
+
+/// `hash::hex128` of `endpoint.as_str()`, a newline, and the compact JSON of `body` (body has no
+/// `stream` key). `Map` is a `BTreeMap`, so the JSON (and the fingerprint) does not depend on
+/// the order in which keys were inserted.
+pub fn fingerprint(endpoint: Endpoint, body: &Map<String, Value>) -> String {
+    let mut bytes = Vec::with_capacity(256);
+    bytes.extend_from_slice(endpoint.as_str().as_bytes());
+    bytes.push(b'\n');
+    // Serialising a `Map<String, Value>` cannot fail (keys are strings, numbers are finite).
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        bytes.truncate(endpoint.as_str().len() + 1);
+    }
+    hex128(&bytes)
+}
+
+/// A validated input: every row within `--limit` has been checked, and [`Input::requests`]
+/// streams the requests of the selected rows.
 #[derive(Debug)]
-pub struct InputError;
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("x")
+pub struct Input {
+    shared: Arc<Shared>,
+    rows: u64,
+    requests: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: InputConfig,
+    display: String,
+    shaper: Shaper,
+    /// Stdin's bytes, spooled during the validation pass.
+    spool: Option<Arc<NamedTempFile>>,
+}
+
+impl Input {
+    /// Validation pass (streaming, first pass over the whole selected input): finds every
+    /// problem before anything is sent. Stdin is spooled to a temporary file during this pass.
+    pub fn open(config: InputConfig) -> Result<Input, InputError> {
+        Input::open_with(config, || Box::new(std::io::stdin()))
+    }
+
+    /// [`Input::open`] with `stdin` standing in for standard input (for tests).
+    fn open_with(
+        config: InputConfig,
+        stdin: impl FnOnce() -> Box<dyn std::io::Read + Send>,
+    ) -> Result<Input, InputError> {
+        let display = match &config.source {
+            InputSource::Path(p) => p.display().to_string(),
+            InputSource::Stdin => STDIN_NAME.to_owned(),
+        };
+        if let Some(msg) = shape::check_params(&config.params) {
+            return Err(InputError::one(PARAMS_PATH, None, msg));
+        }
+        let template = config
+            .template
+            .as_deref()
+            .map(Template::compile)
+            .transpose()?;
+        let shaper = Shaper::new(&config, template);
+        let (source, spool) = source::open_first(&config, &display, stdin)?;
+        let mut walker = Walker::new(source, config.limit);
+        let mut problems = Problems::default();
+        // First line of each id seen, keyed by the id's hash: 16 bytes a row, not the ids.
+        let mut seen: HashMap<u64, u64> = HashMap::new();
+        let (mut rows, mut requests) = (0u64, 0u64);
+        while let Some(step) = walker.next() {
+            let (line, row, fields) = match step {
+                Step::Problem { line, message } => {
+                    problems.push(line, message);
+                    continue;
+                }
+                Step::Row { line, row, fields } => (line, row, fields),
+            };
+            let id = match shaper.id(&fields, row) {
+                Ok(id) => {
+                    match seen.entry(hash64(id.as_bytes())) {
+                        std::collections::hash_map::Entry::Occupied(first) => {
+                            problems.push(
+                                Some(line),
+                                format!(
+                                    "duplicate id \"{id}\" (first seen on line {})",
+                                    first.get()
+                                ),
+                            );
+                        }
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(line);
+                        }
+                    }
+                    Some(id)
+                }
+                Err(msg) => {
+                    problems.push(Some(line), msg);
+                    None
+                }
+            };
+            match shaper.shape(&fields) {
+                Ok(shaped) => {
+                    if let Some(id) = id
+                        && problems.is_empty()
+                        && in_shard(&config, &id)
+                    {
+                        rows += 1;
+                        requests += match shaped.model {
+                            RowModel::Own(_) => 1,
+                            RowModel::Config => config.models.len() as u64,
+                        };
+                    }
+                }
+                Err(msgs) => {
+                    for msg in msgs {
+                        problems.push(Some(line), msg);
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.into_error(&display));
+        }
+        Ok(Input {
+            shared: Arc::new(Shared {
+                config,
+                display,
+                shaper,
+                spool,
+            }),
+            rows,
+            requests,
+        })
+    }
+
+    /// Data rows selected (after `--limit` and `--shard`).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Requests = selected rows × models (a row with its own `model` counts once).
+    pub fn request_count(&self) -> u64 {
+        self.requests
+    }
+
+    /// The display name used in messages: the path as given, or `<stdin>`.
+    pub fn display_name(&self) -> &str {
+        &self.shared.display
+    }
+
+    /// Second pass: stream the requests in input order (for each row, its models in order).
+    pub fn requests(&self) -> Result<Requests, InputError> {
+        let source = source::open_again(
+            &self.shared.config,
+            &self.shared.display,
+            self.shared.spool.as_deref(),
+        )?;
+        Ok(Requests {
+            shared: Arc::clone(&self.shared),
+            walker: Walker::new(source, self.shared.config.limit),
+            current: None,
+            done: false,
+        })
     }
 }
-pub struct Input;
-impl Input {
-    pub fn open(_c: InputConfig) -> Result<Input, InputError> {
-        todo!()
+
+fn in_shard(config: &InputConfig, id: &str) -> bool {
+    match config.shard {
+        Some(Shard { index, count }) if count > 0 => hash64(id.as_bytes()) % count == index,
+        _ => true,
     }
-    pub fn rows(&self) -> u64 {
-        0
+}
+
+/// The requests of the selected rows, in input order. `Send + 'static`: made to be drained
+/// inside `tokio::task::spawn_blocking`. Yields an error (and then ends) only if the input
+/// changed since [`Input::open`] validated it.
+pub struct Requests {
+    shared: Arc<Shared>,
+    walker: Walker,
+    current: Option<Current>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requests")
+            .field("input", &self.shared.display)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
     }
-    pub fn request_count(&self) -> u64 {
-        0
+}
+
+/// The row whose requests are being emitted.
+struct Current {
+    id: String,
+    row: u64,
+    line: u64,
+    endpoint: Endpoint,
+    body: Map<String, Value>,
+    meta: Option<Map<String, Value>>,
+    model: RowModel,
+    next: usize,
+}
+
+impl Current {
+    fn next_request(&mut self, models: &[String]) -> Option<Request> {
+        let (model, last) = match &self.model {
+            RowModel::Own(m) if self.next == 0 => (m.clone(), true),
+            RowModel::Own(_) => return None,
+            RowModel::Config => (
+                models.get(self.next)?.clone(),
+                self.next + 1 == models.len(),
+            ),
+        };
+        self.next += 1;
+        let mut body = if last {
+            std::mem::take(&mut self.body)
+        } else {
+            self.body.clone()
+        };
+        body.insert("model".into(), Value::String(model.clone()));
+        let meta = if last {
+            self.meta.take()
+        } else {
+            self.meta.clone()
+        };
+        Some(Request {
+            id: self.id.clone(),
+            row: self.row,
+            line: self.line,
+            fingerprint: fingerprint(self.endpoint, &body),
+            model,
+            endpoint: self.endpoint,
+            body,
+            meta,
+        })
     }
-    pub fn requests(&self) -> Result<std::vec::IntoIter<Result<Request, InputError>>, InputError> {
-        todo!()
+}
+
+impl Requests {
+    fn fail(&mut self, line: Option<u64>, message: String) -> Option<Result<Request, InputError>> {
+        self.done = true;
+        Some(Err(InputError::one(
+            &self.shared.display,
+            line,
+            format!("{message} (the input changed after it was validated)"),
+        )))
+    }
+}
+
+impl Iterator for Requests {
+    type Item = Result<Request, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(current) = &mut self.current {
+                if let Some(request) = current.next_request(&self.shared.config.models) {
+                    return Some(Ok(request));
+                }
+                self.current = None;
+            }
+            if self.done {
+                return None;
+            }
+            let (line, row, fields) = match self.walker.next() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Step::Problem { line, message }) => return self.fail(line, message),
+                Some(Step::Row { line, row, fields }) => (line, row, fields),
+            };
+            let id = match self.shared.shaper.id(&fields, row) {
+                Ok(id) => id,
+                Err(msg) => return self.fail(Some(line), msg),
+            };
+            if !in_shard(&self.shared.config, &id) {
+                continue;
+            }
+            match self.shared.shaper.shape(&fields) {
+                Ok(shaped) => {
+                    self.current = Some(Current {
+                        id,
+                        row,
+                        line,
+                        endpoint: shaped.endpoint,
+                        body: shaped.body,
+                        meta: shaped.meta,
+                        model: shaped.model,
+                        next: 0,
+                    });
+                }
+                Err(msgs) => return self.fail(Some(line), msgs.join("; ")),
+            }
+        }
+    }
+}
+
+/// What the [`Walker`] found.
+enum Step {
+    Row {
+        line: u64,
+        row: u64,
+        fields: Map<String, Value>,
+    },
+    Problem {
+        line: Option<u64>,
+        message: String,
+    },
+}
+
+/// Numbers rows and applies `--limit` over a [`RowSource`].
+struct Walker {
+    source: Box<dyn RowSource>,
+    limit: Option<u64>,
+    rows: u64,
+    done: bool,
+}
+
+impl Walker {
+    fn new(source: Box<dyn RowSource>, limit: Option<u64>) -> Walker {
+        Walker {
+            source,
+            limit,
+            rows: 0,
+            done: false,
+        }
+    }
+
+    fn next(&mut self) -> Option<Step> {
+        if self.done {
+            return None;
+        }
+        if self.limit.is_some_and(|limit| self.rows >= limit) {
+            self.done = true;
+            return None;
+        }
+        match self.source.next_item() {
+            None => {
+                self.done = true;
+                None
+            }
+            Some(Item::Note { line, message }) => Some(Step::Problem { line, message }),
+            Some(Item::Row { line, fields }) => {
+                self.rows += 1;
+                Some(match fields {
+                    Ok(fields) => Step::Row {
+                        line,
+                        row: self.rows,
+                        fields,
+                    },
+                    Err(message) => Step::Problem {
+                        line: Some(line),
+                        message,
+                    },
+                })
+            }
+        }
     }
 }
