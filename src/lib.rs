@@ -6,3 +6,4 @@
 pub mod endpoint;
 pub mod hash;
 pub mod job;
+pub mod mock;
