@@ -1,0 +1,175 @@
+//! Reading an inference request body (chat or responses) and computing the mock's
+//! deterministic answer: the text and token counts are pure functions of (model, prompt), the
+//! same for both endpoints and both transports.
+
+use serde_json::Value;
+
+use crate::endpoint::Endpoint;
+
+/// Model used when a request names none (OpenRouter uses the account default).
+pub const DEFAULT_MODEL: &str = "openai/gpt-4o-mini";
+
+/// What the mock needs from a request body.
+#[derive(Debug, Clone)]
+pub struct Prompted {
+    pub model: String,
+    /// All message / input texts, joined with `\n` (system/instructions first, as sent).
+    pub prompt: String,
+    /// Number of messages (chat) or input items plus instructions (responses).
+    pub segments: u64,
+    pub max_tokens: Option<u64>,
+    pub stream: bool,
+}
+
+/// Parse a request body for `endpoint`; `Err` is the message of a 400.
+pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Prompted, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
+    if !value.is_object() {
+        return Err("Request body must be a JSON object".into());
+    }
+    let model = match value.get("model") {
+        None | Some(Value::Null) => DEFAULT_MODEL.to_string(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err("model must be a non-empty string".into()),
+    };
+    let (texts, max_keys): (Vec<String>, &[&str]) = match endpoint {
+        Endpoint::Chat => (
+            chat_texts(&value)?,
+            &["max_completion_tokens", "max_tokens"],
+        ),
+        Endpoint::Responses => (responses_texts(&value)?, &["max_output_tokens"]),
+    };
+    let max_tokens = max_keys
+        .iter()
+        .find_map(|k| value.get(*k).and_then(Value::as_u64));
+    let stream = value
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(Prompted {
+        model,
+        segments: texts.len() as u64,
+        prompt: texts.join("\n"),
+        max_tokens,
+        stream,
+    })
+}
+
+fn chat_texts(value: &Value) -> Result<Vec<String>, String> {
+    let messages = value
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+        .ok_or("messages: a non-empty array is required")?;
+    Ok(messages
+        .iter()
+        .map(|m| content_text(m.get("content")))
+        .collect())
+}
+
+fn responses_texts(value: &Value) -> Result<Vec<String>, String> {
+    let mut texts = Vec::new();
+    if let Some(s) = value.get("instructions").and_then(Value::as_str) {
+        texts.push(s.to_string());
+    }
+    match value.get("input") {
+        Some(Value::String(s)) => texts.push(s.clone()),
+        Some(Value::Array(items)) if !items.is_empty() => {
+            texts.extend(items.iter().map(|item| content_text(item.get("content"))));
+        }
+        _ => return Err("input: a string or a non-empty array is required".into()),
+    }
+    Ok(texts)
+}
+
+/// Text of a `content` field: a string, or the `text` of every part of an array.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// Prompt tokens: ceil(chars / 4) + 4 per message.
+pub fn prompt_tokens(p: &Prompted) -> u64 {
+    (p.prompt.chars().count() as u64).div_ceil(4) + 4 * p.segments
+}
+
+const VOCAB: &[&str] = &[
+    "alpha", "bravo", "cobalt", "delta", "ember", "fjord", "granite", "harbor", "indigo",
+    "juniper", "kelp", "lumen", "meadow", "nebula", "onyx", "prism", "quartz", "river", "saffron",
+    "tundra", "umber", "vortex", "willow", "xenon", "yarrow", "zephyr", "amber", "basalt", "cedar",
+    "dune", "echo", "flint",
+];
+
+/// The full answer for (model, prompt), as words (completion tokens = number of words).
+pub fn answer_words(model: &str, prompt: &str) -> Vec<String> {
+    let hash = crate::hash::key64(prompt, model);
+    let mut words = vec![
+        "mock".to_string(),
+        "answer".to_string(),
+        format!("({model}):"),
+    ];
+    let count = 3 + (hash % 6) as usize;
+    words.extend((0..count).map(|i| {
+        let idx = (hash >> (8 + 5 * i)) as usize % VOCAB.len();
+        VOCAB[idx].to_string()
+    }));
+    words.push("echo:".to_string());
+    words.extend(
+        prompt
+            .split_whitespace()
+            .take(5)
+            .map(|w| w.chars().take(24).collect()),
+    );
+    words
+}
+
+/// The words actually produced under `max_tokens`, and whether the limit cut them.
+pub fn limited(words: Vec<String>, max_tokens: Option<u64>) -> (Vec<String>, bool) {
+    match max_tokens {
+        Some(max) if (words.len() as u64) > max => {
+            (words.into_iter().take(max as usize).collect(), true)
+        }
+        _ => (words, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_prompt_same_tokens_on_both_endpoints() {
+        let chat = br#"{"model":"m","messages":[{"role":"system","content":"be brief"},
+            {"role":"user","content":[{"type":"text","text":"hello there"}]}]}"#;
+        let resp = br#"{"model":"m","instructions":"be brief","input":"hello there"}"#;
+        let a = parse(Endpoint::Chat, chat).unwrap();
+        let b = parse(Endpoint::Responses, resp).unwrap();
+        assert_eq!(a.prompt, b.prompt);
+        assert_eq!(prompt_tokens(&a), prompt_tokens(&b));
+        assert_eq!(answer_words("m", &a.prompt), answer_words("m", &b.prompt));
+    }
+
+    #[test]
+    fn bad_bodies_are_errors() {
+        assert!(parse(Endpoint::Chat, b"{").is_err());
+        assert!(parse(Endpoint::Chat, b"{\"messages\":[]}").is_err());
+        assert!(parse(Endpoint::Responses, b"{\"model\":\"m\"}").is_err());
+        assert!(parse(Endpoint::Chat, b"[1]").is_err());
+    }
+
+    #[test]
+    fn max_tokens_cuts() {
+        let words = answer_words("m", "x");
+        let (cut, hit) = limited(words.clone(), Some(2));
+        assert_eq!((cut.len(), hit), (2, true));
+        assert_eq!(limited(words.clone(), Some(1000)).0, words);
+    }
+}

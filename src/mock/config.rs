@@ -1,0 +1,118 @@
+//! The mock server's fault knobs: one struct that is both the `orbatch mock-server` flags
+//! (via `clap::Args`) and the in-process configuration used by `run --mock` and tests.
+
+/// Fault and behaviour knobs of the mock OpenRouter server. Defaults mean "no faults".
+///
+/// Probabilistic faults are drawn from one RNG seeded with `--seed`, so a run with the same
+/// seed and the same request order sees the same faults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockConfig {
+    /// Seed of the RNG that decides probabilistic faults and jitter.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Base latency in ms before answering (for streams, spread across the chunks).
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Extra latency drawn uniformly from 0..=J ms, added to --latency-ms.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+
+    /// Fraction (0..1) of inference requests answered 429 rate limited.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_429: f64,
+
+    /// Seconds sent in `Retry-After` on 429 and 503 answers (none when unset).
+    #[arg(long)]
+    pub retry_after: Option<u64>,
+
+    /// Fraction (0..1) of inference requests answered 500/502/503/504/524/529 (picked at random).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_5xx: f64,
+
+    /// Fraction (0..1) of inference requests whose connection is closed with no response at all.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_drop: f64,
+
+    /// Fraction (0..1) of inference requests answered 200 with an error body (alternating a
+    /// top-level `error` and a `choices[0].error` with `finish_reason:"error"`).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_200_error: f64,
+
+    /// Fraction (0..1) of streaming requests that send some chunks, then an error chunk, then end.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_mid_stream_error: f64,
+
+    /// Fraction (0..1) of requests cut short: streams end without usage/[DONE], non-streaming
+    /// bodies are cut in the middle of the JSON.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_truncate: f64,
+
+    /// Number of `: OPENROUTER PROCESSING` comment lines sent before the first stream event.
+    #[arg(long, default_value_t = 1)]
+    pub keepalive_comments: u32,
+
+    /// After the headers of a 200, wait this many ms before the first body byte (client timeouts).
+    #[arg(long, default_value_t = 0)]
+    pub stall_ms: u64,
+
+    /// Credit limit in USD: once the mock has billed this much, inference answers 402.
+    #[arg(long)]
+    pub credit_limit: Option<f64>,
+
+    /// Server-side rate limit: more than RPS inference requests in any 1 s window get 429
+    /// with `Retry-After: 1`.
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+
+    /// A generation id answers 404 on GET /generation until this many ms after it was created.
+    #[arg(long, default_value_t = 0)]
+    pub generation_delay_ms: u64,
+
+    /// Accept only `Authorization: Bearer KEY` (any non-empty key is accepted when unset).
+    #[arg(long)]
+    pub require_key: Option<String>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            seed: 0,
+            latency_ms: 0,
+            jitter_ms: 0,
+            rate_429: 0.0,
+            retry_after: None,
+            rate_5xx: 0.0,
+            rate_drop: 0.0,
+            rate_200_error: 0.0,
+            rate_mid_stream_error: 0.0,
+            rate_truncate: 0.0,
+            keepalive_comments: 1,
+            stall_ms: 0,
+            credit_limit: None,
+            rate_limit: None,
+            generation_delay_ms: 0,
+            require_key: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        mock: MockConfig,
+    }
+
+    #[test]
+    fn flag_defaults_match_default_impl() {
+        let parsed = Cli::parse_from(["x"]).mock;
+        let default = MockConfig::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+}

@@ -1,0 +1,248 @@
+//! The mock's shared mutable state: counters, issued generations, per-prompt attempt counts,
+//! the rate-limit window and the seeded RNG. Every lock is held for microseconds and never
+//! across an `.await`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::config::MockConfig;
+
+/// Counters of what the mock saw and billed (also served as `GET /api/v1/_mock/stats`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MockStats {
+    /// Inference requests received (chat + responses), every attempt.
+    pub requests: u64,
+    /// HTTP status sent for inference requests (200 counts 200-with-error too; key 0 counts
+    /// connections dropped without any status).
+    pub by_status: BTreeMap<u16, u64>,
+    /// Successful answers (billed, full response delivered or stream completed).
+    pub answered: u64,
+    /// Sum of the cost of every billed generation, in USD.
+    pub billed_usd: f64,
+    /// Max over (model, prompt) of successful answers (proves no row was paid twice).
+    pub max_answers_per_prompt: u64,
+    /// Generation ids issued.
+    pub generations: u64,
+    /// `GET /generation` calls.
+    pub generation_lookups: u64,
+}
+
+/// One recorded generation, as `GET /generation` reports it.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub id: String,
+    pub model: String,
+    pub provider: &'static str,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+    pub finish_reason: &'static str,
+    pub streamed: bool,
+    pub cancelled: bool,
+    pub latency_ms: u64,
+    pub created_at: jiff::Timestamp,
+    pub http_referer: Option<String>,
+    pub user_agent: Option<String>,
+    /// When the record was made (for `--generation-delay-ms`).
+    pub recorded: Instant,
+}
+
+/// Result of a generation lookup.
+pub enum Lookup {
+    Found(Box<Generation>),
+    NotYet,
+    Unknown,
+}
+
+#[derive(Default)]
+struct Book {
+    stats: MockStats,
+    answers: HashMap<u64, u64>,
+    attempts: HashMap<u64, u64>,
+    generations: HashMap<String, Generation>,
+    /// Issued ids whose generation is not recorded yet (a stream still running).
+    pending: std::collections::HashSet<String>,
+    window: VecDeque<Instant>,
+}
+
+/// State shared by all handlers.
+pub struct Shared {
+    pub config: MockConfig,
+    rng: Mutex<SmallRng>,
+    book: Mutex<Book>,
+    id_seq: AtomicU64,
+    alternate: AtomicU64,
+}
+
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+impl Shared {
+    pub fn new(config: MockConfig) -> Shared {
+        let rng = SmallRng::seed_from_u64(config.seed);
+        Shared {
+            config,
+            rng: Mutex::new(rng),
+            book: Mutex::new(Book::default()),
+            id_seq: AtomicU64::new(0),
+            alternate: AtomicU64::new(0),
+        }
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        self.book
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn rng(&self) -> MutexGuard<'_, SmallRng> {
+        self.rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A uniform draw in [0, 1) and an index below `n`, from the seeded RNG.
+    pub fn draw(&self, n: usize) -> (f64, usize) {
+        let mut rng = self.rng();
+        let u = rng.random::<f64>();
+        (u, rng.random_range(0..n.max(1)))
+    }
+
+    /// The latency of one answer: `--latency-ms` plus uniform jitter.
+    pub fn latency(&self) -> Duration {
+        let jitter = match self.config.jitter_ms {
+            0 => 0,
+            j => self.rng().random_range(0..=j),
+        };
+        Duration::from_millis(self.config.latency_ms + jitter)
+    }
+
+    /// True on every other call (alternates the two 200-with-error shapes).
+    pub fn flip(&self) -> bool {
+        self.alternate
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(2)
+    }
+
+    pub fn count_request(&self) {
+        self.book().stats.requests += 1;
+    }
+
+    /// Record the status sent for an inference request (0 = dropped, no status).
+    pub fn count_status(&self, status: u16) {
+        *self.book().stats.by_status.entry(status).or_insert(0) += 1;
+    }
+
+    /// 1-based number of this attempt for the (model, prompt) `key`.
+    pub fn next_attempt(&self, key: u64) -> u64 {
+        let mut book = self.book();
+        let n = book.attempts.entry(key).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Sliding 1 s window limiter: true if this request is admitted under `rps`.
+    pub fn admit(&self, rps: u32) -> bool {
+        let now = Instant::now();
+        let mut book = self.book();
+        while book
+            .window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            book.window.pop_front();
+        }
+        if book.window.len() >= rps as usize {
+            return false;
+        }
+        book.window.push_back(now);
+        true
+    }
+
+    /// USD billed so far.
+    pub fn billed(&self) -> f64 {
+        self.book().stats.billed_usd
+    }
+
+    /// Issue a new `gen-<unix secs>-<20 alphanumerics>` id (unique per server).
+    pub fn new_generation_id(&self) -> String {
+        let seq = self.id_seq.fetch_add(1, Ordering::Relaxed);
+        let mut rnd: u64 = rand::random();
+        let mut tail = String::with_capacity(20);
+        for _ in 0..10 {
+            tail.push(ALNUM[(rnd % 62) as usize] as char);
+            rnd /= 62;
+        }
+        let mut s = seq;
+        for _ in 0..10 {
+            tail.push(ALNUM[(s % 62) as usize] as char);
+            s /= 62;
+        }
+        let id = format!("gen-{}-{tail}", jiff::Timestamp::now().as_second());
+        let mut book = self.book();
+        book.stats.generations += 1;
+        book.pending.insert(id.clone());
+        id
+    }
+
+    /// Record a generation and bill its cost; `answer_key` counts a successful answer for
+    /// that (model, prompt).
+    pub fn record(&self, generation: Generation, answer_key: Option<u64>) {
+        let mut book = self.book();
+        book.stats.billed_usd += generation.cost;
+        if let Some(key) = answer_key {
+            book.stats.answered += 1;
+            let n = book.answers.entry(key).or_insert(0);
+            *n += 1;
+            let n = *n;
+            book.stats.max_answers_per_prompt = book.stats.max_answers_per_prompt.max(n);
+        }
+        book.pending.remove(&generation.id);
+        book.generations.insert(generation.id.clone(), generation);
+    }
+
+    /// Look up a generation (counts the lookup); honours `--generation-delay-ms`.
+    pub fn lookup(&self, id: &str) -> Lookup {
+        let delay = Duration::from_millis(self.config.generation_delay_ms);
+        let mut book = self.book();
+        book.stats.generation_lookups += 1;
+        match book.generations.get(id) {
+            Some(g) if g.recorded.elapsed() >= delay => Lookup::Found(Box::new(g.clone())),
+            Some(_) => Lookup::NotYet,
+            None if book.pending.contains(id) => Lookup::NotYet,
+            None => Lookup::Unknown,
+        }
+    }
+
+    pub fn stats(&self) -> MockStats {
+        self.book().stats.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_well_formed() {
+        let s = Shared::new(MockConfig::default());
+        let a = s.new_generation_id();
+        let b = s.new_generation_id();
+        assert_ne!(a, b);
+        let tail = a.rsplit('-').next().unwrap_or_default();
+        assert_eq!(tail.len(), 20);
+        assert!(tail.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn limiter_admits_rps_per_window() {
+        let s = Shared::new(MockConfig::default());
+        assert!(s.admit(2) && s.admit(2));
+        assert!(!s.admit(2));
+    }
+}
