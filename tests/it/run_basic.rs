@@ -5,16 +5,37 @@ use serde_json::Value;
 use crate::support::{Cmd, Env, KEY, record, records};
 
 const FIELDS: &[&str] = &[
-    "id", "model", "endpoint", "row", "status", "output", "finish_reason", "generation_id",
-    "generation_ids", "provider", "model_used", "usage", "attempts", "latency_ms", "ttft_ms",
-    "started_at", "finished_at", "fingerprint", "error",
+    "id",
+    "model",
+    "endpoint",
+    "row",
+    "status",
+    "output",
+    "finish_reason",
+    "generation_id",
+    "generation_ids",
+    "provider",
+    "model_used",
+    "usage",
+    "attempts",
+    "latency_ms",
+    "ttft_ms",
+    "started_at",
+    "finished_at",
+    "fingerprint",
+    "error",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jsonl_rows_become_complete_records() {
     let env = Env::new().await;
     let input = env.jsonl("q.jsonl", &["What is 2+2?", "Name a colour.", "Say hi."]);
-    let done = env.run().input(&input).args(&["-m", "openai/gpt-4o-mini", "-q"]).output().await;
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "openai/gpt-4o-mini", "-q"])
+        .output()
+        .await;
     done.code(0);
     assert_eq!(done.stdout, "", "run prints nothing on stdout");
     let recs = records(&env.path("q.out.jsonl"));
@@ -46,8 +67,15 @@ async fn jsonl_rows_become_complete_records() {
     assert_eq!(record(&recs, "r2")["row"], 2);
     let stats = env.stats();
     assert_eq!(stats.requests, 3);
-    let billed: f64 = recs.iter().map(|r| r["usage"]["cost"].as_f64().unwrap()).sum();
-    assert!((billed - stats.billed_usd).abs() < 1e-12, "{billed} vs {}", stats.billed_usd);
+    let billed: f64 = recs
+        .iter()
+        .map(|r| r["usage"]["cost"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (billed - stats.billed_usd).abs() < 1e-12,
+        "{billed} vs {}",
+        stats.billed_usd
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,14 +87,25 @@ async fn every_row_goes_to_every_model_and_row_models_win() {
     );
     env.run()
         .input(&input)
-        .args(&["-m", "openai/gpt-4o-mini", "-m", "anthropic/claude-3.5-haiku", "-q"])
+        .args(&[
+            "-m",
+            "openai/gpt-4o-mini",
+            "-m",
+            "anthropic/claude-3.5-haiku",
+            "-q",
+        ])
         .output()
         .await
         .code(0);
     let recs = records(&env.path("fan.out.jsonl"));
     let mut keys: Vec<(String, String)> = recs
         .iter()
-        .map(|r| (r["id"].as_str().unwrap().into(), r["model"].as_str().unwrap().into()))
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().into(),
+                r["model"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     keys.sort();
     assert_eq!(
@@ -84,27 +123,41 @@ async fn every_row_goes_to_every_model_and_row_models_win() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_with_a_template_and_a_job_file() {
     let env = Env::new().await;
-    env.write("docs.csv", "id,title,body\nd1,Cats,They purr.\nd2,Dogs,\"They bark, loudly.\"\n");
+    env.write(
+        "docs.csv",
+        "id,title,body\nd1,Cats,They purr.\nd2,Dogs,\"They bark, loudly.\"\n",
+    );
     let job = env.write(
         "job.toml",
         "input = \"docs.csv\"\nmodels = [\"meta-llama/llama-3.1-8b-instruct\"]\n\
          template = \"Summarise {{ title }}: {{ body }}\"\nsystem = \"Be brief.\"\n\
          concurrency = 2\n[params]\ntemperature = 0\n",
     );
-    env.run().arg(job.to_str().unwrap()).arg("-q").output().await.code(0);
+    env.run()
+        .arg(job.to_str().unwrap())
+        .arg("-q")
+        .output()
+        .await
+        .code(0);
     let recs = records(&env.path("docs.out.jsonl"));
     assert_eq!(recs.len(), 2);
     assert!(recs.iter().all(|r| r["status"] == "ok"));
     // The mock's answer echoes the prompt's first words: the template was rendered.
     let out = record(&recs, "d2")["output"].as_str().unwrap().to_owned();
-    assert!(out.contains("Summarise") || out.contains("Dogs") || out.contains("Be"), "{out}");
+    assert!(
+        out.contains("Summarise") || out.contains("Dogs") || out.contains("Be"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flags_override_the_job_file() {
     let env = Env::new().await;
     env.jsonl("rows.jsonl", &["a", "b"]);
-    let job = env.write("j.toml", "input = \"rows.jsonl\"\nmodels = [\"from/file\"]\n");
+    let job = env.write(
+        "j.toml",
+        "input = \"rows.jsonl\"\nmodels = [\"from/file\"]\n",
+    );
     env.run()
         .arg(job.to_str().unwrap())
         .args(&["-m", "from/flag", "-o"])
@@ -122,7 +175,16 @@ async fn rows_from_stdin() {
     let env = Env::new().await;
     let out = env.path("stdin.out.jsonl");
     env.run()
-        .args(&["-i", "-", "--input-format", "jsonl", "-m", "x/y", "-q", "-o"])
+        .args(&[
+            "-i",
+            "-",
+            "--input-format",
+            "jsonl",
+            "-m",
+            "x/y",
+            "-q",
+            "-o",
+        ])
         .arg(out.to_str().unwrap())
         .stdin(b"{\"prompt\":\"hello\"}\n{\"prompt\":\"world\"}\n")
         .output()
@@ -144,7 +206,11 @@ async fn the_demo_job_runs_with_mock_and_no_key() {
         .output()
         .await;
     done.code(0);
-    assert!(done.stderr.contains("ok"), "summary on stderr: {}", done.stderr);
+    assert!(
+        done.stderr.contains("ok"),
+        "summary on stderr: {}",
+        done.stderr
+    );
     let recs = records(&out);
     assert!(recs.len() >= 10);
     assert!(recs.iter().all(|r| r["status"] == "ok"));
@@ -162,7 +228,11 @@ async fn a_missing_key_is_a_usage_error_and_sends_nothing() {
         .output()
         .await;
     done.code(2);
-    assert!(done.stderr.contains("OPENROUTER_API_KEY"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("OPENROUTER_API_KEY"),
+        "{}",
+        done.stderr
+    );
     assert_eq!(env.stats().requests, 0);
 }
 
@@ -178,7 +248,10 @@ async fn the_key_never_appears_anywhere() {
         .output()
         .await;
     assert!(!done.stderr.contains(KEY) && !done.stdout.contains(KEY));
-    assert!(!done.stderr.contains("TESTKEY"), "the key leaked into stderr");
+    assert!(
+        !done.stderr.contains("TESTKEY"),
+        "the key leaked into stderr"
+    );
     let out = std::fs::read_to_string(env.path("s.out.jsonl")).unwrap();
     assert!(!out.contains("TESTKEY"), "the key leaked into the output");
 }

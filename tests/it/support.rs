@@ -47,7 +47,12 @@ impl Env {
         let lines: String = prompts
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("{}\n", serde_json::json!({"id": format!("r{}", i + 1), "prompt": p})))
+            .map(|(i, p)| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"id": format!("r{}", i + 1), "prompt": p})
+                )
+            })
             .collect();
         self.write(name, &lines)
     }
@@ -187,7 +192,10 @@ impl Done {
 /// Every line of a JSONL file as JSON; panics on an invalid line (the file must stay valid).
 pub fn records(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("read output");
-    assert!(text.is_empty() || text.ends_with('\n'), "output must end with a newline");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "output must end with a newline"
+    );
     text.lines()
         .enumerate()
         .map(|(i, l)| {

@@ -1,0 +1,205 @@
+//! Resume: rerunning the same command finishes the job without paying twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use orbatch::mock::MockConfig;
+
+use crate::support::{Env, record, records};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_sends_nothing_already_answered() {
+    let env = Env::new().await;
+    let input = env.jsonl("r.jsonl", &["a", "b", "c"]);
+    env.run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q"])
+        .output()
+        .await
+        .code(0);
+    assert_eq!(env.stats().requests, 3);
+    let done = env.run().input(&input).args(&["-m", "x/y"]).output().await;
+    done.code(0);
+    assert_eq!(env.stats().requests, 3, "nothing sent again");
+    assert!(done.stderr.contains("skipped 3"), "{}", done.stderr);
+    assert_eq!(records(&env.path("r.out.jsonl")).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_rows_and_errors_are_sent_again() {
+    let env = Env::new().await;
+    let input = env.jsonl(
+        "c.jsonl",
+        &["same", "[[mock:400*1]] fails once", "old text"],
+    );
+    env.run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q"])
+        .output()
+        .await
+        .code(1);
+    assert_eq!(env.stats().requests, 3);
+    // --no-retry-errors keeps the error and still exits 1.
+    env.run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q", "--no-retry-errors"])
+        .output()
+        .await
+        .code(1);
+    assert_eq!(env.stats().requests, 3);
+    // Row 3 changes; row 2's error is retried by default.
+    env.jsonl(
+        "c.jsonl",
+        &["same", "[[mock:400*1]] fails once", "new text"],
+    );
+    let done = env.run().input(&input).args(&["-m", "x/y"]).output().await;
+    done.code(0);
+    assert_eq!(
+        env.stats().requests,
+        5,
+        "row 2 retried, row 3 changed; row 1 skipped"
+    );
+    assert!(done.stderr.contains("1 changed"), "{}", done.stderr);
+    let recs = records(&env.path("c.out.jsonl"));
+    assert_eq!(recs.len(), 5, "records are appended, never rewritten");
+    assert_eq!(record(&recs, "r2")["status"], "ok");
+    // A different model is a different key (and the mock fails row 2 once for it too).
+    env.run()
+        .input(&input)
+        .args(&["-m", "other/model", "-q"])
+        .output()
+        .await
+        .code(1);
+    assert_eq!(env.stats().requests, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_starts_over() {
+    let env = Env::new().await;
+    let input = env.jsonl("f.jsonl", &["a", "b"]);
+    env.run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q"])
+        .output()
+        .await
+        .code(0);
+    env.run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q", "--fresh"])
+        .output()
+        .await
+        .code(0);
+    assert_eq!(env.stats().requests, 4);
+    assert_eq!(records(&env.path("f.out.jsonl")).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_line_is_repaired_with_a_warning() {
+    let env = Env::new().await;
+    let input = env.jsonl("t.jsonl", &["a", "b"]);
+    env.run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q"])
+        .output()
+        .await
+        .code(0);
+    let out = env.path("t.out.jsonl");
+    let mut text = std::fs::read_to_string(&out).unwrap();
+    // Cut the last record in half, as a crash mid-write would.
+    let last_start = text.trim_end().rfind('\n').unwrap() + 1;
+    text.truncate(last_start + 20);
+    std::fs::write(&out, &text).unwrap();
+    let done = env.run().input(&input).args(&["-m", "x/y"]).output().await;
+    done.code(0);
+    assert!(done.stderr.contains("cut off"), "{}", done.stderr);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(env.stats().requests, 3, "only the torn row is sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_output_is_refused() {
+    let env = Env::with(MockConfig {
+        latency_ms: 300,
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("l.jsonl", &["a", "b", "c", "d"]);
+    let first = env
+        .run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q", "-j", "1"])
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let done = env.run().input(&input).args(&["-m", "x/y"]).output().await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("another orbatch run"),
+        "{}",
+        done.stderr
+    );
+    let status = first.wait_with_output().await.unwrap().status;
+    assert_eq!(status.code(), Some(0));
+}
+
+/// SIGKILL mid-run, then rerun: valid JSONL, every row ok, no answered row sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_run_then_rerun_finishes_without_paying_twice() {
+    let env = Env::with(MockConfig {
+        latency_ms: 40,
+        jitter_ms: 40,
+        ..MockConfig::default()
+    })
+    .await;
+    let prompts: Vec<String> = (0..120).map(|i| format!("prompt number {i}")).collect();
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let input = env.jsonl("k.jsonl", &refs);
+    let out = env.path("k.out.jsonl");
+    for kill_after_ms in [150u64, 450] {
+        let mut child = env
+            .run()
+            .input(&input)
+            .args(&["-m", "x/y", "-q", "-j", "8"])
+            .spawn();
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        child.start_kill().unwrap(); // SIGKILL
+        let _ = child.wait().await;
+        // Whatever the kill left is readable by the next run (a torn tail is repaired).
+    }
+    let before_rerun = records_lenient(&out);
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q", "-j", "8"])
+        .output()
+        .await;
+    done.code(0);
+    let recs = records(&out);
+    let mut ok: HashMap<String, usize> = HashMap::new();
+    for r in &recs {
+        if r["status"] == "ok" {
+            *ok.entry(r["id"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(ok.len(), 120, "every row answered");
+    assert!(
+        ok.values().all(|&n| n == 1),
+        "no answered row was sent again"
+    );
+    // Only requests in flight at a kill can have been answered without being recorded.
+    let stats = env.stats();
+    assert!(stats.answered <= 120 + 2 * 8, "answered {}", stats.answered);
+    assert!(
+        before_rerun > 0 && before_rerun < 120,
+        "the kill happened mid-run ({before_rerun})"
+    );
+}
+
+/// Records in a file that may have a torn last line.
+fn records_lenient(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        .count()
+}

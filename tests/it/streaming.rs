@@ -1,0 +1,121 @@
+//! Both endpoints × both transports give the same record; stream failures are retried.
+
+use serde_json::Value;
+
+use crate::support::{Env, record, records};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_and_transports_agree() {
+    let env = Env::new().await;
+    let input = env.write(
+        "e.jsonl",
+        "{\"id\":\"p\",\"prompt\":\"Tell me about otters.\"}\n\
+         {\"id\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Two plus two?\"}]}\n",
+    );
+    let mut results: Vec<Vec<Value>> = Vec::new();
+    for (endpoint, stream) in [
+        ("chat", false),
+        ("chat", true),
+        ("responses", false),
+        ("responses", true),
+    ] {
+        let out = env.path(&format!("e.{endpoint}.{stream}.jsonl"));
+        let mut cmd = env
+            .run()
+            .input(&input)
+            .args(&[
+                "-m",
+                "openai/gpt-4o-mini",
+                "-q",
+                "--system",
+                "Be brief.",
+                "--endpoint",
+                endpoint,
+                "-o",
+            ])
+            .arg(out.to_str().unwrap());
+        if stream {
+            cmd = cmd.arg("--stream");
+        }
+        cmd.output().await.code(0);
+        let recs = records(&out);
+        for r in &recs {
+            assert_eq!(r["endpoint"], endpoint);
+            assert!(r["generation_id"].as_str().unwrap().starts_with("gen-"));
+            if stream {
+                assert!(r["ttft_ms"].is_u64(), "streamed rows record TTFT: {r}");
+            } else {
+                assert_eq!(r["ttft_ms"], Value::Null);
+            }
+        }
+        results.push(recs);
+    }
+    for id in ["p", "m"] {
+        let first = record(&results[0], id);
+        for other in &results[1..] {
+            let r = record(other, id);
+            assert_eq!(r["output"], first["output"], "{id}");
+            assert_eq!(
+                r["usage"]["prompt_tokens"], first["usage"]["prompt_tokens"],
+                "{id}"
+            );
+            assert_eq!(
+                r["usage"]["completion_tokens"], first["usage"]["completion_tokens"],
+                "{id}"
+            );
+            assert_eq!(r["usage"]["cost"], first["usage"]["cost"], "{id}");
+            assert_eq!(r["finish_reason"], first["finish_reason"], "{id}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_failures_are_retried_to_the_full_answer() {
+    let env = Env::new().await;
+    for endpoint in ["chat", "responses"] {
+        // The mock counts directive attempts per (model, prompt): a prompt per endpoint.
+        let prompts = [
+            format!("[[mock:mid-stream-error*1]] one {endpoint}"),
+            format!("[[mock:truncate*1]] two {endpoint}"),
+            format!("[[mock:429*1 retry-after=0]] three {endpoint}"),
+        ];
+        let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let input = env.jsonl(&format!("s-{endpoint}.jsonl"), &prompts);
+        env.run()
+            .input(&input)
+            .args(&["-m", "a/b", "-q", "--stream", "--endpoint", endpoint])
+            .output()
+            .await
+            .code(0);
+        let recs = records(&env.path(&format!("s-{endpoint}.out.jsonl")));
+        for id in ["r1", "r2", "r3"] {
+            let r = record(&recs, id);
+            assert_eq!(r["status"], "ok", "{endpoint} {id}: {r}");
+            assert_eq!(r["attempts"], 2, "{endpoint} {id}");
+            assert!(!r["output"].as_str().unwrap().is_empty());
+        }
+        // The broken attempts had generation ids (billed for what they streamed): kept.
+        for id in ["r1", "r2"] {
+            let r = record(&recs, id);
+            assert_eq!(
+                r["generation_ids"].as_array().unwrap().len(),
+                2,
+                "{endpoint} {id}: {r}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_stream_times_out_and_is_retried() {
+    let env = Env::new().await;
+    let input = env.jsonl("st.jsonl", &["[[mock:stall*1]] quiet"]);
+    env.run()
+        .input(&input)
+        .args(&["-m", "a/b", "-q", "--stream", "--timeout", "0.5"])
+        .output()
+        .await
+        .code(0);
+    let r = &records(&env.path("st.out.jsonl"))[0];
+    assert_eq!(r["attempts"], 2);
+}
