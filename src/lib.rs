@@ -38,7 +38,14 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
         }
     };
     result.unwrap_or_else(|e| {
-        eprintln!("orbatch: error: {e:#}");
+        let msg = format!("{e:#}");
+        if msg.contains('\n') {
+            // A list of problems (e.g. one per bad input line): one per line, unprefixed,
+            // so each stays a clickable `PATH:LINE: message`.
+            eprintln!("orbatch: error: nothing was sent; fix these problems and rerun:\n{msg}");
+        } else {
+            eprintln!("orbatch: error: {msg}");
+        }
         if e.downcast_ref::<UsageError>().is_some() {
             Exit::Usage
         } else {

@@ -121,12 +121,13 @@ pub fn answer_words(model: &str, prompt: &str) -> Vec<String> {
         let idx = (hash >> (8 + 5 * i)) as usize % VOCAB.len();
         VOCAB[idx].to_string()
     }));
+    // Echo the end of the prompt: the user's message comes last (the system prompt first).
     words.push("echo:".to_string());
+    let all: Vec<&str> = prompt.split_whitespace().collect();
     words.extend(
-        prompt
-            .split_whitespace()
-            .take(5)
-            .map(|w| w.chars().take(24).collect()),
+        all[all.len().saturating_sub(6)..]
+            .iter()
+            .map(|w| w.chars().take(24).collect::<String>()),
     );
     words
 }
