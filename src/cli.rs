@@ -124,17 +124,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep_fields: bool,
 
-    /// API base URL [default: $OPENROUTER_BASE_URL, else https://openrouter.ai/api/v1].
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
-
-    /// Start the built-in mock server and run against it (no key, no network).
-    #[arg(long)]
-    pub mock: bool,
-
-    /// The environment variable holding the API key.
-    #[arg(long, value_name = "NAME", default_value = "OPENROUTER_API_KEY")]
-    pub api_key_env: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
 
     /// Your app's URL, sent as HTTP-Referer (attribution).
     #[arg(long, value_name = "URL")]
@@ -146,6 +137,35 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// Where API calls go, shared by every command that talks to OpenRouter.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// API base URL [default: $OPENROUTER_BASE_URL, else https://openrouter.ai/api/v1].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Use the built-in mock server, started in-process (no key, no network).
+    #[arg(long)]
+    pub mock: bool,
+
+    /// The environment variable holding the API key.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_KEY_ENV)]
+    pub api_key_env: String,
+}
+
+/// Where the key is read from unless `--api-key-env` says otherwise.
+pub const DEFAULT_KEY_ENV: &str = "OPENROUTER_API_KEY";
+
+impl Default for ApiArgs {
+    fn default() -> Self {
+        ApiArgs {
+            base_url: None,
+            mock: false,
+            api_key_env: DEFAULT_KEY_ENV.to_owned(),
+        }
+    }
 }
 
 /// `-q` / `-v` flags shared by commands.

@@ -72,6 +72,22 @@ pub struct Attempt {
     pub ttft: Option<Duration>,
 }
 
+/// The answer to a `GET`.
+#[derive(Debug, Clone)]
+pub struct GetResponse {
+    pub status: u16,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: serde_json::Value,
+    pub retry_after: Option<Duration>,
+}
+
+impl GetResponse {
+    /// The OpenRouter error envelope, when the body is one.
+    pub fn error(&self) -> Option<ApiError> {
+        ApiError::from_envelope(&self.body)
+    }
+}
+
 /// A configured OpenRouter client; cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -114,9 +130,33 @@ impl Client {
         })
     }
 
-    /// The underlying HTTP client (for `GET` endpoints such as `/generation`).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// `GET base_url + path` (path may carry a query), within the timeout. Transport
+    /// failures come back as a [`Failure`]; any HTTP status comes back as a [`GetResponse`].
+    pub async fn get(&self, path: &str) -> Result<GetResponse, Failure> {
+        let work = async {
+            let resp = self
+                .http
+                .get(self.url(path))
+                .send()
+                .await
+                .map_err(transport_failure)?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
+            let bytes = resp.bytes().await.map_err(body_failure)?;
+            let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            Ok(GetResponse {
+                status,
+                body,
+                retry_after,
+            })
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or(Err(Failure::Timeout))
     }
 
     /// `base_url` + `path`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::cli::{EndpointArg, InputFormatArg, RunArgs};
+use crate::cli::{ApiArgs, DEFAULT_KEY_ENV, EndpointArg, InputFormatArg, RunArgs};
 use crate::client::ApiKey;
 use crate::endpoint::Endpoint;
 use crate::exit::UsageError;
@@ -254,37 +254,12 @@ impl RunConfig {
             job.retry_errors.unwrap_or(true)
         };
 
-        let target = if args.mock {
-            Target::Mock
-        } else {
-            let key_env = job
-                .api_key_env
-                .as_deref()
-                .filter(|_| args.api_key_env == "OPENROUTER_API_KEY")
-                .unwrap_or(&args.api_key_env);
-            let key = env(key_env)
-                .map(|k| k.trim().to_owned())
-                .filter(|k| !k.is_empty())
-                .map(ApiKey::new)
-                .ok_or_else(|| {
-                    UsageError::new(format!(
-                        "no API key: set {key_env} (create one at https://openrouter.ai/keys), \
-                         or pass --mock to try orbatch against the built-in mock server"
-                    ))
-                })?;
-            let base_url = args
-                .base_url
-                .clone()
-                .or_else(|| env("OPENROUTER_BASE_URL").filter(|u| !u.trim().is_empty()))
-                .or(job.base_url.clone())
-                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                return Err(UsageError::new(format!(
-                    "--base-url {base_url:?}: expected an http:// or https:// URL"
-                )));
-            }
-            Target::Remote { base_url, key }
-        };
+        let target = resolve_target(
+            &args.api,
+            job.base_url.as_deref(),
+            job.api_key_env.as_deref(),
+            env,
+        )?;
 
         Ok(RunConfig {
             input: InputConfig {
@@ -314,6 +289,44 @@ impl RunConfig {
             quiet: args.verbosity.quiet,
         })
     }
+}
+
+/// Decide where API calls go: the in-process mock, or a base URL with a key from the
+/// environment. Flag beats environment beats job file beats default.
+pub fn resolve_target(
+    api: &ApiArgs,
+    job_base_url: Option<&str>,
+    job_key_env: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Target, UsageError> {
+    if api.mock {
+        return Ok(Target::Mock);
+    }
+    let key_env = job_key_env
+        .filter(|_| api.api_key_env == DEFAULT_KEY_ENV)
+        .unwrap_or(&api.api_key_env);
+    let key = env(key_env)
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .map(ApiKey::new)
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "no API key: set {key_env} (create one at https://openrouter.ai/keys), or pass \
+                 --mock to try orbatch against the built-in mock server"
+            ))
+        })?;
+    let base_url = api
+        .base_url
+        .clone()
+        .or_else(|| env("OPENROUTER_BASE_URL").filter(|u| !u.trim().is_empty()))
+        .or(job_base_url.map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(UsageError::new(format!(
+            "--base-url {base_url:?}: expected an http:// or https:// URL"
+        )));
+    }
+    Ok(Target::Remote { base_url, key })
 }
 
 fn input_source(arg: &str, format: Option<&str>) -> Result<(InputSource, InputFormat), UsageError> {
@@ -431,7 +444,6 @@ mod tests {
     fn args(input: &str) -> RunArgs {
         RunArgs {
             input: Some(input.into()),
-            api_key_env: "OPENROUTER_API_KEY".into(),
             ..RunArgs::default()
         }
     }
@@ -478,7 +490,7 @@ mod tests {
         let e = RunConfig::resolve(&args("q.jsonl"), &no_env).unwrap_err();
         assert!(e.to_string().contains("OPENROUTER_API_KEY"), "{e}");
         let mut a = args("q.jsonl");
-        a.mock = true;
+        a.api.mock = true;
         assert!(RunConfig::resolve(&a, &no_env).is_ok());
     }
 
@@ -493,7 +505,6 @@ mod tests {
         .unwrap();
         let mut a = RunArgs {
             job: Some(job.clone()),
-            api_key_env: "OPENROUTER_API_KEY".into(),
             ..RunArgs::default()
         };
         let c = RunConfig::resolve(&a, &key_env).unwrap();

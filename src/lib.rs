@@ -4,9 +4,11 @@
 //! only parses arguments, builds the runtime and maps the outcome to an exit code.
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod endpoint;
 pub mod exit;
 pub mod hash;

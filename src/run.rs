@@ -1,7 +1,6 @@
 //! `orbatch run`: validate the input, open (and resume) the output, then feed requests to
 //! the pool and records to the writer until the input runs out or the run is stopped.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,11 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ApiKey, Client, ClientConfig};
-use crate::config::{RunConfig, Target};
+use crate::config::RunConfig;
+use crate::connect::{ClientOptions, Connection};
 use crate::exit::{Exit, UsageError};
 use crate::job::{Input, Request};
-use crate::mock::{MockConfig, MockServer};
+use crate::mock::MockConfig;
 use crate::output::resume::{self, Decision};
 use crate::output::writer::{self, Event, Tally};
 use crate::pool::{Pool, PoolConfig, StopReason};
@@ -109,28 +108,18 @@ pub async fn run(
         tracing::warn!("{w}");
     }
     // 3. Where to send.
-    let mut mock = None;
-    let (base_url, key) = match &config.target {
-        Target::Mock => {
-            let server = MockServer::start(
-                demo_mock_config(),
-                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            )
-            .await?;
-            let url = server.base_url();
-            mock = Some(server);
-            (url, ApiKey::new("mock-key"))
-        }
-        Target::Remote { base_url, key } => (base_url.clone(), key.clone()),
-    };
-    let client = Client::new(&ClientConfig {
-        base_url,
-        key,
-        timeout: config.timeout,
-        app_url: config.app_url.clone(),
-        app_title: config.app_title.clone(),
-    })
+    let connection = Connection::open(
+        &config.target,
+        ClientOptions {
+            timeout: Some(config.timeout),
+            app_url: config.app_url.clone(),
+            app_title: config.app_title.clone(),
+        },
+        demo_mock_config(),
+    )
+    .await
     .map_err(|e| UsageError::new(e.to_string()))?;
+    let client = connection.client.clone();
 
     let stop = CancellationToken::new();
     let pool = Arc::new(Pool::new(
@@ -216,9 +205,7 @@ pub async fn run(
         )
     })?;
     on_interrupt.abort();
-    if let Some(server) = mock {
-        server.shutdown().await;
-    }
+    connection.close().await;
     Ok(RunSummary {
         input: input_display(&config),
         output: config.output.clone(),

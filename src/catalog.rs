@@ -1,0 +1,231 @@
+//! The model catalogue (`GET /models`: ids and prices) and the key's account state
+//! (`GET /key`: limit, remaining credit, usage), parsed leniently (FACTS §6).
+
+use std::collections::HashMap;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::client::{Client, GetResponse};
+use crate::pool::describe;
+
+/// Prices in USD: per prompt token, per completion token, per request.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pricing {
+    pub prompt: f64,
+    pub completion: f64,
+    pub request: f64,
+}
+
+impl Pricing {
+    /// The cost of a request with these token counts.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        self.prompt * prompt_tokens as f64
+            + self.completion * completion_tokens as f64
+            + self.request
+    }
+}
+
+/// One catalogue entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub name: String,
+    pub context_length: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    /// `None` when the catalogue gives no usable price (e.g. the router's `-1` sentinel).
+    pub pricing: Option<Pricing>,
+}
+
+/// The models by id.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub models: Vec<ModelInfo>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Catalog {
+    pub fn new(models: Vec<ModelInfo>) -> Catalog {
+        let by_id = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.clone(), i))
+            .collect();
+        Catalog { models, by_id }
+    }
+
+    /// A model by id; a `:variant` suffix falls back to the base id's entry.
+    pub fn get(&self, id: &str) -> Option<&ModelInfo> {
+        self.by_id
+            .get(id)
+            .or_else(|| {
+                id.split_once(':')
+                    .and_then(|(base, _)| self.by_id.get(base))
+            })
+            .map(|&i| &self.models[i])
+    }
+
+    /// Parse a `/models` body: `{"data": [Model…]}`.
+    pub fn from_json(body: &Value) -> anyhow::Result<Catalog> {
+        let data = body
+            .get("data")
+            .and_then(Value::as_array)
+            .context("the /models answer has no data array")?;
+        Ok(Catalog::new(data.iter().filter_map(parse_model).collect()))
+    }
+}
+
+fn parse_model(m: &Value) -> Option<ModelInfo> {
+    let id = m.get("id")?.as_str()?.to_owned();
+    let pricing = m.get("pricing").and_then(|p| {
+        let prompt = price(p.get("prompt"))?;
+        let completion = price(p.get("completion"))?;
+        Some(Pricing {
+            prompt,
+            completion,
+            request: price(p.get("request")).unwrap_or(0.0),
+        })
+    });
+    Some(ModelInfo {
+        name: m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(&id)
+            .to_owned(),
+        context_length: m.get("context_length").and_then(Value::as_u64),
+        max_completion_tokens: m
+            .get("top_provider")
+            .and_then(|t| t.get("max_completion_tokens"))
+            .and_then(Value::as_u64),
+        pricing,
+        id,
+    })
+}
+
+/// A price: a decimal string (or number) of USD per unit; negative sentinels are unknown.
+fn price(v: Option<&Value>) -> Option<f64> {
+    let x = match v? {
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        Value::Number(n) => n.as_f64()?,
+        _ => return None,
+    };
+    (x.is_finite() && x >= 0.0).then_some(x)
+}
+
+/// The key's account state from `/key`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyInfo {
+    /// The masked key, e.g. `sk-or-v1-au7...890`.
+    pub label: String,
+    /// USD cap of this key; `None` is unlimited.
+    pub limit: Option<f64>,
+    pub limit_remaining: Option<f64>,
+    pub limit_reset: Option<String>,
+    pub usage: f64,
+    pub usage_daily: Option<f64>,
+    pub usage_weekly: Option<f64>,
+    pub usage_monthly: Option<f64>,
+    pub is_free_tier: bool,
+}
+
+impl KeyInfo {
+    /// Parse a `/key` body: `{"data": {…}}`.
+    pub fn from_json(body: &Value) -> anyhow::Result<KeyInfo> {
+        let d = body
+            .get("data")
+            .filter(|d| d.is_object())
+            .context("the /key answer has no data object")?;
+        let f = |k: &str| d.get(k).and_then(Value::as_f64);
+        Ok(KeyInfo {
+            label: d
+                .get("label")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            limit: f("limit"),
+            limit_remaining: f("limit_remaining"),
+            limit_reset: d
+                .get("limit_reset")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            usage: f("usage").unwrap_or(0.0),
+            usage_daily: f("usage_daily"),
+            usage_weekly: f("usage_weekly"),
+            usage_monthly: f("usage_monthly"),
+            is_free_tier: d
+                .get("is_free_tier")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+    }
+}
+
+/// `GET /models`.
+pub async fn fetch_models(client: &Client) -> anyhow::Result<Catalog> {
+    let resp = get_ok(client, "/models").await?;
+    Catalog::from_json(&resp.body)
+}
+
+/// `GET /key`.
+pub async fn fetch_key(client: &Client) -> anyhow::Result<KeyInfo> {
+    let resp = get_ok(client, "/key").await?;
+    KeyInfo::from_json(&resp.body)
+}
+
+/// A `GET` that must answer 200; anything else is an error saying what happened.
+async fn get_ok(client: &Client, path: &str) -> anyhow::Result<GetResponse> {
+    let resp = client
+        .get(path)
+        .await
+        .map_err(|f| anyhow::anyhow!("GET {path}: {}", describe(&f)))?;
+    if resp.status != 200 {
+        let message = resp
+            .error()
+            .map(|e| crate::text::sanitize(&e.message))
+            .unwrap_or_default();
+        let hint = match resp.status {
+            401 | 403 => " (check the API key)",
+            _ => "",
+        };
+        bail!("GET {path}: HTTP {} {message}{hint}", resp.status);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_prices_as_decimal_strings_and_skips_sentinels() {
+        let body = json!({"data":[
+            {"id":"openai/gpt-4o-mini","name":"GPT-4o mini","context_length":128000,
+             "pricing":{"prompt":"0.00000015","completion":"0.0000006","request":"0"},
+             "top_provider":{"max_completion_tokens":16384}},
+            {"id":"openrouter/auto","pricing":{"prompt":"-1","completion":"-1"}},
+            {"no_id":true}
+        ]});
+        let c = Catalog::from_json(&body).unwrap();
+        assert_eq!(c.models.len(), 2);
+        let m = c.get("openai/gpt-4o-mini").unwrap();
+        let p = m.pricing.unwrap();
+        assert_eq!(p.prompt, 0.00000015);
+        assert!((p.cost(1_000_000, 1_000_000) - 0.75).abs() < 1e-12);
+        assert_eq!(m.max_completion_tokens, Some(16384));
+        assert_eq!(c.get("openrouter/auto").unwrap().pricing, None);
+        assert!(c.get("openai/gpt-4o-mini:nitro").is_some());
+        assert!(c.get("nope").is_none());
+    }
+
+    #[test]
+    fn parses_key_info_with_nulls() {
+        let k = KeyInfo::from_json(&json!({"data":{"label":"sk-or-v1-ab...yz","limit":null,
+            "limit_remaining":null,"usage":1.5,"usage_daily":0.25,"is_free_tier":false}}))
+        .unwrap();
+        assert_eq!(k.limit, None);
+        assert_eq!(k.usage, 1.5);
+        assert_eq!(k.usage_daily, Some(0.25));
+        assert!(KeyInfo::from_json(&json!({"error":{"code":401}})).is_err());
+    }
+}
