@@ -96,6 +96,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
 
+    /// Stop dispatching before spend (earlier runs on this output included) could pass USD.
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+
     /// Stream answers (SSE); records the time to the first token.
     #[arg(long)]
     pub stream: bool,

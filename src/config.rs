@@ -42,6 +42,7 @@ pub struct JobFile {
     pub max_attempts: Option<u32>,
     pub timeout: Option<f64>,
     pub stream: Option<bool>,
+    pub max_cost: Option<f64>,
     pub limit: Option<u64>,
     pub shard: Option<String>,
     pub retry_errors: Option<bool>,
@@ -86,6 +87,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// Use SSE streaming.
     pub stream: bool,
+    /// `--max-cost` in USD.
+    pub max_cost: Option<f64>,
     pub retry_errors: bool,
     pub fresh: bool,
     pub target: Target,
@@ -246,6 +249,16 @@ impl RunConfig {
             "--timeout",
         )?;
 
+        let max_cost = match args.max_cost.or(job.max_cost) {
+            Some(c) if c.is_finite() && c >= 0.0 => Some(c),
+            Some(c) => {
+                return Err(UsageError::new(format!(
+                    "--max-cost must be a number of USD ≥ 0, got {c}"
+                )));
+            }
+            None => None,
+        };
+
         let retry_errors = if args.no_retry_errors {
             false
         } else if args.retry_errors {
@@ -281,6 +294,7 @@ impl RunConfig {
             max_attempts,
             timeout: Duration::from_secs_f64(timeout),
             stream: args.stream || job.stream.unwrap_or(false),
+            max_cost,
             retry_errors,
             fresh: args.fresh,
             target,

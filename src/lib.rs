@@ -4,12 +4,14 @@
 //! only parses arguments, builds the runtime and maps the outcome to an exit code.
 
 pub mod api;
+pub mod budget;
 pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connect;
 pub mod endpoint;
+pub mod estimate;
 pub mod exit;
 pub mod hash;
 pub mod job;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::Answer;
+use crate::budget::Budget;
 use crate::client::{Attempt, Client};
 use crate::job::Request;
 use crate::limit::{Pacer, PauseGate};
@@ -41,6 +42,8 @@ pub enum StopReason {
     Interrupted,
     /// The output could not be written.
     WriteFailed,
+    /// `--max-cost` was reached (or a cost could not be bounded).
+    Budget(String),
 }
 
 /// State shared by the dispatcher and every worker.
@@ -52,10 +55,17 @@ pub struct Pool {
     /// Cancelled to stop dispatching (fatal error, interrupt, writer failure).
     stop: CancellationToken,
     reason: Mutex<Option<StopReason>>,
+    budget: Option<Arc<Budget>>,
 }
 
 impl Pool {
-    pub fn new(client: Client, config: PoolConfig, pacer: Pacer, stop: CancellationToken) -> Pool {
+    pub fn new(
+        client: Client,
+        config: PoolConfig,
+        pacer: Pacer,
+        stop: CancellationToken,
+        budget: Option<Arc<Budget>>,
+    ) -> Pool {
         Pool {
             client,
             config,
@@ -63,6 +73,7 @@ impl Pool {
             gate: PauseGate::default(),
             stop,
             reason: Mutex::new(None),
+            budget,
         }
     }
 
@@ -114,10 +125,37 @@ impl Pool {
                     None => break,
                 },
             };
+            // Under --max-cost a request starts only once its worst case fits the budget.
+            let reservation = match &self.budget {
+                None => None,
+                Some(budget) => tokio::select! {
+                    biased;
+                    _ = self.stop.cancelled() => break,
+                    r = budget.reserve(&req) => match r {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            self.stop(StopReason::Budget(e.to_string()));
+                            break;
+                        }
+                    },
+                },
+            };
             let pool = Arc::clone(&self);
             let records = records.clone();
             tracker.spawn(async move {
-                if let Some(record) = pool.process(req).await {
+                let model = req.model.clone();
+                let record = pool.process(req).await;
+                if let (Some(budget), Some(reservation)) = (&pool.budget, reservation) {
+                    let usage = record.as_ref().and_then(|r| r.usage.as_ref());
+                    let cost = usage.and_then(|u| u.cost).unwrap_or(0.0);
+                    budget.settle(
+                        reservation,
+                        &model,
+                        cost,
+                        usage.map(|u| u.completion_tokens),
+                    );
+                }
+                if let Some(record) = record {
                     // The writer only goes away after a write error, which stopped the run.
                     let _ = records.send(Event::Record(Box::new(record))).await;
                 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::config::RunConfig;
 use crate::connect::{ClientOptions, Connection};
 use crate::exit::{Exit, UsageError};
@@ -121,6 +122,17 @@ pub async fn run(
     .map_err(|e| UsageError::new(e.to_string()))?;
     let client = connection.client.clone();
 
+    // 4. Under --max-cost: prices from the catalogue, and what this output already cost.
+    let budget = match config.max_cost {
+        None => None,
+        Some(cap) => {
+            let catalog = crate::catalog::fetch_models(&client)
+                .await
+                .map_err(|e| UsageError::new(format!("--max-cost needs model prices: {e:#}")))?;
+            Some(Arc::new(Budget::new(cap, opened.prior.spent, catalog)))
+        }
+    };
+
     let stop = CancellationToken::new();
     let pool = Arc::new(Pool::new(
         client,
@@ -132,6 +144,7 @@ pub async fn run(
         },
         crate::limit::Pacer::new(config.rate),
         stop.clone(),
+        budget,
     ));
     let on_interrupt = {
         let pool = Arc::clone(&pool);
@@ -147,7 +160,7 @@ pub async fn run(
     let mut progress = progress;
     progress.start(requests);
 
-    // 4. Feeder (blocking: reads the input's second pass) → pool → writer.
+    // 5. Feeder (blocking: reads the input's second pass) → pool → writer.
     let (req_tx, req_rx) = mpsc::channel::<Request>(config.concurrency.saturating_mul(2).max(64));
     let (rec_tx, rec_rx) = mpsc::channel(config.concurrency.saturating_mul(2).max(64));
     let writer = writer::spawn(opened.file, rec_rx, progress, stop.clone());

@@ -167,6 +167,9 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
             "  interrupted: rerun the same command to finish the job (answered rows are skipped)\n",
         ),
         Some(StopReason::WriteFailed) => out.push_str("  stopped: the output could not be written\n"),
+        Some(StopReason::Budget(m)) => out.push_str(&format!(
+            "  stopped: {m}; rerun with a higher --max-cost to continue\n"
+        )),
         None => {}
     }
     let failed = t.failed + s.kept_errors;

@@ -22,6 +22,8 @@ pub struct Prior {
     pub records: u64,
     /// Lines that were not records (warned about, otherwise ignored).
     pub bad_lines: u64,
+    /// Sum of `usage.cost` over every record (what earlier runs spent on this output).
+    pub spent: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,10 +77,17 @@ impl Prior {
             status: Status,
             #[serde(borrow)]
             fingerprint: Cow<'a, str>,
+            #[serde(default)]
+            usage: Option<Cost>,
+        }
+        #[derive(Deserialize)]
+        struct Cost {
+            cost: Option<f64>,
         }
         match serde_json::from_slice::<Key>(line) {
             Ok(k) => {
                 self.records += 1;
+                self.spent += k.usage.and_then(|u| u.cost).unwrap_or(0.0);
                 self.last.insert(
                     key64(&k.id, &k.model),
                     Last {
@@ -254,6 +263,7 @@ mod tests {
         let opened = open(&path, false).unwrap();
         let p = &opened.prior;
         assert_eq!(p.records, 6);
+        assert_eq!(p.spent, 0.0);
         assert_eq!(p.decide("a", "m", FP1, true), Decision::Done);
         assert_eq!(p.decide("a", "m", FP2, true), Decision::Changed);
         assert_eq!(p.decide("a", "other", FP1, true), Decision::New);
