@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Send every (row × model) request and write one JSONL record each.
     Run(Box<RunArgs>),
+    /// Validate a job and estimate its requests, tokens and cost; sends no prompt.
+    Plan(Box<RunArgs>),
     /// Serve a local OpenRouter-compatible mock API (for tests, demos and benchmarks).
     MockServer(MockServerArgs),
 }

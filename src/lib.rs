@@ -18,6 +18,7 @@ pub mod job;
 pub mod limit;
 pub mod mock;
 pub mod output;
+pub mod plan;
 pub mod pool;
 pub mod progress;
 pub mod retry;
@@ -36,6 +37,7 @@ use crate::exit::{Exit, UsageError};
 pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
     let result = match cli.command {
         Command::Run(args) => run_command(&args, interrupt).await,
+        Command::Plan(args) => plan_command(&args).await,
         Command::MockServer(args) => {
             ui::init_logging(false, 0);
             mock::serve(args.config, args.port).await.map(|()| Exit::Ok)
@@ -67,6 +69,27 @@ async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> anyhow::Re
         eprint!("{}", ui::summary(&summary, &rerun_hint()));
     }
     Ok(summary.exit())
+}
+
+async fn plan_command(args: &RunArgs) -> anyhow::Result<Exit> {
+    ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
+    // The catalogue is public: plan works without a key, and then skips the credit check.
+    let key_env = &args.api.api_key_env;
+    let have_key = std::env::var(key_env).is_ok_and(|k| !k.trim().is_empty());
+    let env = |k: &str| match std::env::var(k).ok() {
+        None if k == key_env && !have_key => Some("none".to_owned()),
+        v => v,
+    };
+    let config = RunConfig::resolve(args, &env)?;
+    let plan = plan::plan(&config, have_key || args.api.mock).await?;
+    print!("{}", plan.render());
+    for w in plan.warnings() {
+        eprintln!("orbatch: warning: {w}");
+    }
+    if !have_key && !args.api.mock {
+        eprintln!("orbatch: note: {key_env} is not set; the key's credit was not checked");
+    }
+    Ok(Exit::Ok)
 }
 
 /// The command line as typed, to tell the user what to rerun.

@@ -3,6 +3,7 @@
 
 mod budget;
 mod input_errors;
+mod plan;
 mod resume;
 mod retries;
 mod run_basic;

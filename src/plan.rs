@@ -1,0 +1,277 @@
+//! `orbatch plan`: everything `run` checks, plus what the job will ask for and roughly what
+//! it will cost — requests, a prompt-token estimate, a completion bound, catalogue prices and
+//! the key's remaining credit. Sends no prompt.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::budget::DEFAULT_COMPLETION_BOUND;
+use crate::catalog::{Catalog, KeyInfo, fetch_key, fetch_models};
+use crate::config::RunConfig;
+use crate::connect::{ClientOptions, Connection};
+use crate::estimate;
+use crate::exit::UsageError;
+use crate::job::{Input, Request};
+use crate::mock::MockConfig;
+
+/// What one model will be asked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelPlan {
+    pub requests: u64,
+    /// Estimated prompt tokens (characters ÷ 4 + 4 per message).
+    pub prompt_tokens: u64,
+    /// Sum of the completion bounds (`max_tokens`, else the default bound).
+    pub completion_bound: u64,
+    /// Requests without `max_tokens` (their bound is assumed).
+    pub unbounded: u64,
+    /// Estimated cost of the prompts alone, and with every completion at its bound.
+    pub prompt_cost: Option<f64>,
+    pub max_cost: Option<f64>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub rows: u64,
+    pub models: BTreeMap<String, ModelPlan>,
+    /// The key's remaining credit (`None`: unlimited or unknown).
+    pub key: Option<KeyInfo>,
+    pub max_cost_flag: Option<f64>,
+}
+
+impl Plan {
+    /// Count one request.
+    pub fn add(&mut self, req: &Request) {
+        let m = self.models.entry(req.model.clone()).or_default();
+        m.requests += 1;
+        m.prompt_tokens += estimate::prompt_tokens(&req.body);
+        match estimate::max_completion(&req.body) {
+            Some(n) => m.completion_bound += n,
+            None => {
+                m.completion_bound += DEFAULT_COMPLETION_BOUND;
+                m.unbounded += 1;
+            }
+        }
+    }
+
+    /// Attach prices from the catalogue.
+    pub fn price(&mut self, catalog: &Catalog) {
+        for (id, m) in &mut self.models {
+            if let Some(p) = catalog.get(id).and_then(|i| i.pricing) {
+                m.prompt_cost = Some(
+                    p.cost(m.prompt_tokens, 0) + p.request * (m.requests as f64 - 1.0).max(0.0),
+                );
+                m.max_cost = Some(
+                    p.cost(m.prompt_tokens, m.completion_bound)
+                        + p.request * (m.requests as f64 - 1.0).max(0.0),
+                );
+            }
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.models.values().map(|m| m.requests).sum()
+    }
+
+    /// The total worst case, if every model has a price.
+    pub fn total_max_cost(&self) -> Option<f64> {
+        self.models.values().map(|m| m.max_cost).sum()
+    }
+
+    /// Warnings: the estimate against `--max-cost` and the key's remaining credit.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let unpriced: Vec<&str> = self
+            .models
+            .iter()
+            .filter(|(_, m)| m.max_cost.is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !unpriced.is_empty() {
+            w.push(format!(
+                "no price in /models for {}; the total leaves them out",
+                unpriced.join(", ")
+            ));
+        }
+        let unbounded: u64 = self.models.values().map(|m| m.unbounded).sum();
+        if unbounded > 0 {
+            w.push(format!(
+                "{unbounded} requests set no max_tokens: their completions were assumed to be \
+                 {DEFAULT_COMPLETION_BOUND} tokens (pass -p max_tokens=N for a real bound)"
+            ));
+        }
+        let total: f64 = self.models.values().filter_map(|m| m.max_cost).sum();
+        if let Some(cap) = self.max_cost_flag
+            && total > cap
+        {
+            w.push(format!(
+                "the worst case ${total:.6} exceeds --max-cost ${cap:.6}: the run will stop at the cap"
+            ));
+        }
+        if let Some(remaining) = self.key.as_ref().and_then(|k| k.limit_remaining)
+            && total > remaining
+        {
+            w.push(format!(
+                "the worst case ${total:.6} exceeds the key's remaining credit ${remaining:.6}"
+            ));
+        }
+        w
+    }
+
+    /// The plan as a table (stdout).
+    pub fn render(&self) -> String {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED);
+        t.set_header(vec![
+            "model",
+            "requests",
+            "prompt tokens (est.)",
+            "completion bound",
+            "prompts only",
+            "worst case",
+        ]);
+        let money = |c: Option<f64>| c.map(|c| format!("${c:.6}")).unwrap_or_else(|| "—".into());
+        for (id, m) in &self.models {
+            t.add_row(vec![
+                id.clone(),
+                m.requests.to_string(),
+                m.prompt_tokens.to_string(),
+                m.completion_bound.to_string(),
+                money(m.prompt_cost),
+                money(m.max_cost),
+            ]);
+        }
+        let sum = |f: fn(&ModelPlan) -> u64| self.models.values().map(f).sum::<u64>().to_string();
+        let prompts: Option<f64> = self.models.values().map(|m| m.prompt_cost).sum();
+        t.add_row(vec![
+            "total".to_owned(),
+            sum(|m| m.requests),
+            sum(|m| m.prompt_tokens),
+            sum(|m| m.completion_bound),
+            money(prompts),
+            money(self.total_max_cost()),
+        ]);
+        let mut out = format!("{t}\n");
+        let _ = writeln!(
+            out,
+            "{} rows → {} requests. Prompt tokens are estimated as characters ÷ 4 + 4 per message.",
+            self.rows,
+            self.requests()
+        );
+        match &self.key {
+            Some(k) => {
+                let remaining = k
+                    .limit_remaining
+                    .map(|r| format!("${r:.6} remaining"))
+                    .unwrap_or_else(|| "no limit".into());
+                let _ = writeln!(out, "key {}: {remaining}, ${:.6} used", k.label, k.usage);
+            }
+            None => {
+                let _ = writeln!(out, "key: not checked");
+            }
+        }
+        out
+    }
+}
+
+/// Build the plan for a resolved run configuration: validate the input (exit 2 on a
+/// problem, like `run`), read every request, then price it with `/models` and, when
+/// `check_key`, compare with `/key`.
+pub async fn plan(config: &RunConfig, check_key: bool) -> anyhow::Result<Plan> {
+    let input_config = config.input.clone();
+    let mut plan = tokio::task::spawn_blocking(move || -> anyhow::Result<Plan> {
+        let input = Input::open(input_config).map_err(|e| UsageError::new(e.to_string()))?;
+        let mut plan = Plan {
+            rows: input.rows(),
+            ..Plan::default()
+        };
+        for req in input
+            .requests()
+            .map_err(|e| UsageError::new(e.to_string()))?
+        {
+            plan.add(&req.map_err(|e| UsageError::new(e.to_string()))?);
+        }
+        Ok(plan)
+    })
+    .await??;
+    plan.max_cost_flag = config.max_cost;
+    let connection = Connection::open(
+        &config.target,
+        ClientOptions::default(),
+        MockConfig::default(),
+    )
+    .await
+    .map_err(|e| UsageError::new(e.to_string()))?;
+    let catalog = fetch_models(&connection.client).await;
+    let key = if check_key {
+        Some(fetch_key(&connection.client).await)
+    } else {
+        None
+    };
+    connection.close().await;
+    plan.price(&catalog?);
+    plan.key = key.transpose()?;
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Endpoint;
+    use serde_json::json;
+
+    fn req(model: &str, max_tokens: Option<u64>) -> Request {
+        let mut body = json!({"model":model,"messages":[{"role":"user","content":"abcdefgh"}]})
+            .as_object()
+            .cloned()
+            .unwrap();
+        if let Some(n) = max_tokens {
+            body.insert("max_tokens".into(), n.into());
+        }
+        Request {
+            id: "1".into(),
+            row: 1,
+            line: 1,
+            model: model.into(),
+            endpoint: Endpoint::Chat,
+            body,
+            fingerprint: String::new(),
+            meta: None,
+        }
+    }
+
+    #[test]
+    fn sums_estimates_and_prices_per_model() {
+        let mut plan = Plan {
+            rows: 2,
+            max_cost_flag: Some(0.0),
+            ..Plan::default()
+        };
+        plan.add(&req("a", Some(10)));
+        plan.add(&req("a", Some(10)));
+        plan.add(&req("b", None));
+        let catalog = Catalog::from_json(&json!({"data":[
+            {"id":"a","pricing":{"prompt":"0.000001","completion":"0.000002"}}]}))
+        .unwrap();
+        plan.price(&catalog);
+        let a = &plan.models["a"];
+        assert_eq!(
+            (a.requests, a.prompt_tokens, a.completion_bound),
+            (2, 12, 20)
+        );
+        assert!((a.max_cost.unwrap() - (12e-6 + 40e-6)).abs() < 1e-15);
+        assert_eq!(plan.models["b"].unbounded, 1);
+        assert_eq!(plan.total_max_cost(), None, "b has no price");
+        let w = plan.warnings().join("\n");
+        assert!(w.contains("no price in /models for b"), "{w}");
+        assert!(w.contains("max_tokens"), "{w}");
+        assert!(w.contains("--max-cost"), "{w}");
+        let table = plan.render();
+        assert!(
+            table.contains("total") && table.contains("3 requests"),
+            "{table}"
+        );
+    }
+}

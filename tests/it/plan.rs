@@ -1,0 +1,82 @@
+//! `orbatch plan`: validates like `run`, estimates, prices, checks the key; sends no prompt.
+
+use orbatch::mock::MockConfig;
+
+use crate::support::{Cmd, Env};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_estimates_and_prices_without_sending_a_prompt() {
+    let env = Env::with(MockConfig {
+        credit_limit: Some(0.00001),
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl(
+        "p.jsonl",
+        &["What is the capital of France?", "Name a prime number."],
+    );
+    let done = Cmd::new(&["plan"])
+        .base_url(&env.mock.base_url())
+        .input(&input)
+        .args(&[
+            "-m",
+            "openai/gpt-4o-mini",
+            "-m",
+            "mock/unpriced",
+            "-p",
+            "max_tokens=100",
+        ])
+        .args(&["--max-cost", "0.00001"])
+        .output()
+        .await;
+    done.code(0);
+    let out = &done.stdout;
+    assert!(
+        out.contains("openai/gpt-4o-mini") && out.contains("4 requests"),
+        "{out}"
+    );
+    // 2 prompts × 100 completion tokens bound.
+    assert!(out.contains("200"), "{out}");
+    assert!(out.contains("remaining"), "{out}");
+    let err = &done.stderr;
+    assert!(
+        err.contains("no price in /models for mock/unpriced"),
+        "{err}"
+    );
+    assert!(err.contains("exceeds --max-cost"), "{err}");
+    assert!(err.contains("remaining credit"), "{err}");
+    assert_eq!(env.stats().requests, 0, "plan sends no prompt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_refuses_bad_input_like_run() {
+    let env = Env::new().await;
+    let input = env.write("bad.jsonl", "{\"prompt\":\"ok\"}\nnot json\n");
+    let done = Cmd::new(&["plan"])
+        .base_url(&env.mock.base_url())
+        .input(&input)
+        .args(&["-m", "a/b"])
+        .output()
+        .await;
+    done.code(2);
+    assert!(done.stderr.contains("bad.jsonl:2:"), "{}", done.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_works_without_a_key() {
+    let env = Env::new().await;
+    let input = env.jsonl("k.jsonl", &["hello"]);
+    let done = Cmd::new(&["plan"])
+        .base_url(&env.mock.base_url())
+        .input(&input)
+        .args(&["-m", "openai/gpt-4o-mini"])
+        .env_remove("OPENROUTER_API_KEY")
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("not checked") || done.stderr.contains("not set"),
+        "{}",
+        done.stderr
+    );
+}
