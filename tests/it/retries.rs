@@ -184,3 +184,56 @@ async fn unusable_answers_are_errors_not_outputs() {
     assert_eq!(record(&recs, "r2")["error"]["kind"], "truncated");
     assert_eq!(record(&recs, "r1")["attempts"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_pauses_every_worker() {
+    let env = Env::new().await;
+    // Row 2 fails twice with 500s, whose backoff alone (100 ms base) would let it finish in
+    // well under a second. Row 1's 429 asks for 3 s, which must hold row 2's retries too.
+    let input = env.jsonl(
+        "pause.jsonl",
+        &[
+            "[[mock:429*1 retry-after=3]] first",
+            "[[mock:500*2]] second",
+        ],
+    );
+    env.run()
+        .input(&input)
+        .args(&["-m", "a/b", "-q", "-j", "2"])
+        .env("ORBATCH_BACKOFF_BASE_MS", "100")
+        .output()
+        .await
+        .code(0);
+    let recs = records(&env.path("pause.out.jsonl"));
+    let ts = |r: &serde_json::Value, k: &str| -> jiff::Timestamp {
+        r[k].as_str().unwrap().parse().unwrap()
+    };
+    let second = record(&recs, "r2");
+    assert_eq!(second["attempts"], 3);
+    let took = ts(second, "finished_at").duration_since(ts(second, "started_at"));
+    assert!(
+        took.as_secs_f64() >= 2.5,
+        "row 2 was not held by row 1's Retry-After: {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_ceiling_holds_from_the_first_request() {
+    let env = Env::new().await;
+    let prompts: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let input = env.jsonl("rate.jsonl", &refs);
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "a/b", "-q", "-j", "32", "--rps", "20"])
+        .output()
+        .await;
+    done.code(0);
+    // The bucket starts empty: 20 requests at 20/s cannot all start in under ~1 s.
+    assert!(
+        done.elapsed >= Duration::from_millis(950),
+        "{:?}",
+        done.elapsed
+    );
+}

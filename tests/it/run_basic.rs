@@ -255,3 +255,46 @@ async fn the_key_never_appears_anywhere() {
     let out = std::fs::read_to_string(env.path("s.out.jsonl")).unwrap();
     assert!(!out.contains("TESTKEY"), "the key leaked into the output");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribution_headers_and_user_agent_reach_the_server() {
+    let env = Env::new().await;
+    let input = env.jsonl("attr.jsonl", &["hi"]);
+    env.run()
+        .input(&input)
+        .args(&[
+            "-m",
+            "a/b",
+            "-q",
+            "--app-url",
+            "https://example.test/app",
+            "--app-title",
+            "My App",
+        ])
+        .output()
+        .await
+        .code(0);
+    let recs = records(&env.path("attr.out.jsonl"));
+    let id = recs[0]["generation_id"].as_str().unwrap();
+    let url = format!("{}/generation?id={id}", env.mock.base_url());
+    let body: Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["data"]["http_referer"], "https://example.test/app",
+        "{body}"
+    );
+    assert!(
+        body["data"]["user_agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("orbatch/"),
+        "{body}"
+    );
+}
