@@ -203,3 +203,71 @@ fn records_lenient(path: &std::path::Path) -> usize {
         .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
         .count()
 }
+
+fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().expect("running").to_string();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// First Ctrl-C: stop dispatching, let requests in flight finish, exit 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_finishes_in_flight_requests_then_exits_130() {
+    let env = Env::with(MockConfig {
+        latency_ms: 600,
+        ..MockConfig::default()
+    })
+    .await;
+    let prompts: Vec<String> = (0..20).map(|i| format!("row {i}")).collect();
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let input = env.jsonl("int.jsonl", &refs);
+    let child = env
+        .run()
+        .input(&input)
+        .args(&["-m", "x/y", "-j", "2"])
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    signal(&child, "-INT");
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let recs = records(&env.path("int.out.jsonl"));
+    // Every request sent (those done before the signal and those in flight at it) has its
+    // ok record; nothing new was sent after the signal.
+    assert!(!recs.is_empty() && recs.len() < 20, "{stderr}");
+    assert!(recs.iter().all(|r| r["status"] == "ok"));
+    assert_eq!(
+        env.stats().requests,
+        recs.len() as u64,
+        "in-flight requests finished"
+    );
+}
+
+/// Second Ctrl-C: quit at once; the output is still valid JSONL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_quits_at_once() {
+    let env = Env::with(MockConfig {
+        latency_ms: 5000,
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("int2.jsonl", &["a", "b"]);
+    let child = env.run().input(&input).args(&["-m", "x/y"]).spawn();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    signal(&child, "-INT");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&child, "-TERM");
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "did not wait for in-flight requests"
+    );
+    assert_eq!(out.status.code(), Some(130));
+    assert!(records(&env.path("int2.out.jsonl")).is_empty());
+}
