@@ -151,29 +151,12 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::Endpoint;
     use serde_json::json;
     use std::sync::Arc;
     use std::time::Duration;
 
     fn req(max_tokens: Option<u64>) -> Request {
-        let mut body = json!({"model":"m","messages":[{"role":"user","content":"abcd"}]})
-            .as_object()
-            .cloned()
-            .unwrap();
-        if let Some(n) = max_tokens {
-            body.insert("max_tokens".into(), n.into());
-        }
-        Request {
-            id: "1".into(),
-            row: 1,
-            line: 1,
-            model: "m".into(),
-            endpoint: Endpoint::Chat,
-            body,
-            fingerprint: String::new(),
-            meta: None,
-        }
+        crate::job::test_request("m", max_tokens)
     }
 
     fn budget(cap: f64, spent: f64) -> Budget {
@@ -186,15 +169,15 @@ mod tests {
 
     #[tokio::test]
     async fn reserves_the_worst_case_and_settles_to_the_real_cost() {
-        // Prompt estimate: 1 + 4 = 5 tokens; bound 10 → 15 USD at 1 USD/token.
+        // Prompt estimate: 2 + 4 = 6 tokens; bound 10 → 16 USD at 1 USD/token.
         let b = budget(40.0, 0.0);
         let r1 = b.reserve(&req(Some(10))).await.unwrap();
         let r2 = b.reserve(&req(Some(10))).await.unwrap();
-        assert_eq!(b.lock().reserved, 30.0);
+        assert_eq!(b.lock().reserved, 32.0);
         b.settle(r1, "m", 2.0, Some(3));
         b.settle(r2, "m", 2.0, Some(3));
         assert_eq!(b.spent(), 4.0);
-        // 4 + 15 + 15 = 34 ≤ 40, a third would be 49.
+        // 4 + 16 + 16 = 36 ≤ 40, a third would be 52.
         let a = b.reserve(&req(Some(10))).await.unwrap();
         let c = b.reserve(&req(Some(10))).await.unwrap();
         b.settle(a, "m", 15.0, None);
@@ -210,10 +193,10 @@ mod tests {
     async fn the_bound_without_max_tokens_is_the_longest_seen() {
         let b = budget(2000.0, 0.0);
         let r = b.reserve(&req(None)).await.unwrap();
-        assert_eq!(b.lock().reserved, 5.0 + DEFAULT_COMPLETION_BOUND as f64);
+        assert_eq!(b.lock().reserved, 6.0 + DEFAULT_COMPLETION_BOUND as f64);
         b.settle(r, "m", 1.0, Some(50));
         let r = b.reserve(&req(None)).await.unwrap();
-        assert_eq!(b.lock().reserved, 55.0);
+        assert_eq!(b.lock().reserved, 56.0);
         b.settle(r, "m", 1.0, Some(10));
     }
 

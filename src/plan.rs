@@ -219,27 +219,10 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> anyhow::Result<Plan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::Endpoint;
     use serde_json::json;
 
     fn req(model: &str, max_tokens: Option<u64>) -> Request {
-        let mut body = json!({"model":model,"messages":[{"role":"user","content":"abcdefgh"}]})
-            .as_object()
-            .cloned()
-            .unwrap();
-        if let Some(n) = max_tokens {
-            body.insert("max_tokens".into(), n.into());
-        }
-        Request {
-            id: "1".into(),
-            row: 1,
-            line: 1,
-            model: model.into(),
-            endpoint: Endpoint::Chat,
-            body,
-            fingerprint: String::new(),
-            meta: None,
-        }
+        crate::job::test_request(model, max_tokens)
     }
 
     #[test]

@@ -186,7 +186,9 @@ impl Pool {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
-                    return last.map(|(a, f, v)| error_record(req, started, ids, attempts, &a, &f, v));
+                    return last.map(|(a, f, v)| {
+                        finish(req, started, ids, attempts, &a, Err(record_error(&f, v)))
+                    });
                 }
                 _ = ready => {}
             }
@@ -199,7 +201,9 @@ impl Pool {
                 ids.push(id.clone());
             }
             let failure = match std::mem::replace(&mut attempt.result, Err(Failure::Timeout)) {
-                Ok(answer) => return Some(ok_record(req, started, ids, attempts, attempt, answer)),
+                Ok(answer) => {
+                    return Some(finish(req, started, ids, attempts, &attempt, Ok(answer)));
+                }
                 Err(f) => f,
             };
             let verdict = classify(&failure);
@@ -220,9 +224,8 @@ impl Pool {
                 Action::Retry { .. } => attempts >= self.config.max_attempts,
             };
             if give_up {
-                return Some(error_record(
-                    req, started, ids, attempts, &attempt, &failure, verdict,
-                ));
+                let error = record_error(&failure, verdict);
+                return Some(finish(req, started, ids, attempts, &attempt, Err(error)));
             }
             let pause = match verdict.action {
                 Action::Retry { after: Some(d) } => {
@@ -270,23 +273,28 @@ pub fn describe(f: &Failure) -> String {
     sanitize(&text)
 }
 
-fn ok_record(
+/// The record of a finished request: its answer, or the error of its final attempt.
+fn finish(
     req: Request,
     started: jiff::Timestamp,
     ids: Vec<String>,
     attempts: u32,
-    a: Attempt,
-    answer: Answer,
+    a: &Attempt,
+    outcome: Result<Answer, RecordError>,
 ) -> Record {
+    let (status, answer, error) = match outcome {
+        Ok(answer) => (Status::Ok, answer, None),
+        Err(e) => (Status::Error, Answer::default(), Some(e)),
+    };
     Record {
         id: req.id,
         model: req.model,
         endpoint: req.endpoint,
         row: req.row,
-        status: Status::Ok,
-        output: Some(answer.output),
+        status,
+        output: (status == Status::Ok).then_some(answer.output),
         finish_reason: answer.finish_reason,
-        generation_id: a.generation_id.or(answer.generation_id),
+        generation_id: a.generation_id.clone().or(answer.generation_id),
         generation_ids: ids,
         provider: answer.provider,
         model_used: answer.model,
@@ -297,20 +305,13 @@ fn ok_record(
         started_at: timestamp(started),
         finished_at: timestamp(jiff::Timestamp::now()),
         fingerprint: req.fingerprint,
-        error: None,
+        error,
         meta: req.meta,
     }
 }
 
-fn error_record(
-    req: Request,
-    started: jiff::Timestamp,
-    ids: Vec<String>,
-    attempts: u32,
-    a: &Attempt,
-    f: &Failure,
-    verdict: Verdict,
-) -> Record {
+/// The record's `error` for a failure.
+fn record_error(f: &Failure, verdict: Verdict) -> RecordError {
     let (status, code) = match f {
         Failure::Http { status, error, .. } => {
             (Some(*status), error.as_deref().and_then(error_code))
@@ -318,32 +319,11 @@ fn error_record(
         Failure::InBody { error } => (Some(200), error_code(error)),
         _ => (None, None),
     };
-    Record {
-        id: req.id,
-        model: req.model,
-        endpoint: req.endpoint,
-        row: req.row,
-        status: Status::Error,
-        output: None,
-        finish_reason: None,
-        generation_id: a.generation_id.clone(),
-        generation_ids: ids,
-        provider: None,
-        model_used: None,
-        usage: None,
-        attempts,
-        latency_ms: Some(millis(a.latency)),
-        ttft_ms: a.ttft.map(millis),
-        started_at: timestamp(started),
-        finished_at: timestamp(jiff::Timestamp::now()),
-        fingerprint: req.fingerprint,
-        error: Some(RecordError {
-            kind: verdict.kind,
-            status,
-            code,
-            message: describe(f),
-        }),
-        meta: req.meta,
+    RecordError {
+        kind: verdict.kind,
+        status,
+        code,
+        message: describe(f),
     }
 }
 

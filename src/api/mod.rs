@@ -9,6 +9,7 @@ pub mod sse;
 pub mod stream;
 
 use crate::output::record::Usage;
+use crate::retry::Failure;
 
 /// A successful answer, whichever endpoint or transport produced it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,4 +20,14 @@ pub struct Answer {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub usage: Option<Usage>,
+}
+
+/// Decode a 200 body as JSON: empty or non-JSON bodies are invalid responses (retried).
+/// Leading whitespace (keep-alive bytes) is accepted.
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, Failure> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Failure::Invalid("empty response body".into()));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| Failure::Invalid(format!("response is not JSON ({e})")))
 }

@@ -10,12 +10,7 @@ use crate::retry::Failure;
 
 /// Parse a non-streaming Responses body (HTTP 200).
 pub fn parse_body(bytes: &[u8]) -> Result<Answer, Failure> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Failure::Invalid("empty response body".into()));
-    }
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Failure::Invalid(format!("response is not JSON ({e})")))?;
-    parse_value(&body)
+    parse_value(&super::parse_json(bytes)?)
 }
 
 /// Parse a Responses object (also the `response` of a streamed `response.completed` event).

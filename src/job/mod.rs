@@ -459,3 +459,26 @@ impl Walker {
         }
     }
 }
+
+/// A chat request for unit tests elsewhere in the crate: one short user message.
+#[cfg(test)]
+pub(crate) fn test_request(model: &str, max_tokens: Option<u64>) -> Request {
+    let mut body =
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": "abcdefgh"}]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+    if let Some(n) = max_tokens {
+        body.insert("max_tokens".into(), n.into());
+    }
+    Request {
+        id: "1".into(),
+        row: 1,
+        line: 1,
+        model: model.into(),
+        endpoint: Endpoint::Chat,
+        fingerprint: fingerprint(Endpoint::Chat, &body),
+        body,
+        meta: None,
+    }
+}

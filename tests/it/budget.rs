@@ -3,20 +3,16 @@
 
 use orbatch::mock::MockConfig;
 
-use crate::support::{Env, records};
+use crate::support::{Env, numbered, records};
 
 fn prompts(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| format!("Question number {i}: what is {i} squared?"))
-        .collect()
+    numbered(n, "Please answer question number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spend_never_passes_the_cap_and_a_higher_cap_continues() {
     let env = Env::new().await;
-    let p = prompts(60);
-    let refs: Vec<&str> = p.iter().map(String::as_str).collect();
-    let input = env.jsonl("b.jsonl", &refs);
+    let input = env.jsonl("b.jsonl", &prompts(60));
     let cap = 0.0004;
     let done = env
         .run()
@@ -67,8 +63,7 @@ async fn spend_never_passes_the_cap_and_a_higher_cap_continues() {
 async fn earlier_spend_on_the_output_counts_against_the_cap() {
     let env = Env::new().await;
     let p = prompts(10);
-    let refs: Vec<&str> = p.iter().map(String::as_str).collect();
-    let input = env.jsonl("e.jsonl", &refs[..5]);
+    let input = env.jsonl("e.jsonl", &p[..5]);
     env.run()
         .input(&input)
         .args(&["-m", "openai/gpt-4o-mini", "-q"])
@@ -76,7 +71,7 @@ async fn earlier_spend_on_the_output_counts_against_the_cap() {
         .await
         .code(0);
     let spent = env.stats().billed_usd;
-    let input = env.jsonl("e.jsonl", &refs);
+    let input = env.jsonl("e.jsonl", &p);
     env.run()
         .input(&input)
         .args(&["-m", "openai/gpt-4o-mini", "-q", "--max-cost"])
@@ -94,9 +89,7 @@ async fn running_out_of_credit_stops_at_once() {
         ..MockConfig::default()
     })
     .await;
-    let p = prompts(100);
-    let refs: Vec<&str> = p.iter().map(String::as_str).collect();
-    let input = env.jsonl("c.jsonl", &refs);
+    let input = env.jsonl("c.jsonl", &prompts(100));
     let done = env
         .run()
         .input(&input)

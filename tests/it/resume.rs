@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use orbatch::mock::MockConfig;
 
-use crate::support::{Env, record, records};
+use crate::support::{Env, numbered, record, records};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_sends_nothing_already_answered() {
@@ -151,9 +151,8 @@ async fn killed_mid_run_then_rerun_finishes_without_paying_twice() {
         ..MockConfig::default()
     })
     .await;
-    let prompts: Vec<String> = (0..120).map(|i| format!("prompt number {i}")).collect();
-    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-    let input = env.jsonl("k.jsonl", &refs);
+    let prompts = numbered(120, "prompt number");
+    let input = env.jsonl("k.jsonl", &prompts);
     let out = env.path("k.out.jsonl");
     for kill_after_ms in [150u64, 450] {
         let mut child = env
@@ -222,9 +221,8 @@ async fn ctrl_c_finishes_in_flight_requests_then_exits_130() {
         ..MockConfig::default()
     })
     .await;
-    let prompts: Vec<String> = (0..20).map(|i| format!("row {i}")).collect();
-    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-    let input = env.jsonl("int.jsonl", &refs);
+    let prompts = numbered(20, "row");
+    let input = env.jsonl("int.jsonl", &prompts);
     let child = env
         .run()
         .input(&input)

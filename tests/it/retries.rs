@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Env, record, records};
+use crate::support::{Env, numbered, record, records};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_retry_after_is_waited_out_then_succeeds() {
@@ -102,10 +102,9 @@ async fn retries_stop_at_max_attempts() {
 async fn a_401_stops_the_run_with_exit_3() {
     let env = Env::new().await;
     let prompts: Vec<String> = std::iter::once("[[mock:401]] first".to_owned())
-        .chain((0..20).map(|i| format!("row {i}")))
+        .chain(numbered(20, "row"))
         .collect();
-    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-    let input = env.jsonl("auth.jsonl", &refs);
+    let input = env.jsonl("auth.jsonl", &prompts);
     let done = env
         .run()
         .input(&input)
@@ -220,9 +219,8 @@ async fn retry_after_pauses_every_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_ceiling_holds_from_the_first_request() {
     let env = Env::new().await;
-    let prompts: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
-    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-    let input = env.jsonl("rate.jsonl", &refs);
+    let prompts = numbered(20, "p");
+    let input = env.jsonl("rate.jsonl", &prompts);
     let done = env
         .run()
         .input(&input)

@@ -79,7 +79,6 @@ async fn stream_failures_are_retried_to_the_full_answer() {
             format!("[[mock:truncate*1]] two {endpoint}"),
             format!("[[mock:429*1 retry-after=0]] three {endpoint}"),
         ];
-        let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let input = env.jsonl(&format!("s-{endpoint}.jsonl"), &prompts);
         env.run()
             .input(&input)

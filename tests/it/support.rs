@@ -43,15 +43,13 @@ impl Env {
     }
 
     /// JSONL rows `{"id": "r<i>", "prompt": "<prompt>"}` for each prompt.
-    pub fn jsonl(&self, name: &str, prompts: &[&str]) -> PathBuf {
+    pub fn jsonl<S: AsRef<str>>(&self, name: &str, prompts: &[S]) -> PathBuf {
         let lines: String = prompts
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                format!(
-                    "{}\n",
-                    serde_json::json!({"id": format!("r{}", i + 1), "prompt": p})
-                )
+                let row = serde_json::json!({"id": format!("r{}", i + 1), "prompt": p.as_ref()});
+                format!("{row}\n")
             })
             .collect();
         self.write(name, &lines)
@@ -65,6 +63,11 @@ impl Env {
     pub fn run(&self) -> Cmd {
         Cmd::new(&["run"]).base_url(&self.mock.base_url())
     }
+}
+
+/// `n` distinct prompts: `"{prefix} 0"`, `"{prefix} 1"`, …
+pub fn numbered(n: usize, prefix: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix} {i}")).collect()
 }
 
 /// A command line being built.
