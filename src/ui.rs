@@ -71,7 +71,7 @@ impl Progress for Bar {
             "?".to_owned()
         };
         self.bar.set_message(format!(
-            "ok {} err {} · {:.1} req/s · {} tok · ${:.4} · ETA {eta}",
+            "ok {} err {} · {:.1} req/s · {} tok · ${:.6} · ETA {eta}",
             t.ok,
             t.failed,
             rate,
