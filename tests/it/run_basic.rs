@@ -298,3 +298,69 @@ async fn attribution_headers_and_user_agent_reach_the_server() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_are_disjoint_and_complete() {
+    let env = Env::new().await;
+    let input = env.jsonl("sh.jsonl", &crate::support::numbered(40, "item"));
+    for n in [2u32, 3] {
+        let mut seen: Vec<String> = Vec::new();
+        for k in 0..n {
+            let out = env.path(&format!("sh.{k}of{n}.jsonl"));
+            env.run()
+                .input(&input)
+                .args(&["-m", "a/b", "-q", "--shard", &format!("{k}/{n}"), "-o"])
+                .arg(out.to_str().unwrap())
+                .output()
+                .await
+                .code(0);
+            seen.extend(
+                records(&out)
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_owned()),
+            );
+        }
+        let total = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(total, 40, "shards of {n} overlap or miss rows");
+        assert_eq!(seen.len(), 40);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_batch_lines_limit_keep_fields_and_template_files() {
+    let env = Env::new().await;
+    let input = env.write(
+        "batch.jsonl",
+        "{\"custom_id\":\"b1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"openai/gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}}\n\
+         {\"custom_id\":\"b2\",\"method\":\"POST\",\"url\":\"/v1/responses\",\"body\":{\"model\":\"openai/gpt-4o-mini\",\"input\":\"hello\"}}\n\
+         {\"custom_id\":\"b3\",\"method\":\"POST\",\"url\":\"/v1/responses\",\"body\":{\"model\":\"openai/gpt-4o-mini\",\"input\":\"not sent\"}}\n",
+    );
+    env.run()
+        .input(&input)
+        .args(&["-q", "--limit", "2"])
+        .output()
+        .await
+        .code(0);
+    let recs = records(&env.path("batch.out.jsonl"));
+    assert_eq!(recs.len(), 2, "--limit 2");
+    assert_eq!(record(&recs, "b1")["endpoint"], "chat");
+    assert_eq!(record(&recs, "b2")["endpoint"], "responses");
+
+    env.write("t.j2", "Tell me about {{ animal }}.");
+    let input = env.write(
+        "kf.jsonl",
+        "{\"id\":\"k1\",\"animal\":\"otters\",\"source\":\"zoo\"}\n",
+    );
+    env.run()
+        .input(&input)
+        .args(&["-m", "a/b", "-q", "--keep-fields", "--template-file"])
+        .arg(env.path("t.j2").to_str().unwrap())
+        .output()
+        .await
+        .code(0);
+    let r = &records(&env.path("kf.out.jsonl"))[0];
+    assert_eq!(r["meta"]["source"], "zoo", "{r}");
+    assert!(r["output"].as_str().unwrap().contains("otters"), "{r}");
+}
