@@ -1,6 +1,8 @@
 //! Pacing: the request-rate ceiling (`--rps`/`--rpm`, a governor GCRA whose bucket starts
-//! empty) and the pause gate that a `Retry-After` closes for every worker at once.
+//! empty), the pause gate that a `Retry-After` closes for every worker at once, and the
+//! adaptive rate that 429s shrink and successes grow back (AIMD).
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -76,6 +78,151 @@ impl PauseGate {
     }
 }
 
+/// Over how long the accepted rate is measured when a 429 arrives.
+const WINDOW: Duration = Duration::from_secs(2);
+/// The slowest the adaptive rate goes (one request every 10 s).
+const MIN_RATE: f64 = 0.1;
+/// After a 429 the rate drops to this share of the rate that met it.
+const DECREASE: f64 = 0.9;
+/// A decrease at most this often: one burst of 429s is one signal, not many.
+const COOLDOWN: Duration = Duration::from_secs(1);
+
+/// The sending rate the server is willing to take, learnt from its answers: unlimited until
+/// the first 429; then the rate of accepted requests just before it, times 0.9; each later
+/// 429 takes 10 % off the current rate (multiplicative decrease). Successes grow it back
+/// (additive increase): quickly — about 5 % a second — while well below the rate of the last
+/// 429, slowly — 0.25 % a second — near
+/// and above it, so that the limit is probed rarely (each probe that fails costs a
+/// `Retry-After` pause for everyone). Never above the `--rps` ceiling.
+#[derive(Debug)]
+pub struct Adaptive {
+    ceiling: Option<f64>,
+    state: Mutex<AdaptiveState>,
+}
+
+#[derive(Debug)]
+struct AdaptiveState {
+    /// Requests per second; `None` while no 429 has been seen.
+    rate: Option<f64>,
+    /// The next free sending slot.
+    next: Instant,
+    last_decrease: Option<Instant>,
+    /// The rate at which the last 429 came.
+    last_limit: Option<f64>,
+    /// When recent successes happened (within `WINDOW`).
+    successes: VecDeque<Instant>,
+}
+
+impl Adaptive {
+    pub fn new(ceiling: Option<f64>) -> Adaptive {
+        Adaptive {
+            ceiling,
+            state: Mutex::new(AdaptiveState {
+                rate: None,
+                next: Instant::now(),
+                last_decrease: None,
+                last_limit: None,
+                successes: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AdaptiveState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current adaptive rate (`None`: not limited).
+    pub fn rate(&self) -> Option<f64> {
+        self.lock().rate
+    }
+
+    /// Wait for a sending slot at the current rate.
+    pub async fn ready(&self) {
+        let slot = {
+            let mut s = self.lock();
+            let Some(rate) = s.rate else { return };
+            let now = Instant::now();
+            let slot = s.next.max(now);
+            s.next = slot + Duration::from_secs_f64(1.0 / rate);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+
+    /// A request was answered: remember it, and grow the rate back.
+    pub fn on_success(&self) {
+        let now = Instant::now();
+        let mut s = self.lock();
+        s.successes.push_back(now);
+        while s
+            .successes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > WINDOW)
+        {
+            s.successes.pop_front();
+        }
+        if let Some(rate) = s.rate {
+            // Per success `step / rate`, so about `step` per second at this rate.
+            let near_limit = s.last_limit.is_some_and(|l| rate >= 0.95 * l);
+            let step = if near_limit {
+                rate * 0.0025
+            } else {
+                (rate * 0.05).max(0.5)
+            };
+            let grown = rate + step / rate;
+            s.rate = Some(match self.ceiling {
+                Some(c) => grown.min(c),
+                None => grown,
+            });
+        }
+    }
+
+    /// The server said 429: slow down to below what it was accepting. Returns the new rate
+    /// when it changed.
+    pub fn on_rate_limited(&self) -> Option<f64> {
+        let now = Instant::now();
+        let mut s = self.lock();
+        if s.last_decrease
+            .is_some_and(|t| now.duration_since(t) < COOLDOWN)
+        {
+            return None;
+        }
+        while s
+            .successes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > WINDOW)
+        {
+            s.successes.pop_front();
+        }
+        // The first 429 sets the rate from what the server accepted (over the window, or
+        // since the first success in it); later ones scale the current rate down.
+        let base = match s.rate {
+            Some(r) => r,
+            None => {
+                let span = s
+                    .successes
+                    .front()
+                    .map(|t| now.duration_since(*t).max(Duration::from_secs(1)))
+                    .unwrap_or(WINDOW);
+                let accepted = s.successes.len() as f64 / span.as_secs_f64();
+                if accepted > 0.0 {
+                    accepted
+                } else {
+                    1.0 / DECREASE
+                }
+            }
+        };
+        s.last_limit = Some(base);
+        let rate = (base * DECREASE).max(MIN_RATE);
+        s.rate = Some(match self.ceiling {
+            Some(c) => rate.min(c),
+            None => rate,
+        });
+        s.last_decrease = Some(now);
+        s.rate
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +240,42 @@ mod tests {
         );
         gate.wait().await;
         assert!(t0.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adaptive_rate_halves_below_the_accepted_rate_and_grows_back() {
+        let a = Adaptive::new(Some(60.0));
+        assert_eq!(a.rate(), None, "unlimited until a 429");
+        // 40 successes in the last 2 s (well, 1 s): 40/s accepted.
+        for _ in 0..40 {
+            a.on_success();
+            tokio::time::advance(Duration::from_millis(25)).await;
+        }
+        let r = a.on_rate_limited().unwrap();
+        assert!((r - 40.0 * DECREASE).abs() < 1.0, "{r}");
+        assert_eq!(a.on_rate_limited(), None, "one decrease per cooldown");
+        // Slots are spaced 1/rate apart.
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            a.ready().await;
+        }
+        let spacing = t0.elapsed().as_secs_f64() / 4.0;
+        assert!((spacing - 1.0 / r).abs() < 0.01, "{spacing}");
+        // Quick growth up to 95 % of the last limit (36 → 38 within 80 successes), slow after.
+        for _ in 0..80 {
+            a.on_success();
+        }
+        let grown = a.rate().unwrap();
+        assert!(grown > r + 1.9 && grown < 39.0, "{r} → {grown}");
+        for _ in 0..100 {
+            a.on_success();
+        }
+        assert!(a.rate().unwrap() - grown < 1.0, "slow near the last limit");
+        // Never above the ceiling.
+        for _ in 0..100_000 {
+            a.on_success();
+        }
+        assert_eq!(a.rate(), Some(60.0));
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use crate::api::Answer;
 use crate::budget::Budget;
 use crate::client::{Attempt, Client};
 use crate::job::Request;
-use crate::limit::{Pacer, PauseGate};
+use crate::limit::{Adaptive, Pacer, PauseGate};
 use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
 use crate::retry::{Action, Backoff, Failure, Verdict, classify};
@@ -56,6 +56,7 @@ pub struct Pool {
     stop: CancellationToken,
     reason: Mutex<Option<StopReason>>,
     budget: Option<Arc<Budget>>,
+    adaptive: Arc<Adaptive>,
 }
 
 impl Pool {
@@ -65,6 +66,7 @@ impl Pool {
         pacer: Pacer,
         stop: CancellationToken,
         budget: Option<Arc<Budget>>,
+        adaptive: Arc<Adaptive>,
     ) -> Pool {
         Pool {
             client,
@@ -74,6 +76,7 @@ impl Pool {
             stop,
             reason: Mutex::new(None),
             budget,
+            adaptive,
         }
     }
 
@@ -180,6 +183,7 @@ impl Pool {
             let ready = async {
                 self.gate.wait().await;
                 self.pacer.ready().await;
+                self.adaptive.ready().await;
                 // Another worker may have closed the gate while this one waited for the rate.
                 self.gate.wait().await;
             };
@@ -202,11 +206,17 @@ impl Pool {
             }
             let failure = match std::mem::replace(&mut attempt.result, Err(Failure::Timeout)) {
                 Ok(answer) => {
+                    self.adaptive.on_success();
                     return Some(finish(req, started, ids, attempts, &attempt, Ok(answer)));
                 }
                 Err(f) => f,
             };
             let verdict = classify(&failure);
+            if verdict.kind == ErrorKind::RateLimited
+                && let Some(rate) = self.adaptive.on_rate_limited()
+            {
+                tracing::info!("rate limited: slowing down to {rate:.1} requests/s");
+            }
             tracing::info!(
                 id = %req.id, model = %req.model, attempt = attempts,
                 kind = verdict.kind.as_str(), "attempt failed: {}", describe(&failure)

@@ -1,6 +1,9 @@
 //! How the core tells the outside world about progress, without knowing about terminals:
 //! the writer calls a [`Progress`] for every record; the CLI layer decides what to draw.
 
+use std::sync::Arc;
+
+use crate::limit::Adaptive;
 use crate::output::record::Record;
 use crate::output::writer::Tally;
 
@@ -8,6 +11,8 @@ use crate::output::writer::Tally;
 pub trait Progress: Send {
     /// Sending starts: `total` requests in the input (some may be skipped).
     fn start(&mut self, _total: u64) {}
+    /// The adaptive sending rate to show while it limits the run.
+    fn watch_rate(&mut self, _rate: Arc<Adaptive>) {}
     /// This many requests were skipped because an earlier run answered them.
     fn skipped(&mut self, _count: u64) {}
     /// One record was written.

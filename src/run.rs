@@ -13,6 +13,7 @@ use crate::config::RunConfig;
 use crate::connect::{ClientOptions, Connection};
 use crate::exit::{Exit, UsageError};
 use crate::job::{Input, Request};
+use crate::limit::Adaptive;
 use crate::mock::MockConfig;
 use crate::output::resume::{self, Decision};
 use crate::output::writer::{self, Event, Tally};
@@ -134,6 +135,7 @@ pub async fn run(
     };
 
     let stop = CancellationToken::new();
+    let adaptive = Arc::new(Adaptive::new(config.rate.map(|r| r.per_second)));
     let pool = Arc::new(Pool::new(
         client,
         PoolConfig {
@@ -145,6 +147,7 @@ pub async fn run(
         crate::limit::Pacer::new(config.rate),
         stop.clone(),
         budget,
+        Arc::clone(&adaptive),
     ));
     let on_interrupt = {
         let pool = Arc::clone(&pool);
@@ -159,6 +162,7 @@ pub async fn run(
     let requests = input.request_count();
     let mut progress = progress;
     progress.start(requests);
+    progress.watch_rate(adaptive);
 
     // 5. Feeder (blocking: reads the input's second pass) → pool → writer.
     let (req_tx, req_rx) = mpsc::channel::<Request>(config.concurrency.saturating_mul(2).max(64));

@@ -2,10 +2,12 @@
 //! summary, and logging setup. Everything here is presentation; the core never prints.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::limit::Adaptive;
 use crate::output::record::Record;
 use crate::output::writer::Tally;
 use crate::pool::StopReason;
@@ -26,6 +28,7 @@ pub struct Bar {
     bar: ProgressBar,
     started: Instant,
     skipped: u64,
+    rate: Option<Arc<Adaptive>>,
 }
 
 impl Bar {
@@ -40,6 +43,7 @@ impl Bar {
             bar,
             started: Instant::now(),
             skipped: 0,
+            rate: None,
         }
     }
 }
@@ -49,6 +53,10 @@ impl Progress for Bar {
         self.bar.set_length(total);
         self.bar.enable_steady_tick(Duration::from_millis(250));
         self.started = Instant::now();
+    }
+
+    fn watch_rate(&mut self, rate: Arc<Adaptive>) {
+        self.rate = Some(rate);
     }
 
     fn skipped(&mut self, count: u64) {
@@ -70,8 +78,12 @@ impl Progress for Bar {
         } else {
             "?".to_owned()
         };
+        let limit = match self.rate.as_ref().and_then(|r| r.rate()) {
+            Some(r) => format!(" (limited to {r:.1})"),
+            None => String::new(),
+        };
         self.bar.set_message(format!(
-            "ok {} err {} · {:.1} req/s · {} tok · ${:.6} · ETA {eta}",
+            "ok {} err {} · {:.1} req/s{limit} · {} tok · ${:.6} · ETA {eta}",
             t.ok,
             t.failed,
             rate,
