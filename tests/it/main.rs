@@ -1,6 +1,8 @@
 //! Integration tests: the `orbatch` binary against the mock server on 127.0.0.1:0.
 //! Nothing here needs a key or the network.
 
+mod catalog;
+mod costs;
 mod input_errors;
 mod resume;
 mod retries;
