@@ -25,8 +25,18 @@ pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> anyhow::
         concurrency: args.concurrency.get(),
         schedule: Schedule::from_env(),
     };
+    let prepared = costs::prepare(&config)?;
+    if !args.verbosity.quiet && prepared.pending() > 0 {
+        eprintln!(
+            "looking up {} of {} generation ids; waiting up to {} for those OpenRouter does not \
+             know yet (Ctrl-C stops, a rerun continues)",
+            prepared.pending(),
+            prepared.ids(),
+            ui::format_duration(config.wait)
+        );
+    }
     let conn = connect(&args.api).await?;
-    let result = costs::run(&conn.client, &config, &interrupt).await;
+    let result = costs::run(&conn.client, prepared, &config, &interrupt).await;
     conn.close().await;
     let report = result?;
     if !args.verbosity.quiet {

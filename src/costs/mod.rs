@@ -57,53 +57,88 @@ impl CostsReport {
     }
 }
 
-/// Run the lookups for `config.out` against `client`.
-pub async fn run(
-    client: &Client,
-    config: &CostsConfig,
-    interrupt: &CancellationToken,
-) -> anyhow::Result<CostsReport> {
+/// The output read and the sidecar opened: what is left to look up.
+#[derive(Debug)]
+pub struct Prepared {
+    sidecar: sidecar::Sidecar,
+    /// Ids not in the sidecar yet, in output order.
+    pending: Vec<String>,
+    ids: usize,
+    inline_costs: Vec<f64>,
+}
+
+impl Prepared {
+    /// Ids to look up in this run.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Distinct generation ids in the output.
+    pub fn ids(&self) -> usize {
+        self.ids
+    }
+}
+
+/// Read the output file and open (lock, repair) its sidecar. Warnings go to the log.
+pub fn prepare(config: &CostsConfig) -> Result<Prepared, UsageError> {
     let output = source::read(&config.out)?;
     warn_all(&output.warnings);
-    let path = sidecar_path(&config.out);
-    let mut sidecar = sidecar::Sidecar::open(&path).map_err(|e| UsageError::new(e.to_string()))?;
+    let sidecar = sidecar::Sidecar::open(&sidecar_path(&config.out))
+        .map_err(|e| UsageError::new(e.to_string()))?;
     warn_all(&sidecar.warnings);
-
     let ids = output.ids.len();
-    let pending: Vec<String> = output
+    let pending = output
         .ids
         .into_iter()
         .filter(|id| !sidecar.contains(id))
         .collect();
-    let already_known = ids - pending.len();
-    tracing::info!(
+    Ok(Prepared {
+        sidecar,
+        pending,
         ids,
-        already_known,
-        "looking up {} generation ids",
-        pending.len()
-    );
+        inline_costs: output.inline_costs,
+    })
+}
 
+/// Look the pending ids up against `client`, appending each record to the sidecar.
+pub async fn run(
+    client: &Client,
+    prepared: Prepared,
+    config: &CostsConfig,
+    interrupt: &CancellationToken,
+) -> anyhow::Result<CostsReport> {
+    let Prepared {
+        mut sidecar,
+        pending,
+        ids,
+        inline_costs,
+    } = prepared;
+    let already_known = ids - pending.len();
     let plan = lookup::Plan {
         concurrency: config.concurrency,
         schedule: config.schedule,
         deadline: tokio::time::Instant::now() + config.wait,
     };
-    let shown = path.display().to_string();
     let tally = lookup::look_up_all(client, pending, plan, interrupt, |data| {
         sidecar.append(data)
     })
     .await
-    .map_err(|e| anyhow::anyhow!("{shown}: cannot append to the costs file: {e}"))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot append to the costs file: {e}",
+            sidecar.path().display()
+        )
+    })?;
 
     Ok(CostsReport {
-        sidecar: path,
+        sidecar: sidecar.path().to_path_buf(),
         ids,
         already_known,
         tally,
         sidecar_total: exact_sum(sidecar.costs()),
         sidecar_without_cost: sidecar.without_cost,
         sidecar_ids: sidecar.len(),
-        inline_total: exact_sum(&output.inline_costs),
+        inline_total: exact_sum(&inline_costs),
     })
 }
 

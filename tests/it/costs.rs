@@ -85,12 +85,13 @@ async fn costs_waits_out_404s_and_matches_what_was_billed() {
     let total = ids.iter().fold(0.0, |sum, id| sum + cost[id.as_str()]);
     assert_eq!(total, env.stats().billed_usd);
     assert!(total > 0.0);
-    // The failed attempts' records were fetched too, with all /generation fields.
-    let failed_attempt = &lines
-        .iter()
-        .find(|l| l["finish_reason"] == "error")
-        .unwrap();
-    assert_eq!(failed_attempt["total_cost"], 0.0);
+    // The failed attempts' records were fetched too (the 200-with-error one billed at 0).
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["finish_reason"] == "error" && l["total_cost"] == 0.0),
+        "{lines:?}"
+    );
     assert!(lines.iter().all(|l| l["native_tokens_prompt"].is_u64()));
     let inline: f64 = records(&out)
         .iter()
