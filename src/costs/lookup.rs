@@ -38,6 +38,17 @@ pub enum Step {
     Failed(String),
 }
 
+impl Step {
+    /// A word for the log (the record itself is too long to log).
+    pub fn label(&self) -> &str {
+        match self {
+            Step::Found(_) => "found",
+            Step::NotYet => "not yet (404)",
+            Step::Retry { reason, .. } | Step::Refused(reason) | Step::Failed(reason) => reason,
+        }
+    }
+}
+
 /// Classify the answer to a lookup of `id`.
 pub fn classify(id: &str, answer: Result<GetResponse, Failure>) -> Step {
     let resp = match answer {
@@ -204,7 +215,7 @@ async fn fetch(client: &Client, mut due: Due) -> (Due, Step) {
     due.lookups += 1;
     let answer = client.get(&lookup_path(&due.id)).await;
     let step = classify(&due.id, answer);
-    tracing::debug!(id = %due.id, lookup = due.lookups, ?step, "GET /generation");
+    tracing::debug!(id = %due.id, lookup = due.lookups, outcome = step.label(), "GET /generation");
     (due, step)
 }
 

@@ -48,10 +48,13 @@ pub struct Sidecar {
     pub warnings: Vec<String>,
 }
 
+/// What the sidecar needs of a record: its id and cost. Anything else in `total_cost` than a
+/// number (null, a string) counts as "no cost", never as a broken line.
 #[derive(Deserialize)]
 struct Line {
     id: String,
-    total_cost: Option<f64>,
+    #[serde(default)]
+    total_cost: Value,
 }
 
 impl Sidecar {
@@ -125,7 +128,7 @@ impl Sidecar {
 
     fn note(&mut self, line: Line) {
         if self.known.insert(line.id) {
-            match line.total_cost {
+            match line.total_cost.as_f64() {
                 Some(c) => self.costs.push(c),
                 None => self.without_cost += 1,
             }
@@ -218,9 +221,12 @@ mod tests {
         s.append(&json!({"id": "gen-2", "total_cost": 0.25}))
             .unwrap();
         assert_eq!(s.costs(), [0.5, 0.25]);
+        s.append(&json!({"id": "gen-3", "total_cost": "odd"}))
+            .unwrap();
+        assert_eq!((s.len(), s.without_cost), (3, 1));
         drop(s);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 2);
+        assert_eq!(text.lines().count(), 3);
         assert!(text.starts_with(whole) && text.ends_with('\n'));
     }
 
