@@ -23,6 +23,12 @@ pub enum Command {
     Plan(Box<RunArgs>),
     /// Serve a local OpenRouter-compatible mock API (for tests, demos and benchmarks).
     MockServer(MockServerArgs),
+    /// Look up the exact cost of every generation id of an output file (GET /generation).
+    Costs(CostsArgs),
+    /// List models and their prices per million tokens (GET /models).
+    Models(ModelsArgs),
+    /// Show the API key's label, limit, remaining credit and usage (GET /key).
+    Key(KeyArgs),
 }
 
 /// `orbatch run`: every option can also be set in the job file; a flag wins over the file.
@@ -195,6 +201,65 @@ pub struct MockServerArgs {
 
     #[command(flatten)]
     pub config: crate::mock::MockConfig,
+}
+
+/// `orbatch costs`: ids already in the sidecar are skipped, so rerunning finishes the rest.
+#[derive(Debug, Args)]
+pub struct CostsArgs {
+    /// The output file of `orbatch run`; records go to OUT.generations.jsonl beside it.
+    #[arg(value_name = "OUT.jsonl")]
+    pub out: PathBuf,
+
+    /// How long to keep asking for generations OpenRouter does not know yet (90s, 10m, 1h,
+    /// or seconds); those still unknown then stay pending for a rerun.
+    #[arg(long, value_name = "DURATION", default_value = "10m",
+          value_parser = crate::costs::parse_duration)]
+    pub wait: std::time::Duration,
+
+    /// Lookups in flight at most.
+    #[arg(short = 'j', long, value_name = "N", default_value = "8")]
+    pub concurrency: NonZeroUsize,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `orbatch models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Only models whose id or name contains this (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `orbatch key`.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// A listing on stdout: for people, or for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

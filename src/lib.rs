@@ -8,8 +8,10 @@ pub mod budget;
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod costs;
 pub mod endpoint;
 pub mod estimate;
 pub mod exit;
@@ -42,6 +44,9 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
             ui::init_logging(false, 0);
             mock::serve(args.config, args.port).await.map(|()| Exit::Ok)
         }
+        Command::Costs(args) => commands::costs::command(&args, interrupt).await,
+        Command::Models(args) => commands::models::command(&args).await,
+        Command::Key(args) => commands::key::command(&args).await,
     };
     result.unwrap_or_else(|e| {
         let msg = format!("{e:#}");

@@ -2,6 +2,8 @@
 //! Nothing here needs a key or the network.
 
 mod budget;
+mod catalog;
+mod costs;
 mod input_errors;
 mod plan;
 mod resume;

@@ -1,0 +1,108 @@
+//! `orbatch costs`: flags → [`CostsConfig`], the lookups, and the summary on stderr.
+
+use tokio_util::sync::CancellationToken;
+
+use super::{connect, usd};
+use crate::cli::CostsArgs;
+use crate::costs::{self, CostsConfig, CostsReport, Schedule};
+use crate::exit::{Exit, UsageError};
+use crate::ui;
+
+/// Run `orbatch costs`. Exit 0 when every id is in the sidecar, 1 when some are pending or
+/// failed, 3 when the key was refused, 130 when interrupted.
+pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> anyhow::Result<Exit> {
+    ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
+    if args.api.mock {
+        return Err(UsageError::new(
+            "costs --mock: an in-process mock knows no earlier generations; point --base-url at \
+             the server the run used (e.g. one started with `orbatch mock-server`)",
+        )
+        .into());
+    }
+    let config = CostsConfig {
+        out: args.out.clone(),
+        wait: args.wait,
+        concurrency: args.concurrency.get(),
+        schedule: Schedule::from_env(),
+    };
+    let prepared = costs::prepare(&config)?;
+    if !args.verbosity.quiet && prepared.pending() > 0 {
+        eprintln!(
+            "looking up {} of {} generation ids; waiting up to {} for those OpenRouter does not \
+             know yet (Ctrl-C stops, a rerun continues)",
+            prepared.pending(),
+            prepared.ids(),
+            ui::format_duration(config.wait)
+        );
+    }
+    let conn = connect(&args.api).await?;
+    let result = costs::run(&conn.client, prepared, &config, &interrupt).await;
+    conn.close().await;
+    let report = result?;
+    if !args.verbosity.quiet {
+        eprint!("{}", summary(&report, &args.out.display().to_string()));
+    }
+    if let Some(message) = &report.tally.refused {
+        anyhow::bail!(
+            "the API key was refused ({message}); check ${} (ids looked up so far are kept)",
+            args.api.api_key_env
+        );
+    }
+    Ok(if report.tally.interrupted {
+        Exit::Interrupted
+    } else if report.complete() {
+        Exit::Ok
+    } else {
+        Exit::RowsFailed
+    })
+}
+
+/// The lines printed at the end: counts and sidecar, what to do next, the totals.
+pub fn summary(r: &CostsReport, out: &str) -> String {
+    let t = &r.tally;
+    let mut s = format!(
+        "looked up {}, still pending {}, failed {}; sidecar: {}\n",
+        t.found,
+        t.pending,
+        t.failed.len(),
+        r.sidecar.display()
+    );
+    if r.already_known > 0 {
+        s.push_str(&format!(
+            "  {} of {} ids were already in the sidecar\n",
+            r.already_known, r.ids
+        ));
+    }
+    if t.pending > 0 {
+        s.push_str(&format!(
+            "  OpenRouter does not know every generation yet: rerun `orbatch costs {out}` \
+             later to finish them\n"
+        ));
+        if let Some(e) = &t.last_error {
+            s.push_str(&format!(
+                "  {} of the pending last failed with an error: {e}\n",
+                t.pending_errors
+            ));
+        }
+    }
+    for (id, reason) in t.failed.iter().take(5) {
+        s.push_str(&format!("  failed: {id}: {reason}\n"));
+    }
+    if t.failed.len() > 5 {
+        s.push_str(&format!("  … and {} more failed\n", t.failed.len() - 5));
+    }
+    s.push_str(&format!(
+        "  total_cost from /generation: {} ({} ids); inline usage.cost: {}; difference: {}\n",
+        usd(r.sidecar_total),
+        r.sidecar_ids,
+        usd(r.inline_total),
+        usd(r.sidecar_total - r.inline_total)
+    ));
+    if r.sidecar_without_cost > 0 {
+        s.push_str(&format!(
+            "  {} sidecar records carry no total_cost\n",
+            r.sidecar_without_cost
+        ));
+    }
+    s
+}

@@ -1,0 +1,36 @@
+//! The account and audit commands (`costs`, `models`, `key`): argument handling, opening
+//! the API, and what they print. The work itself lives in `crate::costs` and
+//! `crate::catalog`.
+
+pub mod costs;
+pub mod key;
+pub mod models;
+
+use std::time::Duration;
+
+use crate::cli::ApiArgs;
+use crate::config::resolve_target;
+use crate::connect::{ClientOptions, Connection};
+use crate::mock::MockConfig;
+
+/// Per-request timeout of these commands' `GET`s.
+const GET_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Open the API the flags point at (the in-process mock with `--mock`).
+async fn connect(api: &ApiArgs) -> anyhow::Result<Connection> {
+    let target = resolve_target(api, None, None, &|k| std::env::var(k).ok())?;
+    let options = ClientOptions {
+        timeout: Some(GET_TIMEOUT),
+        ..ClientOptions::default()
+    };
+    Connection::open(&target, options, MockConfig::default()).await
+}
+
+/// USD as exactly as the float holds it (shortest round-trip form).
+fn usd(x: f64) -> String {
+    if x < 0.0 {
+        format!("-${}", -x)
+    } else {
+        format!("${x}")
+    }
+}

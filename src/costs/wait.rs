@@ -1,0 +1,118 @@
+//! How long `orbatch costs` keeps asking for a generation that is not known yet: the
+//! `--wait` duration syntax and the growing pause between lookups of one id (FACTS §5.2:
+//! `/generation` answers 404 for seconds to minutes after the call).
+
+use std::time::Duration;
+
+/// Multiples of the first pause: 1 s, 2 s, 5 s, 10 s, 30 s, 60 s, then every 60 s.
+const STEPS: [u32; 6] = [1, 2, 5, 10, 30, 60];
+
+/// The pause before the next lookup of an id, by how many lookups it has had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// The first pause; later ones are the [`STEPS`] multiples of it.
+    pub first: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            first: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Testing seam: `ORBATCH_COSTS_BACKOFF_MS` sets the first pause (same growth factors), so
+/// tests wait out 404s in milliseconds. `--wait` stays real time.
+pub const BACKOFF_ENV: &str = "ORBATCH_COSTS_BACKOFF_MS";
+
+impl Schedule {
+    /// The default schedule, or the one `ORBATCH_COSTS_BACKOFF_MS` asks for.
+    pub fn from_env() -> Schedule {
+        std::env::var(BACKOFF_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or_else(Schedule::default, |ms| Schedule {
+                first: Duration::from_millis(ms),
+            })
+    }
+
+    /// The pause after lookup number `n` (1-based) of an id came back "not yet".
+    pub fn pause(&self, n: u32) -> Duration {
+        let i = (n.max(1) - 1) as usize;
+        let factor = STEPS[i.min(STEPS.len() - 1)];
+        self.first.saturating_mul(factor)
+    }
+}
+
+/// Parse a duration: `90s`, `10m`, `1h`, `1h30m`, `500ms`, or plain seconds (`45`, `2.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    let bad = || format!("{text:?} is not a duration: use e.g. 90s, 10m, 1h, 1h30m or seconds");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
+        rest = next;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_the_usual_spellings() {
+        let secs = |s: u64| Ok(Duration::from_secs(s));
+        assert_eq!(parse_duration("90s"), secs(90));
+        assert_eq!(parse_duration("10m"), secs(600));
+        assert_eq!(parse_duration("1h"), secs(3600));
+        assert_eq!(parse_duration("1h30m"), secs(5400));
+        assert_eq!(parse_duration("45"), secs(45));
+        assert_eq!(parse_duration(" 0 "), secs(0));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn bad_durations_say_what_is_expected() {
+        for bad in ["", "m", "10x", "-5", "1h-2m", "ten minutes", "10m5"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains("e.g. 90s"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn pauses_grow_then_stay_at_a_minute() {
+        let s = Schedule::default();
+        let got: Vec<u64> = (1..=8).map(|n| s.pause(n).as_secs()).collect();
+        assert_eq!(got, [1, 2, 5, 10, 30, 60, 60, 60]);
+        let fast = Schedule {
+            first: Duration::from_millis(10),
+        };
+        assert_eq!(fast.pause(3), Duration::from_millis(50));
+    }
+}
