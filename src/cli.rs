@@ -21,6 +21,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Serve a local OpenRouter-compatible mock API (for tests, demos and benchmarks).
     MockServer(MockServerArgs),
+    /// Summarise output files: counts, ok %, tokens, spend (inline and exact), latency, errors.
+    Report(ReportArgs),
 }
 
 /// `orbatch run`: every option can also be set in the job file; a flag wins over the file.
@@ -189,6 +191,50 @@ pub struct MockServerArgs {
 
     #[command(flatten)]
     pub config: crate::mock::MockConfig,
+}
+
+/// `orbatch report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output files of `orbatch run`; several (shards) merge into one report. Each one's
+    /// `.generations.jsonl` sidecar (from `orbatch costs`) is read when it exists.
+    #[arg(value_name = "OUT.jsonl", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// What the rows are.
+    #[arg(long, value_enum, default_value_t = ReportByArg::Model)]
+    pub by: ReportByArg,
+
+    /// How the report is written.
+    #[arg(long, value_enum, default_value_t = ReportFormatArg::Table)]
+    pub format: ReportFormatArg,
+
+    /// Write the report to PATH instead of stdout.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `report --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportByArg {
+    /// The requested model id.
+    Model,
+    /// The provider that served the request.
+    Provider,
+    /// ok or error.
+    Status,
+    /// The error kind (`-` for ok requests).
+    Error,
+}
+
+/// `report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormatArg {
+    /// A plain text table.
+    Table,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -18,6 +18,7 @@ pub mod mock;
 pub mod output;
 pub mod pool;
 pub mod progress;
+pub mod report;
 pub mod retry;
 pub mod run;
 pub mod text;
@@ -25,7 +26,7 @@ pub mod ui;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, ReportArgs, RunArgs};
 use crate::config::RunConfig;
 use crate::exit::{Exit, UsageError};
 
@@ -38,6 +39,7 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
             ui::init_logging(false, 0);
             mock::serve(args.config, args.port).await.map(|()| Exit::Ok)
         }
+        Command::Report(args) => report_command(&args).await,
     };
     result.unwrap_or_else(|e| {
         let msg = format!("{e:#}");
@@ -65,6 +67,11 @@ async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> anyhow::Re
         eprint!("{}", ui::summary(&summary, &rerun_hint()));
     }
     Ok(summary.exit())
+}
+
+async fn report_command(args: &ReportArgs) -> anyhow::Result<Exit> {
+    let opts = report::command::ReportOptions::from_args(args);
+    tokio::task::spawn_blocking(move || report::command::run(&opts)).await?
 }
 
 /// The command line as typed, to tell the user what to rerun.
