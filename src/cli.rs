@@ -235,6 +235,12 @@ pub enum ReportByArg {
 pub enum ReportFormatArg {
     /// A plain text table.
     Table,
+    /// The report as JSON (groups, total, spend reconciliation, latency histogram).
+    Json,
+    /// One line per group and one for the total.
+    Csv,
+    /// A Markdown table.
+    Md,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

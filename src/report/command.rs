@@ -14,6 +14,9 @@ use crate::exit::{Exit, UsageError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
+    Json,
+    Csv,
+    Md,
 }
 
 /// `orbatch report`'s settings, resolved from the command line.
@@ -41,6 +44,9 @@ impl ReportOptions {
             },
             format: match args.format {
                 ReportFormatArg::Table => Format::Table,
+                ReportFormatArg::Json => Format::Json,
+                ReportFormatArg::Csv => Format::Csv,
+                ReportFormatArg::Md => Format::Md,
             },
             output: args.output.clone(),
             quiet: args.verbosity.quiet,
@@ -109,6 +115,9 @@ fn distinct(inputs: &[PathBuf], warnings: &mut Vec<String>) -> Vec<PathBuf> {
 pub fn render_as(format: Format, report: &Report) -> String {
     match format {
         Format::Table => render::table(report),
+        Format::Json => render::json(report),
+        Format::Csv => render::csv(report),
+        Format::Md => render::md(report),
     }
 }
 

@@ -198,3 +198,111 @@ pub fn table(report: &Report) -> String {
     }
     out
 }
+
+/// A GitHub-flavoured Markdown table, then the notes as a list.
+pub fn md(report: &Report) -> String {
+    let cells = cells(report);
+    let line = |cells: &[String]| {
+        let escaped: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+        format!("| {} |\n", escaped.join(" | "))
+    };
+    let mut out = line(&cells.header);
+    let rule: Vec<String> = cells
+        .numeric
+        .iter()
+        .map(|&n| if n { "---:" } else { "---" }.to_owned())
+        .collect();
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for row in &cells.rows {
+        out.push_str(&line(row));
+    }
+    out.push('\n');
+    for n in notes(report) {
+        out.push_str(&format!("- {}\n", n.replace('|', "\\|")));
+    }
+    out
+}
+
+/// One CSV line per group and one for the total (key `TOTAL`), with plain numbers: USD
+/// without `$`, percentages without `%`, empty cells for unknown values.
+pub fn csv(report: &Report) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let by = report.by.as_str();
+    let header = [
+        by,
+        "requests",
+        "ok",
+        "errors",
+        "ok_pct",
+        "records",
+        "attempts",
+        "tokens_in",
+        "tokens_out",
+        "spend_inline_usd",
+        "spend_exact_usd",
+        "unconfirmed_ids",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "ttft_p50_ms",
+        "error_kinds",
+    ];
+    let rows = report.groups.iter().chain(std::iter::once(&report.total));
+    let lines = std::iter::once(header.map(str::to_owned).to_vec()).chain(rows.map(csv_row));
+    for line in lines {
+        // Writing to a Vec cannot fail, and every line has the header's length.
+        w.write_record(&line).expect("CSV into memory");
+    }
+    let bytes = w.into_inner().expect("CSV into memory");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn csv_row(r: &Row) -> Vec<String> {
+    let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    vec![
+        r.key.clone(),
+        r.requests.to_string(),
+        r.ok.to_string(),
+        r.errors.to_string(),
+        r.ok_pct.map(|p| format!("{p:.1}")).unwrap_or_default(),
+        r.records.to_string(),
+        r.attempts.to_string(),
+        r.tokens_in.to_string(),
+        r.tokens_out.to_string(),
+        r.spend_inline.to_string(),
+        r.spend_exact.map(|v| v.to_string()).unwrap_or_default(),
+        r.unconfirmed_ids.to_string(),
+        num(r.latency_ms.p50),
+        num(r.latency_ms.p95),
+        num(r.latency_ms.p99),
+        num(r.ttft_p50_ms),
+        r.error_kinds
+            .iter()
+            .map(|(k, n)| format!("{}:{n}", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(";"),
+    ]
+}
+
+/// The [`Report`] itself, pretty-printed.
+pub fn json(report: &Report) -> String {
+    // A Report is plain data with string map keys: serializing it cannot fail.
+    let mut s = serde_json::to_string_pretty(report).expect("a Report serializes");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_has_six_decimals_and_more_for_tiny_amounts() {
+        assert_eq!(money(0.0), "$0.000000");
+        assert_eq!(money(0.001234), "$0.001234");
+        assert_eq!(money(12.5), "$12.500000");
+        assert_eq!(money(0.00000031), "$0.00000031");
+        assert_eq!(money(-0.0005), "-$0.000500");
+        assert_eq!(percent(91.666), "91.7%");
+    }
+}

@@ -315,3 +315,32 @@ pub(super) fn sample() -> Report {
 fn table_snapshot() {
     insta::assert_snapshot!(super::render::table(&sample()));
 }
+
+#[test]
+fn md_snapshot() {
+    insta::assert_snapshot!(super::render::md(&sample()));
+}
+
+#[test]
+fn csv_has_a_line_per_group_and_the_total() {
+    let text = super::render::csv(&sample());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines[0].starts_with("model,requests,ok,errors,ok_pct,"));
+    assert!(
+        lines[3].starts_with("TOTAL,4,3,1,75.0,5,5,30,15,"),
+        "{}",
+        lines[3]
+    );
+    assert!(lines[1].ends_with(",bad_request:1"), "{}", lines[1]);
+}
+
+#[test]
+fn json_is_the_report() {
+    let v: serde_json::Value = serde_json::from_str(&super::render::json(&sample())).unwrap();
+    assert_eq!(v["by"], "model");
+    assert_eq!(v["total"]["requests"], 4);
+    assert_eq!(v["groups"][0]["error_kinds"]["bad_request"], 1);
+    assert_eq!(v["spend"]["unconfirmed_ids"], 1);
+    assert_eq!(v["spend"]["difference_final"], false);
+}

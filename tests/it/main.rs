@@ -2,6 +2,7 @@
 //! Nothing here needs a key or the network.
 
 mod input_errors;
+mod report;
 mod resume;
 mod retries;
 mod run_basic;
