@@ -241,6 +241,8 @@ pub enum ReportFormatArg {
     Csv,
     /// A Markdown table.
     Md,
+    /// One self-contained HTML page with charts (inline SVG, no script, no network).
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::read::{self, ReadError};
-use super::{Aggregator, Generations, GroupBy, Report, render};
+use super::{Aggregator, Generations, GroupBy, Report, html, render};
 use crate::cli::{ReportArgs, ReportByArg, ReportFormatArg};
 use crate::exit::{Exit, UsageError};
 
@@ -17,6 +17,7 @@ pub enum Format {
     Json,
     Csv,
     Md,
+    Html,
 }
 
 /// `orbatch report`'s settings, resolved from the command line.
@@ -47,6 +48,7 @@ impl ReportOptions {
                 ReportFormatArg::Json => Format::Json,
                 ReportFormatArg::Csv => Format::Csv,
                 ReportFormatArg::Md => Format::Md,
+                ReportFormatArg::Html => Format::Html,
             },
             output: args.output.clone(),
             quiet: args.verbosity.quiet,
@@ -118,6 +120,7 @@ pub fn render_as(format: Format, report: &Report) -> String {
         Format::Json => render::json(report),
         Format::Csv => render::csv(report),
         Format::Md => render::md(report),
+        Format::Html => html::html(report),
     }
 }
 

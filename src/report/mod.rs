@@ -12,6 +12,7 @@
 //!   so the groups partition both the requests and the money.
 
 pub mod command;
+pub mod html;
 pub mod read;
 pub mod render;
 #[cfg(test)]

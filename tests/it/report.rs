@@ -209,3 +209,21 @@ async fn an_empty_input_is_a_report_with_no_rows() {
         done.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_is_one_self_contained_page_with_charts() {
+    let env = Env::new().await;
+    run_job(&env, "out.jsonl", &[]).await;
+    let page = env.path("page.html");
+    let done = Cmd::new(&["report", env.path("out.jsonl").to_str().unwrap()])
+        .args(&["--format", "html", "-o", page.to_str().unwrap()])
+        .output()
+        .await;
+    done.code(0);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg"), "{html}");
+    assert!(html.contains("m/a") && html.contains("bad_request"));
+    for bad in ["http://", "https://", "<script src", "<link"] {
+        assert!(!html.contains(bad), "{bad} in the page");
+    }
+}
