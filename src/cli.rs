@@ -29,6 +29,8 @@ pub enum Command {
     Models(ModelsArgs),
     /// Show the API key's label, limit, remaining credit and usage (GET /key).
     Key(KeyArgs),
+    /// Summarise output files: counts, ok %, tokens, spend (inline and exact), latency, errors.
+    Report(ReportArgs),
 }
 
 /// `orbatch run`: every option can also be set in the job file; a flag wins over the file.
@@ -227,6 +229,30 @@ pub struct CostsArgs {
     pub verbosity: Verbosity,
 }
 
+/// `orbatch report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output files of `orbatch run`; several (shards) merge into one report. Each one's
+    /// `.generations.jsonl` sidecar (from `orbatch costs`) is read when it exists.
+    #[arg(value_name = "OUT.jsonl", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// What the rows are.
+    #[arg(long, value_enum, default_value_t = ReportByArg::Model)]
+    pub by: ReportByArg,
+
+    /// How the report is written.
+    #[arg(long, value_enum, default_value_t = ReportFormatArg::Table)]
+    pub format: ReportFormatArg,
+
+    /// Write the report to PATH instead of stdout.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
 /// `orbatch models`.
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
@@ -260,6 +286,34 @@ pub struct KeyArgs {
 pub enum TableFormat {
     Table,
     Json,
+}
+
+/// `report --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportByArg {
+    /// The requested model id.
+    Model,
+    /// The provider that served the request.
+    Provider,
+    /// ok or error.
+    Status,
+    /// The error kind (`-` for ok requests).
+    Error,
+}
+
+/// `report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormatArg {
+    /// A plain text table.
+    Table,
+    /// The report as JSON (groups, total, spend reconciliation, latency histogram).
+    Json,
+    /// One line per group and one for the total.
+    Csv,
+    /// A Markdown table.
+    Md,
+    /// One self-contained HTML page with charts (inline SVG, no script, no network).
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -23,6 +23,7 @@ pub mod output;
 pub mod plan;
 pub mod pool;
 pub mod progress;
+pub mod report;
 pub mod retry;
 pub mod run;
 pub mod text;
@@ -30,7 +31,7 @@ pub mod ui;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, ReportArgs, RunArgs};
 use crate::config::RunConfig;
 use crate::exit::{Exit, UsageError};
 
@@ -47,6 +48,7 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
         Command::Costs(args) => commands::costs::command(&args, interrupt).await,
         Command::Models(args) => commands::models::command(&args).await,
         Command::Key(args) => commands::key::command(&args).await,
+        Command::Report(args) => report_command(&args).await,
     };
     result.unwrap_or_else(|e| {
         let msg = format!("{e:#}");
@@ -95,6 +97,11 @@ async fn plan_command(args: &RunArgs) -> anyhow::Result<Exit> {
         eprintln!("orbatch: note: {key_env} is not set; the key's credit was not checked");
     }
     Ok(Exit::Ok)
+}
+
+async fn report_command(args: &ReportArgs) -> anyhow::Result<Exit> {
+    let opts = report::command::ReportOptions::from_args(args);
+    tokio::task::spawn_blocking(move || report::command::run(&opts)).await?
 }
 
 /// The command line as typed, to tell the user what to rerun.

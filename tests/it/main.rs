@@ -6,6 +6,7 @@ mod catalog;
 mod costs;
 mod input_errors;
 mod plan;
+mod report;
 mod resume;
 mod retries;
 mod run_basic;

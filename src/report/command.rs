@@ -1,0 +1,140 @@
+//! `orbatch report` as a command: resolve its flags, read every output file (and sidecar),
+//! aggregate, render, and write to stdout or `-o PATH`.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::read::{self, ReadError};
+use super::{Aggregator, Generations, GroupBy, Report, html, render};
+use crate::cli::{ReportArgs, ReportByArg, ReportFormatArg};
+use crate::exit::{Exit, UsageError};
+
+/// How the report is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+    Md,
+    Html,
+}
+
+/// `orbatch report`'s settings, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Output files to merge, in the order given.
+    pub inputs: Vec<PathBuf>,
+    pub by: GroupBy,
+    pub format: Format,
+    /// Where to write; stdout when `None`.
+    pub output: Option<PathBuf>,
+    /// No warnings on stderr.
+    pub quiet: bool,
+}
+
+impl ReportOptions {
+    pub fn from_args(args: &ReportArgs) -> ReportOptions {
+        ReportOptions {
+            inputs: args.inputs.clone(),
+            by: match args.by {
+                ReportByArg::Model => GroupBy::Model,
+                ReportByArg::Provider => GroupBy::Provider,
+                ReportByArg::Status => GroupBy::Status,
+                ReportByArg::Error => GroupBy::Error,
+            },
+            format: match args.format {
+                ReportFormatArg::Table => Format::Table,
+                ReportFormatArg::Json => Format::Json,
+                ReportFormatArg::Csv => Format::Csv,
+                ReportFormatArg::Md => Format::Md,
+                ReportFormatArg::Html => Format::Html,
+            },
+            output: args.output.clone(),
+            quiet: args.verbosity.quiet,
+        }
+    }
+}
+
+/// Run `orbatch report`. An unreadable input or an unwritable `-o` is a usage error (exit 2).
+pub fn run(opts: &ReportOptions) -> anyhow::Result<Exit> {
+    let mut warnings = Vec::new();
+    let report = build(opts, &mut warnings).map_err(|e| UsageError::new(e.to_string()))?;
+    if !opts.quiet {
+        for w in &warnings {
+            eprintln!("orbatch: warning: {w}");
+        }
+    }
+    let text = render_as(opts.format, &report);
+    write(opts.output.as_deref(), text.as_bytes())?;
+    Ok(Exit::Ok)
+}
+
+/// Read the inputs and aggregate them.
+pub fn build(opts: &ReportOptions, warnings: &mut Vec<String>) -> Result<Report, ReadError> {
+    let inputs = distinct(&opts.inputs, warnings);
+    // Fail before any work if an input cannot be opened.
+    for path in &inputs {
+        read::open(path)?;
+    }
+    let mut generations = Generations::default();
+    let mut sidecars = Vec::new();
+    for path in &inputs {
+        sidecars.push(read::sidecar(path, &mut generations, warnings)?);
+    }
+    let any_sidecar = sidecars.iter().any(Option::is_some);
+    let mut agg = Aggregator::new(opts.by, any_sidecar.then_some(&generations));
+    let mut read_inputs = Vec::new();
+    for (path, sidecar) in inputs.iter().zip(sidecars) {
+        let mut input = read::records(path, warnings, |r| agg.add(r))?;
+        if let Some((side, count)) = sidecar {
+            input.sidecar = Some(side.display().to_string());
+            input.generations = count;
+        }
+        read_inputs.push(input);
+    }
+    let mut report = agg.finish();
+    report.inputs = read_inputs;
+    Ok(report)
+}
+
+/// The inputs without repeats (a file given twice would count its spend twice).
+fn distinct(inputs: &[PathBuf], warnings: &mut Vec<String>) -> Vec<PathBuf> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for p in inputs {
+        let canonical = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if seen.insert(canonical) {
+            out.push(p.clone());
+        } else {
+            warnings.push(format!("{}: given twice; read once", p.display()));
+        }
+    }
+    out
+}
+
+/// The report as a document in `format`.
+pub fn render_as(format: Format, report: &Report) -> String {
+    match format {
+        Format::Table => render::table(report),
+        Format::Json => render::json(report),
+        Format::Csv => render::csv(report),
+        Format::Md => render::md(report),
+        Format::Html => html::html(report),
+    }
+}
+
+/// Write `bytes` to `path`, or to stdout. A closed pipe (`| head`) is not an error.
+fn write(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, bytes).map_err(|e| {
+            UsageError::new(format!("{}: cannot write the report: {e}", p.display())).into()
+        }),
+        None => match io::stdout().lock().write_all(bytes) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                Err(anyhow::anyhow!("cannot write the report to stdout: {e}"))
+            }
+            _ => Ok(()),
+        },
+    }
+}

@@ -1,0 +1,504 @@
+//! `orbatch report`: the aggregation (SPEC §6). Records from one or more output files and the
+//! `/generation` costs of their sidecars go in; a serializable [`Report`] comes out.
+//!
+//! Pure: no I/O here. Reading lives in [`read`], formatting in [`render`] and [`html`], the
+//! command glue in [`command`].
+//!
+//! Two rules decide every number:
+//! * **outcomes** (requests, ok, errors, latency) come from the *last* record of each
+//!   `(id, model)`, across all files: a rerun appends retries and the last one stands;
+//! * **spend** (attempts, tokens, inline and exact cost) counts *every* record, because every
+//!   record's attempts were paid for. It is attributed to the group of the key's last record,
+//!   so the groups partition both the requests and the money.
+
+pub mod command;
+pub mod html;
+pub mod read;
+pub mod render;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::hash::{hash64, key64};
+use crate::output::record::{ErrorKind, Record, Status};
+
+/// The group of a record with nothing to group by (no provider, no error).
+pub const NONE: &str = "-";
+
+/// The key of the total row.
+pub const TOTAL: &str = "TOTAL";
+
+/// What the rows of a report are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// The requested model id (the record's `model`).
+    Model,
+    /// The provider that served the final attempt (`-` when none did).
+    Provider,
+    /// `ok` or `error`.
+    Status,
+    /// The error kind (`-` for ok rows).
+    Error,
+}
+
+impl GroupBy {
+    /// The word used in headers (`model`, `provider`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Status => "status",
+            GroupBy::Error => "error",
+        }
+    }
+
+    fn key(self, r: &Record) -> &str {
+        match self {
+            GroupBy::Model => &r.model,
+            GroupBy::Provider => r.provider.as_deref().unwrap_or(NONE),
+            GroupBy::Status => match r.status {
+                Status::Ok => "ok",
+                Status::Error => "error",
+            },
+            GroupBy::Error => r.error.as_ref().map_or(NONE, |e| e.kind.as_str()),
+        }
+    }
+}
+
+/// A summary of one or more output files.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// What the rows are grouped by.
+    pub by: GroupBy,
+    /// The files read, in the order given (filled in by the reader, empty from [`aggregate`]).
+    pub inputs: Vec<Input>,
+    /// One row per group, sorted by key.
+    pub groups: Vec<Row>,
+    /// All groups together (key [`TOTAL`]).
+    pub total: Row,
+    /// Inline against exact spend.
+    pub spend: Spend,
+    /// `latency_ms` of the ok requests in equal-width buckets (for charts).
+    pub latency_histogram: Vec<Bucket>,
+}
+
+/// One output file read into the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Input {
+    pub path: String,
+    /// Records read from it.
+    pub records: u64,
+    /// Lines that were not records (skipped with a warning).
+    pub skipped_lines: u64,
+    /// Its `.generations.jsonl` sidecar, when there is one.
+    pub sidecar: Option<String>,
+    /// Generation costs read from the sidecar.
+    pub generations: u64,
+}
+
+/// One row of the report: a group, or the total.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub key: String,
+    /// Distinct `(id, model)` keys whose last record falls in this group.
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// `ok / requests × 100`; `null` without requests.
+    pub ok_pct: Option<f64>,
+    /// Records (all of them, including superseded ones).
+    pub records: u64,
+    /// Attempts, summed over all records.
+    pub attempts: u64,
+    /// `usage.prompt_tokens` / `usage.completion_tokens`, summed over all records.
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// USD: `usage.cost` summed over all records.
+    pub spend_inline: f64,
+    /// USD: sidecar `total_cost` over every known generation id; `null` without any sidecar.
+    pub spend_exact: Option<f64>,
+    /// Generation ids the sidecars do not know (yet).
+    pub unconfirmed_ids: u64,
+    /// Percentiles of `latency_ms` over ok requests.
+    pub latency_ms: Percentiles,
+    /// Median time to first token over ok streamed requests.
+    pub ttft_p50_ms: Option<u64>,
+    /// Error kinds of the failed requests, with counts.
+    pub error_kinds: BTreeMap<ErrorKind, u64>,
+}
+
+/// Latency percentiles in milliseconds; `null` when there is nothing to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Percentiles {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+}
+
+/// The spend reconciliation: what `usage.cost` says against what `/generation` says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spend {
+    /// USD, `usage.cost` over all records.
+    pub inline: f64,
+    /// USD, sidecar `total_cost` over the confirmed generation ids; `null` without any sidecar.
+    pub exact: Option<f64>,
+    /// Generation ids in all records (every attempt that got one).
+    pub generation_ids: u64,
+    /// Of those, ids no sidecar knows yet.
+    pub unconfirmed_ids: u64,
+    /// `exact − inline`; `null` without any sidecar.
+    pub difference: Option<f64>,
+    /// Whether `difference` is final: a sidecar was read and every id is confirmed.
+    pub difference_final: bool,
+}
+
+/// `count` ok requests had `from_ms <= latency_ms < to_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub count: u64,
+}
+
+/// USD as integer picodollars, so that sums are exact and independent of the order records
+/// are read in (shards merged give the same totals as one run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Picos(i128);
+
+impl Picos {
+    fn from_usd(usd: f64) -> Picos {
+        // `as` saturates and maps NaN to 0: a nonsense cost cannot poison the sum.
+        Picos((usd * 1e12).round() as i128)
+    }
+
+    fn usd(self) -> f64 {
+        self.0 as f64 / 1e12
+    }
+
+    fn add(&mut self, other: Picos) {
+        self.0 = self.0.saturating_add(other.0);
+    }
+}
+
+/// Exact costs from the `/generation` sidecars, by generation id. Ids are kept hashed
+/// (16 bytes an id), as resume keeps its keys.
+#[derive(Debug, Default)]
+pub struct Generations {
+    cost: HashMap<u64, Picos>,
+}
+
+impl Generations {
+    /// Note the `total_cost` of generation `id` (a later line for the same id wins).
+    pub fn insert(&mut self, id: &str, total_cost: f64) {
+        self.cost
+            .insert(hash64(id.as_bytes()), Picos::from_usd(total_cost));
+    }
+
+    fn get(&self, id: &str) -> Option<Picos> {
+        self.cost.get(&hash64(id.as_bytes())).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.cost.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cost.is_empty()
+    }
+}
+
+/// Summarise `records` grouped `by`. `generations` is `None` when no sidecar exists (then the
+/// report has no exact spend), else the costs of every sidecar read.
+pub fn aggregate<'r>(
+    by: GroupBy,
+    generations: Option<&Generations>,
+    records: impl IntoIterator<Item = &'r Record>,
+) -> Report {
+    let mut agg = Aggregator::new(by, generations);
+    for r in records {
+        agg.add(r);
+    }
+    agg.finish()
+}
+
+/// [`aggregate`], one record at a time (for streaming files through it). Memory grows with
+/// the number of distinct `(id, model)` keys (about 100 bytes each), not with records.
+pub struct Aggregator<'g> {
+    by: GroupBy,
+    generations: Option<&'g Generations>,
+    names: Vec<String>,
+    name_index: HashMap<String, usize>,
+    keys: HashMap<u64, KeyState>,
+}
+
+/// What is known about one `(id, model)`: its last outcome and everything paid for it.
+#[derive(Debug, Clone, Copy)]
+struct KeyState {
+    last: Outcome,
+    paid: Paid,
+}
+
+/// The outcome of a record, as far as the report cares.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    group: usize,
+    kind: Option<ErrorKind>,
+    ok: bool,
+    latency_ms: Option<u64>,
+    ttft_ms: Option<u64>,
+}
+
+/// What records cost, summed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Paid {
+    records: u64,
+    attempts: u64,
+    tokens_in: u64,
+    tokens_out: u64,
+    inline: Picos,
+    exact: Picos,
+    ids: u64,
+    unconfirmed: u64,
+}
+
+impl Paid {
+    fn add(&mut self, o: &Paid) {
+        self.records += o.records;
+        self.attempts += o.attempts;
+        self.tokens_in += o.tokens_in;
+        self.tokens_out += o.tokens_out;
+        self.inline.add(o.inline);
+        self.exact.add(o.exact);
+        self.ids += o.ids;
+        self.unconfirmed += o.unconfirmed;
+    }
+}
+
+impl<'g> Aggregator<'g> {
+    pub fn new(by: GroupBy, generations: Option<&'g Generations>) -> Self {
+        Aggregator {
+            by,
+            generations,
+            names: Vec::new(),
+            name_index: HashMap::new(),
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Take one record into account (records of a key must come in file order).
+    pub fn add(&mut self, r: &Record) {
+        let last = self.outcome(r);
+        let paid = self.paid(r);
+        let state = self.keys.entry(key64(&r.id, &r.model)).or_insert(KeyState {
+            last,
+            paid: Paid::default(),
+        });
+        state.last = last;
+        state.paid.add(&paid);
+    }
+
+    fn outcome(&mut self, r: &Record) -> Outcome {
+        let ok = r.status == Status::Ok;
+        let by = self.by;
+        Outcome {
+            group: self.intern(by.key(r)),
+            kind: if ok {
+                None
+            } else {
+                r.error.as_ref().map(|e| e.kind)
+            },
+            ok,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.name_index.get(name) {
+            return i;
+        }
+        self.names.push(name.to_owned());
+        self.name_index
+            .insert(name.to_owned(), self.names.len() - 1);
+        self.names.len() - 1
+    }
+
+    fn paid(&self, r: &Record) -> Paid {
+        let usage = r.usage.as_ref();
+        let mut paid = Paid {
+            records: 1,
+            attempts: u64::from(r.attempts),
+            tokens_in: usage.map_or(0, |u| u.prompt_tokens),
+            tokens_out: usage.map_or(0, |u| u.completion_tokens),
+            inline: Picos::from_usd(usage.and_then(|u| u.cost).unwrap_or(0.0)),
+            ids: r.generation_ids.len() as u64,
+            ..Paid::default()
+        };
+        for id in &r.generation_ids {
+            match self.generations.and_then(|g| g.get(id)) {
+                Some(cost) => paid.exact.add(cost),
+                None => paid.unconfirmed += 1,
+            }
+        }
+        paid
+    }
+
+    /// The report: one row per group that holds at least one key, and the total.
+    pub fn finish(self) -> Report {
+        let mut groups: Vec<Acc> = self.names.iter().map(|_| Acc::new()).collect();
+        let mut total = Acc::new();
+        for state in self.keys.values() {
+            groups[state.last.group].add(state);
+            total.add(state);
+        }
+        let exact = self.generations.is_some();
+        let mut rows: Vec<Row> = groups
+            .iter()
+            .zip(&self.names)
+            .filter(|(acc, _)| acc.requests > 0)
+            .map(|(acc, name)| acc.row(name, exact))
+            .collect();
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        Report {
+            by: self.by,
+            inputs: Vec::new(),
+            groups: rows,
+            total: total.row(TOTAL, exact),
+            spend: spend(&total.paid, exact),
+            latency_histogram: buckets(&total.latency),
+        }
+    }
+}
+
+fn spend(paid: &Paid, exact: bool) -> Spend {
+    let inline = paid.inline.usd();
+    let exact_usd = exact.then(|| paid.exact.usd());
+    Spend {
+        inline,
+        exact: exact_usd,
+        generation_ids: paid.ids,
+        unconfirmed_ids: paid.unconfirmed,
+        difference: exact.then(|| Picos(paid.exact.0 - paid.inline.0).usd()),
+        difference_final: exact && paid.unconfirmed == 0,
+    }
+}
+
+/// A group's running totals.
+struct Acc {
+    requests: u64,
+    ok: u64,
+    kinds: BTreeMap<ErrorKind, u64>,
+    paid: Paid,
+    latency: Histogram<u64>,
+    ttft: Histogram<u64>,
+}
+
+/// An empty histogram of milliseconds, 3 significant digits, growing as needed.
+fn histogram() -> Histogram<u64> {
+    // 3 significant digits is within hdrhistogram's 0..=5: this cannot fail.
+    Histogram::new(3).expect("3 significant digits is a valid precision")
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            requests: 0,
+            ok: 0,
+            kinds: BTreeMap::new(),
+            paid: Paid::default(),
+            latency: histogram(),
+            ttft: histogram(),
+        }
+    }
+
+    fn add(&mut self, state: &KeyState) {
+        let last = &state.last;
+        self.requests += 1;
+        self.paid.add(&state.paid);
+        if last.ok {
+            self.ok += 1;
+            if let Some(ms) = last.latency_ms {
+                self.latency.saturating_record(ms);
+            }
+            if let Some(ms) = last.ttft_ms {
+                self.ttft.saturating_record(ms);
+            }
+        } else if let Some(kind) = last.kind {
+            *self.kinds.entry(kind).or_default() += 1;
+        }
+    }
+
+    fn row(&self, key: &str, exact: bool) -> Row {
+        let p = &self.paid;
+        Row {
+            key: key.to_owned(),
+            requests: self.requests,
+            ok: self.ok,
+            errors: self.requests - self.ok,
+            ok_pct: (self.requests > 0).then(|| self.ok as f64 * 100.0 / self.requests as f64),
+            records: p.records,
+            attempts: p.attempts,
+            tokens_in: p.tokens_in,
+            tokens_out: p.tokens_out,
+            spend_inline: p.inline.usd(),
+            spend_exact: exact.then(|| p.exact.usd()),
+            unconfirmed_ids: p.unconfirmed,
+            latency_ms: Percentiles {
+                p50: quantile(&self.latency, 0.50),
+                p95: quantile(&self.latency, 0.95),
+                p99: quantile(&self.latency, 0.99),
+            },
+            ttft_p50_ms: quantile(&self.ttft, 0.50),
+            error_kinds: self.kinds.clone(),
+        }
+    }
+}
+
+fn quantile(h: &Histogram<u64>, q: f64) -> Option<u64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(q))
+}
+
+/// At most this many latency buckets.
+const MAX_BUCKETS: u64 = 20;
+
+/// Equal-width buckets of a 1-2-5 width covering `0..=max`.
+fn buckets(h: &Histogram<u64>) -> Vec<Bucket> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let width = nice_width(h.max().div_ceil(MAX_BUCKETS));
+    let n = h.max() / width + 1;
+    let mut out: Vec<Bucket> = (0..n)
+        .map(|i| Bucket {
+            from_ms: i * width,
+            to_ms: (i + 1) * width,
+            count: 0,
+        })
+        .collect();
+    for v in h.iter_recorded() {
+        let i = (v.value_iterated_to() / width).min(n - 1);
+        if let Some(b) = out.get_mut(i as usize) {
+            b.count += v.count_at_value();
+        }
+    }
+    out
+}
+
+/// The smallest of 1, 2, 5, 10, 20, 50, … that is at least `raw`.
+fn nice_width(raw: u64) -> u64 {
+    let mut unit: u64 = 1;
+    loop {
+        for m in [1, 2, 5] {
+            let w = unit.saturating_mul(m);
+            if w >= raw || w == u64::MAX {
+                return w;
+            }
+        }
+        unit = unit.saturating_mul(10);
+    }
+}

@@ -1,0 +1,222 @@
+//! Reading what `report` aggregates: output files, leniently (a line that is not a record is
+//! skipped with a warning, as resume does), and their optional `.generations.jsonl` sidecars
+//! (one `/generation` `data` object a line; a torn last line is ignored).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{Generations, Input};
+use crate::output::record::Record;
+
+/// Bad lines reported per file; the rest are only counted.
+const MAX_LINE_WARNINGS: u64 = 5;
+
+/// A file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: cannot read: {source}")]
+pub struct ReadError {
+    pub path: String,
+    pub source: io::Error,
+}
+
+fn read_error(path: &Path) -> impl FnOnce(io::Error) -> ReadError + '_ {
+    move |source| ReadError {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The sidecar of output file `out`: `demo.out.jsonl` → `demo.out.generations.jsonl`
+/// beside it (a name without `.jsonl` gets `.generations.jsonl` appended).
+pub fn sidecar_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
+    out.with_file_name(format!("{stem}.generations.jsonl"))
+}
+
+/// Open `path` for reading, failing with a message naming it (a folder is refused too).
+pub fn open(path: &Path) -> Result<File, ReadError> {
+    let file = File::open(path).map_err(read_error(path))?;
+    let meta = file.metadata().map_err(read_error(path))?;
+    if meta.is_dir() {
+        return Err(read_error(path)(io::Error::other(
+            "is a folder, not an output file",
+        )));
+    }
+    Ok(file)
+}
+
+/// Feed every record of output file `path` to `each`; lines that are not records are
+/// skipped with a warning pushed to `warnings`.
+pub fn records(
+    path: &Path,
+    warnings: &mut Vec<String>,
+    mut each: impl FnMut(&Record),
+) -> Result<Input, ReadError> {
+    let shown = path.display().to_string();
+    let mut input = Input {
+        path: shown.clone(),
+        records: 0,
+        skipped_lines: 0,
+        sidecar: None,
+        generations: 0,
+    };
+    for_each_line(path, |n, line, last| {
+        match serde_json::from_slice::<Record>(line) {
+            Ok(r) => {
+                input.records += 1;
+                each(&r);
+            }
+            Err(e) => {
+                input.skipped_lines += 1;
+                if input.skipped_lines <= MAX_LINE_WARNINGS {
+                    warnings.push(bad_line(&shown, n, last, &e));
+                }
+            }
+        }
+    })?;
+    if input.skipped_lines > MAX_LINE_WARNINGS {
+        warnings.push(format!(
+            "{shown}: {} more lines skipped",
+            input.skipped_lines - MAX_LINE_WARNINGS
+        ));
+    }
+    Ok(input)
+}
+
+fn bad_line(shown: &str, n: u64, torn: bool, e: &serde_json::Error) -> String {
+    if torn {
+        format!("{shown}:{n}: skipped a torn last line (a run was cut off while writing it)")
+    } else {
+        format!("{shown}:{n}: skipped: not an output record ({e})")
+    }
+}
+
+/// One line of a sidecar: the `/generation` `data` object (or, leniently, the whole
+/// `{"data": …}` response).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SidecarLine {
+    Wrapped { data: Cost },
+    Bare(Cost),
+}
+
+#[derive(Deserialize)]
+struct Cost {
+    id: String,
+    total_cost: Option<f64>,
+}
+
+/// Read the sidecar of `out` into `generations`, if there is one. Returns its path and the
+/// number of costs read; `None` when it does not exist.
+pub fn sidecar(
+    out: &Path,
+    generations: &mut Generations,
+    warnings: &mut Vec<String>,
+) -> Result<Option<(PathBuf, u64)>, ReadError> {
+    let path = sidecar_path(out);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let shown = path.display().to_string();
+    let (mut read, mut bad) = (0u64, 0u64);
+    for_each_line(&path, |n, line, last| {
+        let cost = match serde_json::from_slice::<SidecarLine>(line) {
+            Ok(SidecarLine::Wrapped { data } | SidecarLine::Bare(data)) => data,
+            // A torn last line: `orbatch costs` was cut off; rerunning it repairs that.
+            Err(_) if last => return,
+            Err(e) => {
+                bad += 1;
+                if bad <= MAX_LINE_WARNINGS {
+                    warnings.push(format!("{shown}:{n}: skipped: not a generation ({e})"));
+                }
+                return;
+            }
+        };
+        if let Some(total) = cost.total_cost {
+            generations.insert(&cost.id, total);
+            read += 1;
+        }
+    })?;
+    Ok(Some((path, read)))
+}
+
+/// Call `f(line_number, line, is_torn_last_line)` for every non-blank line of `path`. A
+/// line is "torn" when it is the last one and lacks its newline. Invalid UTF-8 is left to
+/// the JSON parser to reject, line by line.
+fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8], bool)) -> Result<(), ReadError> {
+    let mut reader = BufReader::new(open(path)?);
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        let len = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(read_error(path))?;
+        if len == 0 {
+            return Ok(());
+        }
+        n += 1;
+        let torn = !buf.ends_with(b"\n");
+        let line = buf.trim_ascii();
+        if !line.is_empty() {
+            f(n, line, torn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sidecar_sits_beside_the_output() {
+        assert_eq!(
+            sidecar_path(Path::new("jobs/demo.out.jsonl")),
+            PathBuf::from("jobs/demo.out.generations.jsonl")
+        );
+        assert_eq!(
+            sidecar_path(Path::new("out.ndjson")),
+            PathBuf::from("out.ndjson.generations.jsonl")
+        );
+    }
+
+    #[test]
+    fn sidecars_take_bare_or_wrapped_lines_and_ignore_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.jsonl");
+        std::fs::write(
+            dir.path().join("x.generations.jsonl"),
+            "{\"id\":\"g1\",\"total_cost\":0.5}\n\
+             {\"data\":{\"id\":\"g2\",\"total_cost\":0.25}}\n\
+             {\"id\":\"g3\",\"total_cost\":null}\n\
+             {\"id\":\"g4\",\"tot",
+        )
+        .unwrap();
+        let mut g = Generations::default();
+        let mut warnings = Vec::new();
+        let (_, read) = sidecar(&out, &mut g, &mut warnings).unwrap().unwrap();
+        assert_eq!(read, 2);
+        assert_eq!(g.len(), 2);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn bad_record_lines_are_skipped_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.jsonl");
+        std::fs::write(&out, "not json\n\n[1]\n{\"id\":").unwrap();
+        let mut warnings = Vec::new();
+        let input = records(&out, &mut warnings, |_| panic!("no record")).unwrap();
+        assert_eq!((input.records, input.skipped_lines), (0, 3));
+        assert_eq!(warnings.len(), 3);
+        assert!(warnings[0].contains("x.jsonl:1: skipped"), "{warnings:?}");
+        assert!(warnings[2].contains(":4: skipped a torn last line"));
+    }
+}

@@ -1,0 +1,308 @@
+//! Text renderers of a [`Report`]: a terminal table, Markdown, CSV and JSON. Pure: each one
+//! returns the whole document as a `String`; the caller decides where it goes.
+
+use comfy_table::{CellAlignment, Table, presets};
+
+use super::{Report, Row};
+
+/// Money as `$0.001234`: 6 decimals, more for tiny amounts so they do not show as zero.
+pub fn money(usd: f64) -> String {
+    let sign = if usd < 0.0 { "-" } else { "" };
+    let abs = usd.abs();
+    let decimals = if abs == 0.0 || abs >= 1e-6 {
+        6
+    } else {
+        // Two significant digits, at most picodollars.
+        ((-abs.log10()).floor() as usize + 2).min(12)
+    };
+    format!("{sign}${abs:.decimals$}")
+}
+
+/// A percentage with one decimal: `91.7%`.
+pub fn percent(pct: f64) -> String {
+    format!("{pct:.1}%")
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// `bad_request 1, timeout 2`, or `-`.
+pub fn kinds(row: &Row) -> String {
+    if row.error_kinds.is_empty() {
+        return "-".to_owned();
+    }
+    row.error_kinds
+        .iter()
+        .map(|(k, n)| format!("{} {n}", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One column of the human-readable renderers.
+struct Column {
+    title: &'static str,
+    numeric: bool,
+    cell: fn(&Row) -> String,
+}
+
+const fn col(title: &'static str, cell: fn(&Row) -> String) -> Column {
+    Column {
+        title,
+        numeric: true,
+        cell,
+    }
+}
+
+/// The columns shown for `report`: exact spend only when a sidecar was read, TTFT only when
+/// something was streamed.
+fn columns(report: &Report) -> Vec<Column> {
+    let mut cols = vec![
+        Column {
+            title: "",
+            numeric: false,
+            cell: |r| r.key.clone(),
+        },
+        col("requests", |r| r.requests.to_string()),
+        col("ok", |r| r.ok.to_string()),
+        col("errors", |r| r.errors.to_string()),
+        col("ok %", |r| r.ok_pct.map_or_else(|| "-".into(), percent)),
+        col("attempts", |r| r.attempts.to_string()),
+        col("tokens in", |r| r.tokens_in.to_string()),
+        col("tokens out", |r| r.tokens_out.to_string()),
+        col("spend", |r| money(r.spend_inline)),
+    ];
+    if report.spend.exact.is_some() {
+        cols.push(col("exact spend", |r| {
+            r.spend_exact.map_or_else(|| "-".into(), money)
+        }));
+    }
+    cols.extend([
+        col("p50 ms", |r| opt(r.latency_ms.p50)),
+        col("p95 ms", |r| opt(r.latency_ms.p95)),
+        col("p99 ms", |r| opt(r.latency_ms.p99)),
+    ]);
+    if report.total.ttft_p50_ms.is_some() {
+        cols.push(col("ttft p50", |r| opt(r.ttft_p50_ms)));
+    }
+    cols.push(Column {
+        title: "error kinds",
+        numeric: false,
+        cell: kinds,
+    });
+    cols
+}
+
+/// Header and body cells (groups, then the total), ready to lay out.
+pub(crate) struct Cells {
+    pub header: Vec<String>,
+    pub numeric: Vec<bool>,
+    pub rows: Vec<Vec<String>>,
+}
+
+pub(crate) fn cells(report: &Report) -> Cells {
+    let cols = columns(report);
+    let header = cols
+        .iter()
+        .map(|c| match c.title {
+            "" => report.by.as_str().to_owned(),
+            t => t.to_owned(),
+        })
+        .collect();
+    let rows = report
+        .groups
+        .iter()
+        .chain(std::iter::once(&report.total))
+        .map(|r| cols.iter().map(|c| (c.cell)(r)).collect())
+        .collect();
+    Cells {
+        header,
+        numeric: cols.iter().map(|c| c.numeric).collect(),
+        rows,
+    }
+}
+
+/// The lines under the table: inline against exact spend, and what was read.
+pub fn notes(report: &Report) -> Vec<String> {
+    let s = &report.spend;
+    let mut notes = vec![format!(
+        "spend: {} from usage.cost (inline) over {} records",
+        money(s.inline),
+        report.total.records
+    )];
+    notes.push(match (s.exact, s.difference) {
+        (Some(exact), Some(diff)) if s.difference_final => format!(
+            "exact: {} from /generation, all {} generation ids confirmed; difference (exact - inline) {}",
+            money(exact),
+            s.generation_ids,
+            money(diff)
+        ),
+        (Some(exact), Some(diff)) => format!(
+            "exact: {} from /generation for {} of {} generation ids; {} not confirmed yet \
+             (rerun `orbatch costs`), so the difference ({}) is not final",
+            money(exact),
+            s.generation_ids - s.unconfirmed_ids,
+            s.generation_ids,
+            s.unconfirmed_ids,
+            money(diff)
+        ),
+        _ => "exact: no .generations.jsonl sidecar; `orbatch costs OUT.jsonl` looks every \
+              generation id up"
+            .to_owned(),
+    });
+    if !report.inputs.is_empty() {
+        notes.push(format!("inputs: {}", inputs(report)));
+    }
+    notes
+}
+
+fn inputs(report: &Report) -> String {
+    report
+        .inputs
+        .iter()
+        .map(|i| {
+            let mut s = format!("{} ({} records", i.path, i.records);
+            if i.skipped_lines > 0 {
+                s.push_str(&format!(", {} lines skipped", i.skipped_lines));
+            }
+            if i.sidecar.is_some() {
+                s.push_str(&format!(", {} generations", i.generations));
+            }
+            s.push(')');
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A plain table for the terminal (no colours), then the notes.
+pub fn table(report: &Report) -> String {
+    let cells = cells(report);
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED)
+        .force_no_tty()
+        .set_header(cells.header);
+    for row in cells.rows {
+        t.add_row(row);
+    }
+    for (i, &numeric) in cells.numeric.iter().enumerate() {
+        if let (true, Some(c)) = (numeric, t.column_mut(i)) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = t.to_string();
+    out.push('\n');
+    for n in notes(report) {
+        out.push_str(&n);
+        out.push('\n');
+    }
+    out
+}
+
+/// A GitHub-flavoured Markdown table, then the notes as a list.
+pub fn md(report: &Report) -> String {
+    let cells = cells(report);
+    let line = |cells: &[String]| {
+        let escaped: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+        format!("| {} |\n", escaped.join(" | "))
+    };
+    let mut out = line(&cells.header);
+    let rule: Vec<String> = cells
+        .numeric
+        .iter()
+        .map(|&n| if n { "---:" } else { "---" }.to_owned())
+        .collect();
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for row in &cells.rows {
+        out.push_str(&line(row));
+    }
+    out.push('\n');
+    for n in notes(report) {
+        out.push_str(&format!("- {}\n", n.replace('|', "\\|")));
+    }
+    out
+}
+
+/// One CSV line per group and one for the total (key `TOTAL`), with plain numbers: USD
+/// without `$`, percentages without `%`, empty cells for unknown values.
+pub fn csv(report: &Report) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let by = report.by.as_str();
+    let header = [
+        by,
+        "requests",
+        "ok",
+        "errors",
+        "ok_pct",
+        "records",
+        "attempts",
+        "tokens_in",
+        "tokens_out",
+        "spend_inline_usd",
+        "spend_exact_usd",
+        "unconfirmed_ids",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "ttft_p50_ms",
+        "error_kinds",
+    ];
+    let rows = report.groups.iter().chain(std::iter::once(&report.total));
+    let lines = std::iter::once(header.map(str::to_owned).to_vec()).chain(rows.map(csv_row));
+    for line in lines {
+        // Writing to a Vec cannot fail, and every line has the header's length.
+        w.write_record(&line).expect("CSV into memory");
+    }
+    let bytes = w.into_inner().expect("CSV into memory");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn csv_row(r: &Row) -> Vec<String> {
+    let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    vec![
+        r.key.clone(),
+        r.requests.to_string(),
+        r.ok.to_string(),
+        r.errors.to_string(),
+        r.ok_pct.map(|p| format!("{p:.1}")).unwrap_or_default(),
+        r.records.to_string(),
+        r.attempts.to_string(),
+        r.tokens_in.to_string(),
+        r.tokens_out.to_string(),
+        r.spend_inline.to_string(),
+        r.spend_exact.map(|v| v.to_string()).unwrap_or_default(),
+        r.unconfirmed_ids.to_string(),
+        num(r.latency_ms.p50),
+        num(r.latency_ms.p95),
+        num(r.latency_ms.p99),
+        num(r.ttft_p50_ms),
+        r.error_kinds
+            .iter()
+            .map(|(k, n)| format!("{}:{n}", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(";"),
+    ]
+}
+
+/// The [`Report`] itself, pretty-printed.
+pub fn json(report: &Report) -> String {
+    // A Report is plain data with string map keys: serializing it cannot fail.
+    let mut s = serde_json::to_string_pretty(report).expect("a Report serializes");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_has_six_decimals_and_more_for_tiny_amounts() {
+        assert_eq!(money(0.0), "$0.000000");
+        assert_eq!(money(0.001234), "$0.001234");
+        assert_eq!(money(12.5), "$12.500000");
+        assert_eq!(money(0.00000031), "$0.00000031");
+        assert_eq!(money(-0.0005), "-$0.000500");
+        assert_eq!(percent(91.666), "91.7%");
+    }
+}
