@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::catalog::Catalog;
 use crate::estimate;
 use crate::job::Request;
+use crate::text::usd;
 
 /// The completion bound before any completion of a model has been seen.
 pub const DEFAULT_COMPLETION_BOUND: u64 = 1024;
@@ -30,8 +31,8 @@ pub struct Reservation {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BudgetStop {
     #[error(
-        "--max-cost ${cap:.6} reached: ${spent:.6} spent, and the next request could cost up to \
-         ${next:.6}"
+        "--max-cost {} reached: {} spent, and the next request could cost up to {}",
+        usd(*cap), usd(*spent), usd(*next)
     )]
     Reached { cap: f64, spent: f64, next: f64 },
     #[error("--max-cost: /models has no price for {0}, so its cost cannot be bounded")]

@@ -15,6 +15,7 @@ use crate::estimate;
 use crate::exit::UsageError;
 use crate::job::{Input, Request};
 use crate::mock::MockConfig;
+use crate::text::usd;
 
 /// What one model will be asked.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -107,14 +108,18 @@ impl Plan {
             && total > cap
         {
             w.push(format!(
-                "the worst case ${total:.6} exceeds --max-cost ${cap:.6}: the run will stop at the cap"
+                "the worst case {} exceeds --max-cost {}: the run will stop at the cap",
+                usd(total),
+                usd(cap)
             ));
         }
         if let Some(remaining) = self.key.as_ref().and_then(|k| k.limit_remaining)
             && total > remaining
         {
             w.push(format!(
-                "the worst case ${total:.6} exceeds the key's remaining credit ${remaining:.6}"
+                "the worst case {} exceeds the key's remaining credit {}",
+                usd(total),
+                usd(remaining)
             ));
         }
         w
@@ -132,7 +137,7 @@ impl Plan {
             "prompts only",
             "worst case",
         ]);
-        let money = |c: Option<f64>| c.map(|c| format!("${c:.6}")).unwrap_or_else(|| "—".into());
+        let money = |c: Option<f64>| c.map(usd).unwrap_or_else(|| "—".into());
         for (id, m) in &self.models {
             t.add_row(vec![
                 id.clone(),
@@ -164,9 +169,9 @@ impl Plan {
             Some(k) => {
                 let remaining = k
                     .limit_remaining
-                    .map(|r| format!("${r:.6} remaining"))
+                    .map(|r| format!("{} remaining", usd(r)))
                     .unwrap_or_else(|| "no limit".into());
-                let _ = writeln!(out, "key {}: {remaining}, ${:.6} used", k.label, k.usage);
+                let _ = writeln!(out, "key {}: {remaining}, {} used", k.label, usd(k.usage));
             }
             None => {
                 let _ = writeln!(out, "key: not checked");

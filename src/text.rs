@@ -1,4 +1,5 @@
-//! Making server-supplied text safe to show: no terminal control sequences, bounded length.
+//! Text for people: server-supplied text made safe to show (no terminal control sequences,
+//! bounded length), and money in one format everywhere.
 
 /// The longest error message kept from a server, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 500;
@@ -32,6 +33,19 @@ pub fn sanitize(text: &str) -> String {
     out
 }
 
+/// Money as `$0.001234`: 6 decimals, more for tiny amounts so they do not show as zero.
+pub fn usd(usd: f64) -> String {
+    let sign = if usd < 0.0 { "-" } else { "" };
+    let abs = usd.abs();
+    let decimals = if abs == 0.0 || abs >= 1e-6 {
+        6
+    } else {
+        // Two significant digits, at most picodollars.
+        ((-abs.log10()).floor() as usize + 2).min(12)
+    };
+    format!("{sign}${abs:.decimals$}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +56,14 @@ mod tests {
         assert_eq!(sanitize("  x  "), "x");
         let long = "y".repeat(2000);
         assert_eq!(sanitize(&long).chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn money_has_six_decimals_and_more_for_tiny_amounts() {
+        assert_eq!(usd(0.0), "$0.000000");
+        assert_eq!(usd(0.001234), "$0.001234");
+        assert_eq!(usd(12.5), "$12.500000");
+        assert_eq!(usd(0.00000031), "$0.00000031");
+        assert_eq!(usd(-0.0005), "-$0.000500");
     }
 }

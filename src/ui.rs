@@ -13,6 +13,7 @@ use crate::output::writer::Tally;
 use crate::pool::StopReason;
 use crate::progress::{Progress, Silent};
 use crate::run::RunSummary;
+use crate::text::usd;
 
 /// The progress display for this process: a bar when stderr is a terminal and not `-q`.
 pub fn progress(quiet: bool) -> Box<dyn Progress> {
@@ -83,12 +84,12 @@ impl Progress for Bar {
             None => String::new(),
         };
         self.bar.set_message(format!(
-            "ok {} err {} · {:.1} req/s{limit} · {} tok · ${:.6} · ETA {eta}",
+            "ok {} err {} · {:.1} req/s{limit} · {} tok · {} · ETA {eta}",
             t.ok,
             t.failed,
             rate,
             t.prompt_tokens + t.completion_tokens,
-            t.cost
+            usd(t.cost)
         ));
     }
 
@@ -150,10 +151,10 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
     }
     out.push('\n');
     out.push_str(&format!(
-        "  tokens {} in / {} out · spend ${:.6} (usage.cost) · {:.1} req/s\n",
+        "  tokens {} in / {} out · spend {} (usage.cost) · {:.1} req/s\n",
         t.prompt_tokens,
         t.completion_tokens,
-        t.cost,
+        usd(t.cost),
         t.written() as f64 / secs
     ));
     out.push_str(&format!("  output: {}\n", s.output.display()));

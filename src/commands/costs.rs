@@ -2,10 +2,11 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{connect, usd};
+use super::connect;
 use crate::cli::CostsArgs;
 use crate::costs::{self, CostsConfig, CostsReport, Schedule};
 use crate::exit::{Exit, UsageError};
+use crate::text::usd;
 use crate::ui;
 
 /// Run `orbatch costs`. Exit 0 when every id is in the sidecar, 1 when some are pending or

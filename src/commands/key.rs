@@ -5,11 +5,12 @@ use std::io::Write;
 
 use comfy_table::{Table, presets};
 
-use super::{connect, usd};
+use super::connect;
 use crate::catalog::{self, KeyInfo};
 use crate::cli::KeyArgs;
 use crate::exit::Exit;
 use crate::text::sanitize;
+use crate::text::usd;
 use crate::ui;
 
 /// Run `orbatch key`.
@@ -79,7 +80,7 @@ mod tests {
         let r = rows(&k);
         assert_eq!(r[1], ("limit", "unlimited".to_owned()));
         assert_eq!(r[2], ("remaining", "unlimited".to_owned()));
-        assert_eq!(r[3], ("usage today", "$0.25".to_owned()));
+        assert_eq!(r[3], ("usage today", "$0.250000".to_owned()));
         assert_eq!(r[4], ("usage this week", "—".to_owned()));
         let capped = KeyInfo {
             limit: Some(10.0),
@@ -88,7 +89,7 @@ mod tests {
             ..k
         };
         let r = rows(&capped);
-        assert_eq!(r[1].1, "$10 (monthly)");
-        assert_eq!(r[2].1, "$8.5");
+        assert_eq!(r[1].1, "$10.000000 (monthly)");
+        assert_eq!(r[2].1, "$8.500000");
     }
 }

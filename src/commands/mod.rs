@@ -25,12 +25,3 @@ async fn connect(api: &ApiArgs) -> anyhow::Result<Connection> {
     };
     Connection::open(&target, options, MockConfig::default()).await
 }
-
-/// USD as exactly as the float holds it (shortest round-trip form).
-fn usd(x: f64) -> String {
-    if x < 0.0 {
-        format!("-${}", -x)
-    } else {
-        format!("${x}")
-    }
-}

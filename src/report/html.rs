@@ -2,9 +2,10 @@
 //! external asset, no network) with the summary table, spend by group, the latency
 //! distribution and the outcomes of each group. Pure: returns the page as a `String`.
 
-use super::render::{self, money, percent};
+use super::render::{self, percent};
 use super::{Bucket, Report, Row};
 use crate::output::record::ErrorKind;
+use crate::text::usd;
 
 /// Width of the bar area of the horizontal charts, and of a label column, in pixels.
 const BAR_W: f64 = 460.0;
@@ -92,7 +93,7 @@ fn cards(report: &Report) -> String {
         ("requests", t.requests.to_string()),
         ("ok", t.ok_pct.map_or_else(|| "-".into(), percent)),
         ("attempts", t.attempts.to_string()),
-        ("spend (usage.cost)", money(s.inline)),
+        ("spend (usage.cost)", usd(s.inline)),
     ];
     if let Some(exact) = s.exact {
         let label = if s.difference_final {
@@ -100,7 +101,7 @@ fn cards(report: &Report) -> String {
         } else {
             "spend (exact, incomplete)"
         };
-        cards.push((label, money(exact)));
+        cards.push((label, usd(exact)));
     }
     cards.push((
         "latency p50 / p95",
@@ -193,11 +194,11 @@ fn spend_chart(report: &Report) -> String {
         let y = i as f64 * ROW_H + 4.0;
         body.push_str(&text(LABEL_W - 8.0, y + 14.0, "end", &r.key));
         let w = r.spend_inline * scale;
-        let tip = format!("{}: {} (usage.cost)", r.key, money(r.spend_inline));
+        let tip = format!("{}: {} (usage.cost)", r.key, usd(r.spend_inline));
         body.push_str(&rect(LABEL_W, y, w, bar_h, INLINE_COLOUR, &tip));
-        let mut label = money(r.spend_inline);
+        let mut label = usd(r.spend_inline);
         if let Some(e) = r.spend_exact {
-            let tip = format!("{}: {} (exact)", r.key, money(e));
+            let tip = format!("{}: {} (exact)", r.key, usd(e));
             body.push_str(&rect(
                 LABEL_W,
                 y + bar_h,
@@ -206,7 +207,7 @@ fn spend_chart(report: &Report) -> String {
                 EXACT_COLOUR,
                 &tip,
             ));
-            label = format!("{label} / {}", money(e));
+            label = format!("{label} / {}", usd(e));
         }
         body.push_str(&text(
             LABEL_W + w.max(e_width(r, scale)) + 6.0,

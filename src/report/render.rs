@@ -4,19 +4,7 @@
 use comfy_table::{CellAlignment, Table, presets};
 
 use super::{Report, Row};
-
-/// Money as `$0.001234`: 6 decimals, more for tiny amounts so they do not show as zero.
-pub fn money(usd: f64) -> String {
-    let sign = if usd < 0.0 { "-" } else { "" };
-    let abs = usd.abs();
-    let decimals = if abs == 0.0 || abs >= 1e-6 {
-        6
-    } else {
-        // Two significant digits, at most picodollars.
-        ((-abs.log10()).floor() as usize + 2).min(12)
-    };
-    format!("{sign}${abs:.decimals$}")
-}
+use crate::text::usd;
 
 /// A percentage with one decimal: `91.7%`.
 pub fn percent(pct: f64) -> String {
@@ -70,11 +58,11 @@ fn columns(report: &Report) -> Vec<Column> {
         col("attempts", |r| r.attempts.to_string()),
         col("tokens in", |r| r.tokens_in.to_string()),
         col("tokens out", |r| r.tokens_out.to_string()),
-        col("spend", |r| money(r.spend_inline)),
+        col("spend", |r| usd(r.spend_inline)),
     ];
     if report.spend.exact.is_some() {
         cols.push(col("exact spend", |r| {
-            r.spend_exact.map_or_else(|| "-".into(), money)
+            r.spend_exact.map_or_else(|| "-".into(), usd)
         }));
     }
     cols.extend([
@@ -127,24 +115,24 @@ pub fn notes(report: &Report) -> Vec<String> {
     let s = &report.spend;
     let mut notes = vec![format!(
         "spend: {} from usage.cost (inline) over {} records",
-        money(s.inline),
+        usd(s.inline),
         report.total.records
     )];
     notes.push(match (s.exact, s.difference) {
         (Some(exact), Some(diff)) if s.difference_final => format!(
             "exact: {} from /generation, all {} generation ids confirmed; difference (exact - inline) {}",
-            money(exact),
+            usd(exact),
             s.generation_ids,
-            money(diff)
+            usd(diff)
         ),
         (Some(exact), Some(diff)) => format!(
             "exact: {} from /generation for {} of {} generation ids; {} not confirmed yet \
              (rerun `orbatch costs`), so the difference ({}) is not final",
-            money(exact),
+            usd(exact),
             s.generation_ids - s.unconfirmed_ids,
             s.generation_ids,
             s.unconfirmed_ids,
-            money(diff)
+            usd(diff)
         ),
         _ => "exact: no .generations.jsonl sidecar; `orbatch costs OUT.jsonl` looks every \
               generation id up"
@@ -297,12 +285,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn money_has_six_decimals_and_more_for_tiny_amounts() {
-        assert_eq!(money(0.0), "$0.000000");
-        assert_eq!(money(0.001234), "$0.001234");
-        assert_eq!(money(12.5), "$12.500000");
-        assert_eq!(money(0.00000031), "$0.00000031");
-        assert_eq!(money(-0.0005), "-$0.000500");
+    fn percent_has_one_decimal() {
         assert_eq!(percent(91.666), "91.7%");
     }
 }

@@ -74,7 +74,7 @@ async fn key_shows_what_the_mock_billed_and_never_the_key() {
     );
     assert!(done.stdout.contains("unlimited"));
     assert!(
-        done.stdout.contains(&format!("${billed}")),
+        done.stdout.contains(&orbatch::text::usd(billed)),
         "usage {billed}: {}",
         done.stdout
     );
