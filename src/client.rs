@@ -54,7 +54,8 @@ impl fmt::Debug for ApiKey {
 pub struct ClientConfig {
     /// e.g. `https://openrouter.ai/api/v1` (no trailing slash needed).
     pub base_url: String,
-    pub key: ApiKey,
+    /// `None` sends no `Authorization` (public endpoints only).
+    pub key: Option<ApiKey>,
     /// Per attempt, from sending to the last byte.
     pub timeout: Duration,
     pub app_url: Option<String>,
@@ -104,10 +105,12 @@ pub fn user_agent() -> String {
 impl Client {
     pub fn new(config: &ClientConfig) -> anyhow::Result<Client> {
         let mut headers = HeaderMap::new();
-        let auth = config.key.header().ok_or_else(|| {
-            anyhow::anyhow!("the API key contains characters that cannot be sent in a header")
-        })?;
-        headers.insert(header::AUTHORIZATION, auth);
+        if let Some(key) = &config.key {
+            let auth = key.header().ok_or_else(|| {
+                anyhow::anyhow!("the API key contains characters that cannot be sent in a header")
+            })?;
+            headers.insert(header::AUTHORIZATION, auth);
+        }
         if let Some(url) = &config.app_url {
             headers.insert("HTTP-Referer", header_value(url, "--app-url")?);
         }
@@ -389,7 +392,7 @@ mod tests {
         assert!(!format!("{key:?}").contains("SECRET"));
         let cfg = ClientConfig {
             base_url: "http://x".into(),
-            key,
+            key: Some(key),
             timeout: Duration::from_secs(1),
             app_url: None,
             app_title: None,

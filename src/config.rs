@@ -73,7 +73,12 @@ pub enum Target {
     /// The built-in mock server, started in-process (`--mock`).
     Mock,
     /// A real API.
-    Remote { base_url: String, key: ApiKey },
+    /// A real API. `key` is `None` only for commands that work without one (the catalogue
+    /// is public); `run` always has one.
+    Remote {
+        base_url: String,
+        key: Option<ApiKey>,
+    },
 }
 
 /// Everything `run` needs, validated.
@@ -103,6 +108,16 @@ impl RunConfig {
     pub fn resolve(
         args: &RunArgs,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RunConfig, UsageError> {
+        RunConfig::resolve_with(args, env, Key::Required)
+    }
+
+    /// As [`RunConfig::resolve`], saying whether a missing key is an error (`plan` can do
+    /// without one).
+    pub fn resolve_with(
+        args: &RunArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+        key: Key,
     ) -> Result<RunConfig, UsageError> {
         let (job, base_dir) = match &args.job {
             Some(path) => (
@@ -272,6 +287,7 @@ impl RunConfig {
             job.base_url.as_deref(),
             job.api_key_env.as_deref(),
             env,
+            key,
         )?;
 
         Ok(RunConfig {
@@ -305,6 +321,14 @@ impl RunConfig {
     }
 }
 
+/// Whether a command needs the API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Required,
+    /// Go on without one (public endpoints such as `/models`).
+    Optional,
+}
+
 /// Decide where API calls go: the in-process mock, or a base URL with a key from the
 /// environment. Flag beats environment beats job file beats default.
 pub fn resolve_target(
@@ -312,6 +336,7 @@ pub fn resolve_target(
     job_base_url: Option<&str>,
     job_key_env: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
+    need: Key,
 ) -> Result<Target, UsageError> {
     if api.mock {
         return Ok(Target::Mock);
@@ -322,13 +347,13 @@ pub fn resolve_target(
     let key = env(key_env)
         .map(|k| k.trim().to_owned())
         .filter(|k| !k.is_empty())
-        .map(ApiKey::new)
-        .ok_or_else(|| {
-            UsageError::new(format!(
-                "no API key: set {key_env} (create one at https://openrouter.ai/keys), or pass \
-                 --mock to try orbatch against the built-in mock server"
-            ))
-        })?;
+        .map(ApiKey::new);
+    if key.is_none() && need == Key::Required {
+        return Err(UsageError::new(format!(
+            "no API key: set {key_env} (create one at https://openrouter.ai/keys), or pass \
+             --mock to try orbatch against the built-in mock server"
+        )));
+    }
     let base_url = api
         .base_url
         .clone()

@@ -41,7 +41,7 @@ impl Connection {
                     MockServer::start(mock_config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
                         .await?;
                 let url = server.base_url();
-                (Some(server), url, ApiKey::new(MOCK_KEY))
+                (Some(server), url, Some(ApiKey::new(MOCK_KEY)))
             }
             Target::Remote { base_url, key } => (None, base_url.clone(), key.clone()),
         };

@@ -81,20 +81,18 @@ async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> anyhow::Re
 async fn plan_command(args: &RunArgs) -> anyhow::Result<Exit> {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
     // The catalogue is public: plan works without a key, and then skips the credit check.
-    let key_env = &args.api.api_key_env;
-    let have_key = std::env::var(key_env).is_ok_and(|k| !k.trim().is_empty());
-    let env = |k: &str| match std::env::var(k).ok() {
-        None if k == key_env && !have_key => Some("none".to_owned()),
-        v => v,
-    };
-    let config = RunConfig::resolve(args, &env)?;
-    let plan = plan::plan(&config, have_key || args.api.mock).await?;
+    let config = RunConfig::resolve_with(args, &|k| std::env::var(k).ok(), config::Key::Optional)?;
+    let have_key = !matches!(config.target, config::Target::Remote { key: None, .. });
+    let plan = plan::plan(&config, have_key).await?;
     print!("{}", plan.render());
     for w in plan.warnings() {
         eprintln!("orbatch: warning: {w}");
     }
-    if !have_key && !args.api.mock {
-        eprintln!("orbatch: note: {key_env} is not set; the key's credit was not checked");
+    if !have_key {
+        eprintln!(
+            "orbatch: note: {} is not set; the key's credit was not checked",
+            args.api.api_key_env
+        );
     }
     Ok(Exit::Ok)
 }

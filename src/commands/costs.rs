@@ -4,6 +4,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect;
 use crate::cli::CostsArgs;
+use crate::config::Key;
 use crate::costs::{self, CostsConfig, CostsReport, Schedule};
 use crate::exit::{Exit, UsageError};
 use crate::text::usd;
@@ -36,7 +37,7 @@ pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> anyhow::
             ui::format_duration(config.wait)
         );
     }
-    let conn = connect(&args.api).await?;
+    let conn = connect(&args.api, Key::Required).await?;
     let result = costs::run(&conn.client, prepared, &config, &interrupt).await;
     conn.close().await;
     let report = result?;

@@ -8,6 +8,7 @@ use comfy_table::{Table, presets};
 use super::connect;
 use crate::catalog::{self, KeyInfo};
 use crate::cli::KeyArgs;
+use crate::config::Key;
 use crate::exit::Exit;
 use crate::text::sanitize;
 use crate::text::usd;
@@ -16,7 +17,7 @@ use crate::ui;
 /// Run `orbatch key`.
 pub async fn command(args: &KeyArgs) -> anyhow::Result<Exit> {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
-    let conn = connect(&args.api).await?;
+    let conn = connect(&args.api, Key::Required).await?;
     let result = catalog::fetch_key(&conn.client).await;
     conn.close().await;
     let info = result?;

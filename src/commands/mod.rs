@@ -9,16 +9,17 @@ pub mod models;
 use std::time::Duration;
 
 use crate::cli::ApiArgs;
-use crate::config::resolve_target;
+use crate::config::{Key, resolve_target};
 use crate::connect::{ClientOptions, Connection};
 use crate::mock::MockConfig;
 
 /// Per-request timeout of these commands' `GET`s.
 const GET_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Open the API the flags point at (the in-process mock with `--mock`).
-async fn connect(api: &ApiArgs) -> anyhow::Result<Connection> {
-    let target = resolve_target(api, None, None, &|k| std::env::var(k).ok())?;
+/// Open the API the flags point at (the in-process mock with `--mock`); `key` says whether
+/// the command can go on without an API key.
+async fn connect(api: &ApiArgs, key: Key) -> anyhow::Result<Connection> {
+    let target = resolve_target(api, None, None, &|k| std::env::var(k).ok(), key)?;
     let options = ClientOptions {
         timeout: Some(GET_TIMEOUT),
         ..ClientOptions::default()

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::connect;
 use crate::catalog::{self, ModelInfo};
 use crate::cli::{ModelsArgs, TableFormat};
+use crate::config::Key;
 use crate::exit::Exit;
 use crate::ui;
 
@@ -49,7 +50,7 @@ pub fn matches(m: &ModelInfo, search: &str) -> bool {
 /// Run `orbatch models`.
 pub async fn command(args: &ModelsArgs) -> anyhow::Result<Exit> {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
-    let conn = connect(&args.api).await?;
+    let conn = connect(&args.api, Key::Optional).await?;
     let result = catalog::fetch_models(&conn.client).await;
     conn.close().await;
     let catalog = result?;

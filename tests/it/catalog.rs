@@ -87,3 +87,19 @@ async fn key_shows_what_the_mock_billed_and_never_the_key() {
     mock.code(0);
     assert!(mock.stdout.contains("$0"), "{}", mock.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_needs_no_key() {
+    let env = Env::new().await;
+    let done = Cmd::new(&["models", "--format", "json"])
+        .base_url(&env.mock.base_url())
+        .env_remove("OPENROUTER_API_KEY")
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stdout.contains("openai/gpt-4o-mini"),
+        "{}",
+        done.stdout
+    );
+}
