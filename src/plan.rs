@@ -15,6 +15,7 @@ use crate::estimate;
 use crate::exit::UsageError;
 use crate::job::{Input, Request};
 use crate::mock::MockConfig;
+use crate::output::resume::{self, Decision, Prior};
 use crate::text::usd;
 
 /// What one model will be asked.
@@ -36,6 +37,10 @@ pub struct ModelPlan {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub rows: u64,
+    /// Requests an earlier run on the output already answered (skipped by `run`).
+    pub done: u64,
+    /// Requests whose last record is an error and that `--no-retry-errors` keeps.
+    pub kept_errors: u64,
     pub models: BTreeMap<String, ModelPlan>,
     /// The key's remaining credit (`None`: unlimited or unknown).
     pub key: Option<KeyInfo>,
@@ -159,11 +164,18 @@ impl Plan {
             money(self.total_max_cost()),
         ]);
         let mut out = format!("{t}\n");
+        let skipped = self.done + self.kept_errors;
         let _ = writeln!(
             out,
-            "{} rows → {} requests. Prompt tokens are estimated as characters ÷ 4 + 4 per message.",
+            "{} rows → {} requests to send{}. Prompt tokens are estimated as characters ÷ 4 + 4 \
+             per message.",
             self.rows,
-            self.requests()
+            self.requests(),
+            if skipped > 0 {
+                format!(" ({skipped} more already in the output are skipped)")
+            } else {
+                String::new()
+            }
         );
         match &self.key {
             Some(k) => {
@@ -182,12 +194,23 @@ impl Plan {
 }
 
 /// Build the plan for a resolved run configuration: validate the input (exit 2 on a
-/// problem, like `run`), read every request, then price it with `/models` and, when
+/// problem, like `run`), read every request that `run` would send (an existing output is
+/// read, not changed: what it answered is skipped), then price it with `/models` and, when
 /// `check_key`, compare with `/key`.
 pub async fn plan(config: &RunConfig, check_key: bool) -> anyhow::Result<Plan> {
     let input_config = config.input.clone();
+    let output = config.output.clone();
+    let retry_errors = config.retry_errors;
+    let fresh = config.fresh;
     let mut plan = tokio::task::spawn_blocking(move || -> anyhow::Result<Plan> {
         let input = Input::open(input_config).map_err(|e| UsageError::new(e.to_string()))?;
+        let prior = if fresh {
+            Prior::default()
+        } else {
+            resume::peek(&output).map_err(|e| {
+                UsageError::new(format!("{}: cannot read the output: {e}", output.display()))
+            })?
+        };
         let mut plan = Plan {
             rows: input.rows(),
             ..Plan::default()
@@ -196,7 +219,12 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> anyhow::Result<Plan> {
             .requests()
             .map_err(|e| UsageError::new(e.to_string()))?
         {
-            plan.add(&req.map_err(|e| UsageError::new(e.to_string()))?);
+            let req = req.map_err(|e| UsageError::new(e.to_string()))?;
+            match prior.decide(&req.id, &req.model, &req.fingerprint, retry_errors) {
+                Decision::Done => plan.done += 1,
+                Decision::KeepError => plan.kept_errors += 1,
+                Decision::New | Decision::Changed | Decision::RetryError => plan.add(&req),
+            }
         }
         Ok(plan)
     })

@@ -159,28 +159,47 @@ pub fn open(path: &Path, fresh: bool) -> Result<Opened, OpenError> {
     })
 }
 
-/// Read every record; repair the tail so the file is valid JSONL again.
-fn scan(file: &mut File, shown: &str, warnings: &mut Vec<String>) -> io::Result<Prior> {
+/// How the last line of a file ended, when it had no newline.
+#[derive(Debug, Clone, Copy)]
+struct Torn {
+    /// Where the line starts.
+    start: u64,
+    /// Its line number.
+    line_no: u64,
+    /// It is a whole record that only lacks its newline.
+    whole: bool,
+}
+
+/// Read every record from the start of `file`; report a last line without a newline.
+fn read_records(
+    file: &File,
+    shown: &str,
+    warnings: &mut Vec<String>,
+) -> io::Result<(Prior, Option<Torn>)> {
     let mut prior = Prior::default();
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = BufReader::with_capacity(1 << 20, &*file);
+    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(4096);
     let mut offset: u64 = 0;
     let mut line_no: u64 = 0;
-    let mut torn: Option<(u64, bool)> = None;
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line)?;
         if n == 0 {
-            break;
+            return Ok((prior, None));
         }
         line_no += 1;
-        let complete = line.last() == Some(&b'\n');
         let body = trim_line(&line);
         let parsed = body.is_empty() || prior.note(body);
-        if !complete {
-            torn = Some((offset, parsed && !body.is_empty()));
-            break;
+        if line.last() != Some(&b'\n') {
+            let whole = parsed && !body.is_empty();
+            return Ok((
+                prior,
+                Some(Torn {
+                    start: offset,
+                    line_no,
+                    whole,
+                }),
+            ));
         }
         if !parsed {
             prior.bad_lines += 1;
@@ -190,12 +209,27 @@ fn scan(file: &mut File, shown: &str, warnings: &mut Vec<String>) -> io::Result<
         }
         offset += n as u64;
     }
-    drop(reader);
+}
+
+/// Read what an output file holds without changing or locking it (for `plan`); a missing
+/// file holds nothing.
+pub fn peek(path: &Path) -> io::Result<Prior> {
+    match File::open(path) {
+        Ok(file) => Ok(read_records(&file, &path.display().to_string(), &mut Vec::new())?.0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Prior::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Read every record; repair the tail so the file is valid JSONL again.
+fn scan(file: &mut File, shown: &str, warnings: &mut Vec<String>) -> io::Result<Prior> {
+    file.seek(SeekFrom::Start(0))?;
+    let (prior, torn) = read_records(file, shown, warnings)?;
     match torn {
         // The last record was written whole but its newline was not: finish the line.
-        Some((_, true)) => file.write_all(b"\n")?,
+        Some(Torn { whole: true, .. }) => file.write_all(b"\n")?,
         // A record cut off mid-write by a crash: drop it; that request will be sent again.
-        Some((start, false)) => {
+        Some(Torn { start, line_no, .. }) => {
             let len = file.metadata()?.len();
             file.set_len(start)?;
             warnings.push(format!(

@@ -80,3 +80,29 @@ async fn plan_works_without_a_key() {
         done.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_counts_only_what_a_rerun_would_send() {
+    let env = Env::new().await;
+    let input = env.jsonl("half.jsonl", &["one", "two", "three", "four"]);
+    env.run()
+        .input(&input)
+        .args(&["-m", "a/b", "-q", "--limit", "3"])
+        .output()
+        .await
+        .code(0);
+    let done = Cmd::new(&["plan"])
+        .base_url(&env.mock.base_url())
+        .input(&input)
+        .args(&["-m", "a/b"])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stdout
+            .contains("1 requests to send (3 more already in the output are skipped)"),
+        "{}",
+        done.stdout
+    );
+    assert_eq!(env.stats().requests, 3, "plan sends nothing");
+}
