@@ -4,23 +4,16 @@
 //! one whole line per write.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::output::{AppendError, open_append_locked};
 use serde_json::Value;
 
-/// `demo.out.jsonl` → `demo.out.generations.jsonl` in the same folder; a name that does not
-/// end in `.jsonl` gets `.generations.jsonl` appended.
-pub fn sidecar_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
-    out.with_file_name(format!("{stem}.generations.jsonl"))
-}
+pub use crate::output::sidecar_path;
 
 /// Why the sidecar cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -65,19 +58,12 @@ impl Sidecar {
             path: shown.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io_err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(SidecarError::Locked { path: shown });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
-        }
+        let file = open_append_locked(path).map_err(|e| match e {
+            AppendError::Io(source) => io_err(source),
+            AppendError::Locked => SidecarError::Locked {
+                path: shown.clone(),
+            },
+        })?;
         let mut sidecar = Sidecar {
             file,
             path: path.to_path_buf(),

@@ -1,6 +1,45 @@
 //! The output file: the wire record, the single writer that appends to it, and reading it
-//! back to resume.
+//! back to resume; plus what output and sidecar files share (locked appending, names).
 
 pub mod record;
 pub mod resume;
 pub mod writer;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a file could not be opened for appending by this run alone.
+#[derive(Debug)]
+pub enum AppendError {
+    Io(io::Error),
+    /// Another process holds the lock.
+    Locked,
+}
+
+/// Open `path` for reading and appending (creating it) and take an exclusive lock on it,
+/// without waiting: a second orbatch on the same file is refused, not interleaved.
+pub fn open_append_locked(path: &Path) -> Result<File, AppendError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(AppendError::Io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppendError::Locked),
+        Err(std::fs::TryLockError::Error(e)) => Err(AppendError::Io(e)),
+    }
+}
+
+/// The `/generation` sidecar of an output file: `demo.out.jsonl` → `demo.out.generations.jsonl`
+/// in the same folder; a name that does not end in `.jsonl` gets `.generations.jsonl` appended.
+pub fn sidecar_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
+    out.with_file_name(format!("{stem}.generations.jsonl"))
+}

@@ -3,13 +3,14 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::record::Status;
+use super::{AppendError, open_append_locked};
 use crate::hash::{key64, parse_hex128};
 
 /// What the output file already says about each `(id, model)`: its last record's
@@ -131,17 +132,12 @@ pub fn open(path: &Path, fresh: bool) -> Result<Opened, OpenError> {
         path: shown.clone(),
         source,
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(io_err)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { path: shown }),
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
-    }
+    let mut file = open_append_locked(path).map_err(|e| match e {
+        AppendError::Io(source) => io_err(source),
+        AppendError::Locked => OpenError::Locked {
+            path: shown.clone(),
+        },
+    })?;
     if fresh {
         file.set_len(0).map_err(io_err)?;
         return Ok(Opened {

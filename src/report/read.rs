@@ -29,16 +29,7 @@ fn read_error(path: &Path) -> impl FnOnce(io::Error) -> ReadError + '_ {
     }
 }
 
-/// The sidecar of output file `out`: `demo.out.jsonl` → `demo.out.generations.jsonl`
-/// beside it (a name without `.jsonl` gets `.generations.jsonl` appended).
-pub fn sidecar_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
-    out.with_file_name(format!("{stem}.generations.jsonl"))
-}
+pub use crate::output::sidecar_path;
 
 /// Open `path` for reading, failing with a message naming it (a folder is refused too).
 pub fn open(path: &Path) -> Result<File, ReadError> {
