@@ -95,6 +95,8 @@ pub struct Client {
     http: reqwest::Client,
     base_url: String,
     timeout: Duration,
+    /// The inference URLs, parsed once (not per request): chat, responses.
+    posts: [Option<reqwest::Url>; 2],
 }
 
 /// `orbatch/VERSION (+https://github.com/orbatch/orbatch)`.
@@ -126,10 +128,14 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()?;
+        let base_url = config.base_url.trim_end_matches('/').to_owned();
+        let parse = |e: Endpoint| reqwest::Url::parse(&format!("{base_url}{}", e.path())).ok();
+        let posts = [parse(Endpoint::Chat), parse(Endpoint::Responses)];
         Ok(Client {
             http,
-            base_url: config.base_url.trim_end_matches('/').to_owned(),
+            base_url,
             timeout: config.timeout,
+            posts,
         })
     }
 
@@ -205,9 +211,16 @@ impl Client {
         body: Vec<u8>,
         meta: &mut Meta,
     ) -> Result<reqwest::Response, Failure> {
-        let resp = self
-            .http
-            .post(self.url(endpoint.path()))
+        let slot = match endpoint {
+            Endpoint::Chat => 0,
+            Endpoint::Responses => 1,
+        };
+        // An unparsable URL is left to reqwest, which reports it as a failed attempt.
+        let request = match &self.posts[slot] {
+            Some(url) => self.http.post(url.clone()),
+            None => self.http.post(self.url(endpoint.path())),
+        };
+        let resp = request
             .header(header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()

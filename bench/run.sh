@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# orbatch benchmark harness: builds --release, runs orbatch against local `orbatch mock-server`s
+# and writes the results table to BENCHMARKS.md (at the repository root).
+#
+#   bash bench/run.sh            # full run (~10-15 min on 2 cores)
+#   bash bench/run.sh --quick    # smaller sizes, shorter runs (~2-3 min): a smoke test
+#   bash bench/run.sh --no-build # use target/release/orbatch as it is
+#
+# Needs: bash, python3, GNU time (/usr/bin/time; Debian: apt-get install -y time), and a load
+# generator for the mock-capacity and CPU rows: wrk (Debian: apt-get install -y wrk) or oha
+# (cargo install oha --locked). Rows whose tool is missing are skipped with a note.
+set -euo pipefail
+
+QUICK=0
+BUILD=1
+OUT_MD=BENCHMARKS.md
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    --no-build) BUILD=0 ;;
+    --out=*) OUT_MD="${arg#--out=}" ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--no-build] [--out=FILE]" >&2; exit 2 ;;
+  esac
+done
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PY="python3 $ROOT/bench/analyze.py"
+BIN="${ORBATCH_BIN:-$ROOT/target/release/orbatch}"  # ORBATCH_BIN=path: benchmark another build
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/orbatch-bench.XXXXXX")"
+export OPENROUTER_API_KEY=bench-key   # the mock accepts any key
+MOCK_PIDS=()
+cleanup() {
+  for p in "${MOCK_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ "$QUICK" = 1 ]; then
+  EFF_SECS=3; RATE_SECS=5; CPU_ROWS=5000; MEM_SIZES="10000 100000"; TOOL_SECS=3
+else
+  EFF_SECS=10; RATE_SECS=20; CPU_ROWS=20000; MEM_SIZES="10000 100000 1000000"; TOOL_SECS=10
+fi
+
+if [ "$BUILD" = 1 ]; then
+  echo "== cargo build --release" >&2
+  cargo build --release --quiet
+fi
+[ -x "$BIN" ] || { echo "no $BIN; run without --no-build" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "needs GNU time at /usr/bin/time (apt-get install -y time)" >&2; exit 1; }
+
+# start_mock LATENCY_MS → sets MOCK_URL and MOCK_PID
+start_mock() {
+  local log="$WORK/mock.$RANDOM.log"
+  "$BIN" mock-server --port 0 --latency-ms "$1" >"$log" 2>&1 &
+  MOCK_PID=$!
+  MOCK_PIDS+=("$MOCK_PID")
+  for _ in $(seq 100); do
+    MOCK_URL=$(sed -n 's/^listening on //p' "$log")
+    [ -n "$MOCK_URL" ] && return 0
+    sleep 0.05
+  done
+  echo "mock server did not start: $(cat "$log")" >&2; exit 1
+}
+stop_mock() { kill "$MOCK_PID" 2>/dev/null || true; wait "$MOCK_PID" 2>/dev/null || true; }
+
+# timed RESULT_PREFIX cmd... → runs cmd under GNU time; sets T_WALL T_USER T_SYS T_RSS_KB T_RC
+timed() {
+  local tf="$WORK/time.txt"
+  set +e
+  /usr/bin/time -o "$tf" -f "%e %U %S %M" "$@" >"$WORK/cmd.out" 2>"$WORK/cmd.err"
+  T_RC=$?
+  set -e
+  read -r T_WALL T_USER T_SYS T_RSS_KB < <(tail -1 "$tf")
+}
+
+json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+calc() { python3 -c "print($1)"; }
+fmt() { python3 -c "import sys; print(format(float(sys.argv[1]), sys.argv[2]))" "$1" "$2"; }
+
+BODY='{"model":"bench/model","messages":[{"role":"user","content":"Say something short about item 1."}]}'
+ROWS=()   # markdown table rows
+row() { ROWS+=("| $1 | $2 | $3 | $4 |"); echo "  $1 | $2 | $3 | $4" >&2; }
+
+# ---------------------------------------------------------------- load generator
+# tool_run SECONDS URL → sets TOOL_REQS (requests done) and TOOL_CPU (user+sys seconds)
+TOOL=""
+if command -v oha >/dev/null 2>&1; then TOOL=oha
+elif command -v wrk >/dev/null 2>&1; then TOOL=wrk; fi
+tool_run() {
+  local secs=$1 url=$2
+  if [ "$TOOL" = wrk ]; then
+    cat >"$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$BODY'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench-key"
+LUA
+    timed wrk -t1 -c64 -d"${secs}s" -s "$WORK/post.lua" "$url/chat/completions"
+    TOOL_REQS=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$WORK/cmd.out")
+  else
+    timed oha --no-tui -j -z "${secs}s" -c 64 -m POST -H "Authorization: Bearer bench-key" \
+      -T application/json -d "$BODY" "$url/chat/completions"
+    TOOL_REQS=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(d['statusCodeDistribution'].values()))" "$WORK/cmd.out")
+  fi
+  TOOL_CPU=$(calc "$T_USER + $T_SYS")
+}
+
+LOADAVG=$(cut -d" " -f1-3 /proc/loadavg)
+echo "== orbatch benchmarks ($([ $QUICK = 1 ] && echo quick || echo full)), work dir $WORK" >&2
+
+# ---------------------------------------------------------------- 1. mock capacity
+start_mock 0
+if [ -n "$TOOL" ]; then
+  tool_run "$TOOL_SECS" "$MOCK_URL"
+  CAP=$(calc "$TOOL_REQS / $TOOL_SECS")
+  row "mock server capacity (latency 0, $TOOL 64 connections, ${TOOL_SECS}s)" "$(fmt "$CAP" .0f) req/s" \
+      "≫ 10 240 (what -j 1024 at 100 ms needs)" "$TOOL_REQS requests"
+else
+  row "mock server capacity" "skipped" "-" "no load generator: apt-get install -y wrk, or cargo install oha --locked"
+fi
+
+# ---------------------------------------------------------------- 2. CPU per request (latency 0)
+$PY gen "$CPU_ROWS" "$WORK/cpu.jsonl"
+timed "$BIN" run -i "$WORK/cpu.jsonl" -m bench/model -j 64 -q --base-url "$MOCK_URL" -o "$WORK/cpu.out.jsonl"
+ORB_CPU=$(calc "($T_USER + $T_SYS) / $CPU_ROWS * 1e6")
+ORB_RATE=$(calc "$CPU_ROWS / $T_WALL")
+if [ -n "$TOOL" ]; then
+  TOOL_US=$(calc "$TOOL_CPU / $TOOL_REQS * 1e6")
+  row "CPU per request, latency 0, -j 64 ($CPU_ROWS rows; user+sys ÷ requests)" \
+      "orbatch $(fmt "$ORB_CPU" .1f) µs · $TOOL $(fmt "$TOOL_US" .1f) µs · ratio $(fmt "$(calc "$ORB_CPU / $TOOL_US")" .2f)×" \
+      "≤ 2× the load generator" "orbatch whole process (start-up, validation, writing included), $(fmt "$ORB_RATE" .0f) req/s wall"
+else
+  row "CPU per request, latency 0, -j 64" "orbatch $(fmt "$ORB_CPU" .1f) µs" "≤ 2× oha" "no load generator to compare"
+fi
+stop_mock
+
+# ---------------------------------------------------------------- 3. throughput efficiency at 100 ms
+for J in 50 256 1024; do
+  start_mock 100
+  N=$(( J * 10 * EFF_SECS ))
+  $PY gen "$N" "$WORK/eff.jsonl"
+  timed "$BIN" run -i "$WORK/eff.jsonl" -m bench/model -j "$J" -q --base-url "$MOCK_URL" -o "$WORK/eff.$J.jsonl"
+  S=$($PY span "$WORK/eff.$J.jsonl")
+  RPS=$(json "$S" rps); IDEAL=$(calc "$J / 0.1")
+  row "throughput efficiency, latency 100 ms, -j $J ($N rows)" \
+      "$(fmt "$(calc "$RPS / $IDEAL")" .3f) ($(fmt "$RPS" .0f) of $(fmt "$IDEAL" .0f) req/s)" "≥ 0.97" \
+      "rate = records ÷ (last finished_at − first started_at); wall $(fmt "$T_WALL" .1f) s incl. start-up"
+  stop_mock
+done
+
+# ---------------------------------------------------------------- 4. rate precision
+for R in 40 500; do
+  start_mock 0
+  N=$(( R * RATE_SECS ))
+  $PY gen "$N" "$WORK/rate.jsonl"
+  timed "$BIN" run -i "$WORK/rate.jsonl" -m bench/model -j 64 --rps "$R" -q --base-url "$MOCK_URL" -o "$WORK/rate.$R.jsonl"
+  S=$($PY rate "$WORK/rate.$R.jsonl")
+  RPS=$(json "$S" rps); PEAK=$(json "$S" peak_1s)
+  row "rate precision, --rps $R (burst 1), $N rows ≈ ${RATE_SECS} s" \
+      "$(fmt "$RPS" .2f) req/s ($(fmt "$(calc "($RPS / $R - 1) * 100")" +.2f) %), peak $PEAK in any 1 s" \
+      "within 1 %, peak ≤ $((R + 1))" "send time = finished_at − latency_ms of each (single-attempt) record"
+  stop_mock
+done
+
+# ---------------------------------------------------------------- 5. memory and resume
+LAST=""
+for N in $MEM_SIZES; do
+  start_mock 0
+  $PY gen "$N" "$WORK/mem.$N.jsonl"
+  timed "$BIN" run -i "$WORK/mem.$N.jsonl" -m bench/model -j 256 -q --base-url "$MOCK_URL" -o "$WORK/mem.$N.out.jsonl"
+  OKS=$(grep -c '"status":"ok"' "$WORK/mem.$N.out.jsonl" || true)
+  row "peak RSS, $N rows, latency 0, -j 256" "$(fmt "$(calc "$T_RSS_KB / 1024")" .1f) MB" "flat, < 64 MB" \
+      "$OKS ok records in $(fmt "$T_WALL" .1f) s ($(fmt "$(calc "$N / $T_WALL")" .0f) req/s), exit $T_RC"
+  stop_mock
+  LAST=$N
+done
+start_mock 0
+timed "$BIN" run -i "$WORK/mem.$LAST.jsonl" -m bench/model -j 256 --base-url "$MOCK_URL" -o "$WORK/mem.$LAST.out.jsonl"
+SKIPPED=$(grep -o 'skipped [0-9]*' "$WORK/cmd.err" | head -1 || true)
+row "resume: rerun over a $LAST-record output, nothing to send" \
+    "$(fmt "$T_WALL" .2f) s, $(fmt "$(calc "$T_RSS_KB / 1024")" .1f) MB peak RSS" "< 2 s" \
+    "whole rerun: validate $LAST input rows + scan the output + skip; ${SKIPPED:-?}; exit $T_RC"
+stop_mock
+
+# ---------------------------------------------------------------- write BENCHMARKS.md
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git diff --quiet 2>/dev/null || echo " (with uncommitted changes)")
+{
+  echo "# orbatch benchmarks"
+  echo
+  echo "Produced by \`bash bench/run.sh$([ $QUICK = 1 ] && echo ' --quick')\` on $(date -u +%Y-%m-%dT%H:%MZ), commit \`$COMMIT\`$DIRTY,"
+  echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load average before the run: $LOADAVG)."
+  echo "Every figure of a row comes from the same run; the machine is shared, so absolute figures are noisy."
+  echo
+  echo "| measure | result | goal | how |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${ROWS[@]}"
+  echo
+  echo "Method: every orbatch run is \`target/release/orbatch run -i INPUT -m bench/model -q --base-url MOCK\`"
+  echo "against a separate \`orbatch mock-server --latency-ms L\` process on loopback (one per row). Inputs are"
+  echo "\`{\"id\":\"rN\",\"prompt\":\"Say something short about item N.\"}\` lines. CPU time and peak RSS are GNU"
+  echo "time's user+sys and max RSS of the orbatch process only. See bench/run.sh and bench/analyze.py."
+} >"$WORK/bench.md"
+case "$OUT_MD" in /*) ;; *) OUT_MD="$ROOT/$OUT_MD" ;; esac
+mv "$WORK/bench.md" "$OUT_MD"
+echo "wrote $OUT_MD" >&2
