@@ -1,4 +1,4 @@
-//! Pacing: the request-rate ceiling (`--rps`/`--rpm`, a GCRA slot scheduler whose bucket starts
+//! Pacing: the request-rate ceiling (`--rps`/`--rpm`, a governor GCRA whose bucket starts
 //! empty), the pause gate that a `Retry-After` closes for every worker at once, and the
 //! adaptive rate that 429s shrink and successes grow back (AIMD).
 
@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
 /// A request-rate ceiling.
@@ -19,62 +20,28 @@ pub struct Rate {
 }
 
 /// Paces attempts to at most `Rate`. Without a rate it lets everything through.
-///
-/// A GCRA ("virtual scheduling") limiter that hands out sending slots: each caller reserves
-/// the next free slot under the lock and sleeps until it. Unlike a limiter that is polled
-/// until it says yes, a caller that wakes up a little late (the timer has millisecond
-/// resolution) does not lose its slot, so the achieved rate is the configured one, not the
-/// rate minus the wake-up lag; and two callers never get the same slot, so no window of any
-/// length holds more than `rate × length + burst` slots.
 pub struct Pacer {
-    slots: Option<Mutex<Slots>>,
-}
-
-struct Slots {
-    /// Time between slots (1 / rate).
-    period: Duration,
-    /// How far ahead of the theoretical arrival time a slot may be taken: (burst − 1) periods.
-    tolerance: Duration,
-    /// The theoretical arrival time: the next slot if requests keep coming.
-    tat: Instant,
+    limiter: Option<DefaultDirectRateLimiter>,
 }
 
 impl Pacer {
     pub fn new(rate: Option<Rate>) -> Pacer {
-        let slots = rate
-            .filter(|r| r.per_second.is_finite() && r.per_second > 0.0)
-            .map(|r| {
-                let period = Duration::from_secs_f64(1.0 / r.per_second);
-                let tolerance = period.saturating_mul(r.burst.get() - 1);
-                // SPEC §1: the bucket starts empty, so the first request waits one period and
-                // the first second of a run cannot exceed the rate.
-                let tat = Instant::now() + period + tolerance;
-                Mutex::new(Slots {
-                    period,
-                    tolerance,
-                    tat,
-                })
-            });
-        Pacer { slots }
-    }
-
-    /// Reserve the next slot at or after `now`.
-    fn reserve(&self, now: Instant) -> Option<Instant> {
-        let mut s = self
-            .slots
-            .as_ref()?
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let earliest = s.tat.checked_sub(s.tolerance).unwrap_or(s.tat);
-        let slot = earliest.max(now);
-        s.tat = s.tat.max(slot) + s.period;
-        Some(slot)
+        let limiter = rate.and_then(|r| {
+            let period = Duration::from_secs_f64(1.0 / r.per_second);
+            let quota = Quota::with_period(period)?.allow_burst(r.burst);
+            let limiter = RateLimiter::direct(quota);
+            // governor starts with a full bucket; SPEC §1 says it starts empty, so the first
+            // second of a run cannot exceed the rate.
+            let _ = limiter.check_n(r.burst);
+            Some(limiter)
+        });
+        Pacer { limiter }
     }
 
     /// Wait until one more request may start.
     pub async fn ready(&self) {
-        if let Some(slot) = self.reserve(Instant::now()) {
-            tokio::time::sleep_until(slot).await;
+        if let Some(l) = &self.limiter {
+            l.until_ready().await;
         }
     }
 }
@@ -327,72 +294,5 @@ mod tests {
             "{:?}",
             t0.elapsed()
         );
-    }
-
-    fn pacer(per_second: f64, burst: u32) -> Pacer {
-        Pacer::new(Some(Rate {
-            per_second,
-            burst: NonZeroU32::new(burst).unwrap(),
-        }))
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pacer_slots_are_exact_and_late_wakers_keep_theirs() {
-        let p = pacer(500.0, 1);
-        let t0 = Instant::now();
-        // Empty bucket: the first slot is one period away, then one every 2 ms.
-        let slots: Vec<_> = (0..1000).map(|_| p.reserve(t0).unwrap()).collect();
-        assert_eq!(slots[0] - t0, Duration::from_millis(2));
-        for w in slots.windows(2) {
-            assert_eq!(w[1] - w[0], Duration::from_millis(2));
-        }
-        // 1000 slots take 2 s exactly: the rate holds even though every caller asked at t0.
-        assert_eq!(slots[999] - t0, Duration::from_millis(2000));
-        // After an idle spell of 1 s the next slot is now (burst 1), then one period later.
-        let later = slots[999] + Duration::from_secs(1);
-        assert_eq!(p.reserve(later), Some(later));
-        assert_eq!(p.reserve(later), Some(later + Duration::from_millis(2)));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pacer_never_exceeds_rate_plus_burst_in_any_window() {
-        for burst in [1u32, 5] {
-            let p = pacer(40.0, burst);
-            let t0 = Instant::now();
-            // Callers arrive in clumps with idle gaps, the worst case for a burst.
-            let mut slots = Vec::new();
-            let mut now = t0;
-            for round in 0..20u64 {
-                for _ in 0..(round % 7) * 10 {
-                    slots.push(p.reserve(now).unwrap());
-                }
-                now += Duration::from_millis(300 * (round % 4));
-            }
-            slots.sort();
-            let mut j = 0;
-            for i in 0..slots.len() {
-                while j < slots.len() && slots[j] < slots[i] + Duration::from_secs(1) {
-                    j += 1;
-                }
-                assert!(
-                    j - i <= 40 + burst as usize,
-                    "burst {burst}: {} in 1 s",
-                    j - i
-                );
-            }
-            // After an idle spell a full burst goes at once, never more.
-            let idle = slots[slots.len() - 1] + Duration::from_secs(10);
-            let burst_slots: Vec<_> = (0..burst + 1).map(|_| p.reserve(idle).unwrap()).collect();
-            assert!(burst_slots[..burst as usize].iter().all(|s| *s == idle));
-            assert_eq!(
-                burst_slots[burst as usize],
-                idle + Duration::from_millis(25)
-            );
-        }
-    }
-
-    #[test]
-    fn no_rate_means_no_waiting() {
-        assert_eq!(Pacer::new(None).reserve(Instant::now()), None);
     }
 }
