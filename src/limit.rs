@@ -80,6 +80,8 @@ impl PauseGate {
 
 /// Over how long the accepted rate is measured when a 429 arrives.
 const WINDOW: Duration = Duration::from_secs(2);
+/// How long answers must have been coming back before a 429 can set the first rate.
+const EVIDENCE: Duration = Duration::from_secs(1);
 /// The slowest the adaptive rate goes (one request every 10 s).
 const MIN_RATE: f64 = 0.1;
 /// After a 429 the rate drops to this share of the rate that met it.
@@ -88,7 +90,7 @@ const DECREASE: f64 = 0.9;
 const COOLDOWN: Duration = Duration::from_secs(1);
 
 /// The sending rate the server is willing to take, learnt from its answers: unlimited until
-/// the first 429; then the rate of accepted requests just before it, times 0.9; each later
+/// the first 429 that follows a success; then the rate of accepted requests just before it, times 0.9; each later
 /// 429 takes 10 % off the current rate (multiplicative decrease). Successes grow it back
 /// (additive increase): quickly — about 5 % a second — while well below the rate of the last
 /// 429, slowly — 0.25 % a second — near
@@ -195,21 +197,20 @@ impl Adaptive {
             s.successes.pop_front();
         }
         // The first 429 sets the rate from what the server accepted (over the window, or
-        // since the first success in it); later ones scale the current rate down.
+        // since the first success in it); later ones scale the current rate down. A 429
+        // with less than `EVIDENCE` of answers behind it says nothing about the rate the
+        // server takes (the first burst of a run meets the limit before its answers come
+        // back; one answer in 50 ms is not 20/s nor 1/s): a guess would pin the run to it,
+        // so leave the rate alone and let backoff and Retry-After act meanwhile.
         let base = match s.rate {
             Some(r) => r,
             None => {
-                let span = s
-                    .successes
-                    .front()
-                    .map(|t| now.duration_since(*t).max(Duration::from_secs(1)))
-                    .unwrap_or(WINDOW);
-                let accepted = s.successes.len() as f64 / span.as_secs_f64();
-                if accepted > 0.0 {
-                    accepted
-                } else {
-                    1.0 / DECREASE
+                let first = s.successes.front().copied()?;
+                let span = now.duration_since(first);
+                if span < EVIDENCE {
+                    return None;
                 }
+                s.successes.len() as f64 / span.as_secs_f64()
             }
         };
         s.last_limit = Some(base);
@@ -276,6 +277,27 @@ mod tests {
             a.on_success();
         }
         assert_eq!(a.rate(), Some(60.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_before_any_success_sets_no_rate() {
+        let a = Adaptive::new(None);
+        assert_eq!(a.on_rate_limited(), None);
+        assert_eq!(a.rate(), None, "no evidence of the accepted rate yet");
+        a.on_success();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert_eq!(
+            a.on_rate_limited(),
+            None,
+            "one answer 50 ms ago is no evidence"
+        );
+        // Once answers come back, the next 429 measures the rate from them (30 in 1 s).
+        for _ in 0..29 {
+            a.on_success();
+            tokio::time::advance(Duration::from_millis(33)).await;
+        }
+        let r = a.on_rate_limited().unwrap();
+        assert!((r - 30.0 * DECREASE).abs() < 1.5, "{r}");
     }
 
     #[tokio::test]
