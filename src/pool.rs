@@ -3,6 +3,7 @@
 //! [`retry::classify`](crate::retry::classify), and sends exactly one record per request to
 //! the writer. A fatal verdict (bad key, no credit) stops dispatching for everyone.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::job::Request;
 use crate::limit::{Adaptive, Pacer, PauseGate};
 use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
-use crate::retry::{Action, Backoff, Failure, Verdict, classify};
+use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify};
 use crate::text::sanitize;
 
 /// How the pool behaves.
@@ -57,6 +58,8 @@ pub struct Pool {
     reason: Mutex<Option<StopReason>>,
     budget: Option<Arc<Budget>>,
     adaptive: Arc<Adaptive>,
+    /// Models whose daily quota is spent, with the error their remaining rows get.
+    exhausted: Mutex<HashMap<String, RecordError>>,
 }
 
 impl Pool {
@@ -77,6 +80,22 @@ impl Pool {
             reason: Mutex::new(None),
             budget,
             adaptive,
+            exhausted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The error for rows of `model` once its daily quota is spent.
+    fn exhausted_error(&self, model: &str) -> Option<RecordError> {
+        let map = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(model).cloned()
+    }
+
+    /// Send nothing more to `model` in this run; its rows get `error` instead.
+    fn exhaust_model(&self, model: &str, error: &RecordError) {
+        let mut map = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(model) {
+            tracing::warn!("{model}: {DAILY_QUOTA_MESSAGE}; its remaining rows are not sent");
+            map.insert(model.to_owned(), error.clone());
         }
     }
 
@@ -178,6 +197,9 @@ impl Pool {
         // The last failed attempt; recorded if the run stops before the next one.
         let mut last: Option<(Attempt, Failure, Verdict)> = None;
         loop {
+            if let Some(error) = self.exhausted_error(&req.model) {
+                return Some(unsent(req, started, ids, attempts, last, error));
+            }
             // Wait for a pause and the rate limiter; a stop meanwhile means this attempt is
             // never made.
             let ready = async {
@@ -195,6 +217,10 @@ impl Pool {
                     });
                 }
                 _ = ready => {}
+            }
+            // The quota may have run out while this request waited for its slot.
+            if let Some(error) = self.exhausted_error(&req.model) {
+                return Some(unsent(req, started, ids, attempts, last, error));
             }
             attempts += 1;
             tracing::debug!(id = %req.id, model = %req.model, attempt = attempts, "sending");
@@ -229,6 +255,11 @@ impl Pool {
                         _ => StopReason::Auth(msg),
                     });
                     true
+                }
+                Action::StopModel => {
+                    let error = quota_error(&failure, verdict);
+                    self.exhaust_model(&req.model, &error);
+                    return Some(finish(req, started, ids, attempts, &attempt, Err(error)));
                 }
                 Action::GiveUp => true,
                 Action::Retry { .. } => attempts >= self.config.max_attempts,
@@ -318,6 +349,33 @@ fn finish(
         error,
         meta: req.meta,
     }
+}
+
+/// The record of a request that is not sent (again) because its model's quota is spent:
+/// the last failed attempt if there was one, else no attempt at all.
+fn unsent(
+    req: Request,
+    started: jiff::Timestamp,
+    ids: Vec<String>,
+    attempts: u32,
+    last: Option<(Attempt, Failure, Verdict)>,
+    error: RecordError,
+) -> Record {
+    let none = Attempt {
+        result: Err(Failure::Timeout),
+        generation_id: None,
+        latency: Duration::ZERO,
+        ttft: None,
+    };
+    let attempt = last.map(|(a, _, _)| a).unwrap_or(none);
+    finish(req, started, ids, attempts, &attempt, Err(error))
+}
+
+/// The record's `error` for a spent daily quota: the plain explanation, then the server's.
+fn quota_error(f: &Failure, verdict: Verdict) -> RecordError {
+    let mut error = record_error(f, verdict);
+    error.message = format!("{DAILY_QUOTA_MESSAGE} ({})", error.message);
+    error
 }
 
 /// The record's `error` for a failure.
