@@ -203,11 +203,17 @@ impl Pool {
             // Wait for a pause and the rate limiter; a stop meanwhile means this attempt is
             // never made.
             let ready = async {
-                self.gate.wait().await;
-                self.pacer.ready().await;
-                self.adaptive.ready().await;
-                // Another worker may have closed the gate while this one waited for the rate.
-                self.gate.wait().await;
+                loop {
+                    self.gate.wait().await;
+                    self.pacer.ready().await;
+                    self.adaptive.ready().await;
+                    // A pause that began while this worker waited for its slot voids the
+                    // slot: every worker would otherwise leave together when the pause ends,
+                    // and that burst meets the limit again.
+                    if !self.gate.is_closed() {
+                        break;
+                    }
+                }
             };
             tokio::select! {
                 biased;
@@ -272,6 +278,7 @@ impl Pool {
                 Action::Retry { after: Some(d) } => {
                     // Retry-After speaks for the whole key: hold every worker.
                     if self.gate.pause_for(d) {
+                        self.adaptive.hold_until(tokio::time::Instant::now() + d);
                         tracing::warn!(
                             "server asked to wait {:.1}s; pausing all requests",
                             d.as_secs_f64()
