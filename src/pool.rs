@@ -1,7 +1,8 @@
 //! The worker pool: takes requests from a bounded channel, holds one concurrency permit per
 //! request, paces every attempt (pause gate, then rate limiter), retries by the verdict of
 //! [`retry::classify`](crate::retry::classify), and sends exactly one record per request to
-//! the writer. A fatal verdict (bad key, no credit) stops dispatching for everyone.
+//! the writer. A fatal verdict (bad key, no credit) stops dispatching for everyone; a spent
+//! daily free-model quota stops that model only (its other rows get the error unsent).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
