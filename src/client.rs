@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
-use crate::api::error::{ApiError, parse_retry_after};
+use crate::api::error::{ApiError, parse_limit_reset, parse_retry_after};
 use futures::StreamExt;
 
 use crate::api::stream::{Step, StreamState};
@@ -239,6 +239,12 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let limit_reset = parse_limit_reset(
+            text("x-ratelimit-remaining"),
+            text("x-ratelimit-reset"),
+            jiff::Timestamp::now(),
+        );
         let bytes = resp.bytes().await.unwrap_or_default();
         let error = serde_json::from_slice(&bytes)
             .ok()
@@ -248,6 +254,7 @@ impl Client {
             status,
             error,
             retry_after,
+            limit_reset,
         })
     }
 

@@ -66,6 +66,12 @@ impl PauseGate {
         }
     }
 
+    /// Whether the gate is closed now.
+    pub fn is_closed(&self) -> bool {
+        let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|u| u > Instant::now())
+    }
+
     /// Wait while the gate is closed.
     pub async fn wait(&self) {
         loop {
@@ -80,6 +86,8 @@ impl PauseGate {
 
 /// Over how long the accepted rate is measured when a 429 arrives.
 const WINDOW: Duration = Duration::from_secs(2);
+/// How long answers must have been coming back before a 429 can set the first rate.
+const EVIDENCE: Duration = Duration::from_millis(500);
 /// The slowest the adaptive rate goes (one request every 10 s).
 const MIN_RATE: f64 = 0.1;
 /// After a 429 the rate drops to this share of the rate that met it.
@@ -88,7 +96,8 @@ const DECREASE: f64 = 0.9;
 const COOLDOWN: Duration = Duration::from_secs(1);
 
 /// The sending rate the server is willing to take, learnt from its answers: unlimited until
-/// the first 429; then the rate of accepted requests just before it, times 0.9; each later
+/// the first 429 that follows a success; then the rate of accepted requests just before it,
+/// times 0.9 (growing back quickly, as that first measure is low); each later
 /// 429 takes 10 % off the current rate (multiplicative decrease). Successes grow it back
 /// (additive increase): quickly — about 5 % a second — while well below the rate of the last
 /// 429, slowly — 0.25 % a second — near
@@ -111,6 +120,8 @@ struct AdaptiveState {
     last_limit: Option<f64>,
     /// When recent successes happened (within `WINDOW`).
     successes: VecDeque<Instant>,
+    /// A 429 came before there was evidence to set a rate: set it as soon as there is.
+    unmeasured_429: bool,
 }
 
 impl Adaptive {
@@ -123,6 +134,7 @@ impl Adaptive {
                 last_decrease: None,
                 last_limit: None,
                 successes: VecDeque::new(),
+                unmeasured_429: false,
             }),
         }
     }
@@ -140,13 +152,28 @@ impl Adaptive {
     pub async fn ready(&self) {
         let slot = {
             let mut s = self.lock();
-            let Some(rate) = s.rate else { return };
             let now = Instant::now();
+            // A 429 of the first burst could not set a rate; the answers that came back
+            // since can, before the burst repeats after the pause.
+            if s.rate.is_none()
+                && s.unmeasured_429
+                && let Some(r) = s.decrease(now, self.ceiling)
+            {
+                tracing::info!("rate limited: slowing down to {r:.1} requests/s");
+            }
+            let Some(rate) = s.rate else { return };
             let slot = s.next.max(now);
             s.next = slot + Duration::from_secs_f64(1.0 / rate);
             slot
         };
         tokio::time::sleep_until(slot).await;
+    }
+
+    /// Nothing is sent before `t` (a `Retry-After` pause): the first slot after it starts
+    /// the spacing again, so the requests held by the pause leave at the rate, not at once.
+    pub fn hold_until(&self, t: Instant) {
+        let mut s = self.lock();
+        s.next = s.next.max(t);
     }
 
     /// A request was answered: remember it, and grow the rate back.
@@ -187,39 +214,48 @@ impl Adaptive {
         {
             return None;
         }
-        while s
+        s.unmeasured_429 = true;
+        s.decrease(now, self.ceiling)
+    }
+}
+
+impl AdaptiveState {
+    /// The multiplicative decrease; `None` when there is no evidence for a first rate yet.
+    fn decrease(&mut self, now: Instant, ceiling: Option<f64>) -> Option<f64> {
+        while self
             .successes
             .front()
             .is_some_and(|t| now.duration_since(*t) > WINDOW)
         {
-            s.successes.pop_front();
+            self.successes.pop_front();
         }
         // The first 429 sets the rate from what the server accepted (over the window, or
-        // since the first success in it); later ones scale the current rate down.
-        let base = match s.rate {
+        // since the first success in it); later ones scale the current rate down. A 429
+        // with less than `EVIDENCE` of answers behind it says nothing about the rate the
+        // server takes (the first burst of a run meets the limit before its answers come
+        // back; one answer in 50 ms is not 20/s nor 1/s): a guess would pin the run to it.
+        let base = match self.rate {
             Some(r) => r,
             None => {
-                let span = s
-                    .successes
-                    .front()
-                    .map(|t| now.duration_since(*t).max(Duration::from_secs(1)))
-                    .unwrap_or(WINDOW);
-                let accepted = s.successes.len() as f64 / span.as_secs_f64();
-                if accepted > 0.0 {
-                    accepted
-                } else {
-                    1.0 / DECREASE
+                let first = self.successes.front().copied()?;
+                let span = now.duration_since(first);
+                if span < EVIDENCE {
+                    return None;
                 }
+                self.successes.len() as f64 / span.as_secs_f64()
             }
         };
-        s.last_limit = Some(base);
+        // The first rate is measured over a burst and the pause it caused, so it is low:
+        // grow back quickly until a 429 at a known rate marks the real limit (else the slow
+        // growth near the "limit" would keep the run below it for minutes).
+        self.last_limit = self.rate.map(|_| base);
         let rate = (base * DECREASE).max(MIN_RATE);
-        s.rate = Some(match self.ceiling {
+        self.rate = Some(match ceiling {
             Some(c) => rate.min(c),
             None => rate,
         });
-        s.last_decrease = Some(now);
-        s.rate
+        self.last_decrease = Some(now);
+        self.rate
     }
 }
 
@@ -261,12 +297,22 @@ mod tests {
         }
         let spacing = t0.elapsed().as_secs_f64() / 4.0;
         assert!((spacing - 1.0 / r).abs() < 0.01, "{spacing}");
-        // Quick growth up to 95 % of the last limit (36 → 38 within 80 successes), slow after.
+        // The first limit is only an estimate: growth stays quick past it (36 → 42).
+        for _ in 0..120 {
+            a.on_success();
+        }
+        let probed = a.rate().unwrap();
+        assert!(probed > 41.0, "{r} → {probed}");
+        // A 429 at a known rate marks the limit: quick growth up to 95 % of it (37.8 → 39.9
+        // within 80 successes), slow after.
+        tokio::time::advance(COOLDOWN).await;
+        let r = a.on_rate_limited().unwrap();
+        assert!((r - probed * DECREASE).abs() < 0.01, "{r}");
         for _ in 0..80 {
             a.on_success();
         }
         let grown = a.rate().unwrap();
-        assert!(grown > r + 1.9 && grown < 39.0, "{r} → {grown}");
+        assert!(grown > r + 1.9 && grown < 40.5, "{r} → {grown}");
         for _ in 0..100 {
             a.on_success();
         }
@@ -276,6 +322,64 @@ mod tests {
             a.on_success();
         }
         assert_eq!(a.rate(), Some(60.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_before_any_success_sets_no_rate() {
+        let a = Adaptive::new(None);
+        assert_eq!(a.on_rate_limited(), None);
+        assert_eq!(a.rate(), None, "no evidence of the accepted rate yet");
+        a.on_success();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert_eq!(
+            a.on_rate_limited(),
+            None,
+            "one answer 50 ms ago is no evidence"
+        );
+        // Once answers come back, the next 429 measures the rate from them (30 in 1 s).
+        for _ in 0..29 {
+            a.on_success();
+            tokio::time::advance(Duration::from_millis(33)).await;
+        }
+        let r = a.on_rate_limited().unwrap();
+        assert!((r - 30.0 * DECREASE).abs() < 1.5, "{r}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_early_429_sets_the_rate_once_answers_are_back() {
+        let a = Adaptive::new(None);
+        a.on_success();
+        assert_eq!(a.on_rate_limited(), None, "no evidence yet");
+        // 20 more answers over the next second, no 429: the next slot sets the rate.
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            a.on_success();
+        }
+        a.ready().await;
+        let r = a.rate().unwrap();
+        assert!((r - 21.0 * DECREASE).abs() < 1.0, "{r}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_spaced_from_the_end_of_a_pause() {
+        let a = Adaptive::new(None);
+        for _ in 0..20 {
+            a.on_success();
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        let r = a.on_rate_limited().unwrap();
+        let t0 = Instant::now();
+        a.hold_until(t0 + Duration::from_secs(1));
+        a.ready().await;
+        assert!(
+            t0.elapsed() >= Duration::from_secs(1),
+            "no slot inside the pause"
+        );
+        for _ in 0..4 {
+            a.ready().await;
+        }
+        let spacing = (t0.elapsed().as_secs_f64() - 1.0) / 4.0;
+        assert!((spacing - 1.0 / r).abs() < 0.01, "{spacing} vs {r}");
     }
 
     #[tokio::test]

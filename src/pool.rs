@@ -1,8 +1,10 @@
 //! The worker pool: takes requests from a bounded channel, holds one concurrency permit per
 //! request, paces every attempt (pause gate, then rate limiter), retries by the verdict of
 //! [`retry::classify`](crate::retry::classify), and sends exactly one record per request to
-//! the writer. A fatal verdict (bad key, no credit) stops dispatching for everyone.
+//! the writer. A fatal verdict (bad key, no credit) stops dispatching for everyone; a spent
+//! daily free-model quota stops that model only (its other rows get the error unsent).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use crate::job::Request;
 use crate::limit::{Adaptive, Pacer, PauseGate};
 use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
-use crate::retry::{Action, Backoff, Failure, Verdict, classify};
+use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify};
 use crate::text::sanitize;
 
 /// How the pool behaves.
@@ -57,6 +59,8 @@ pub struct Pool {
     reason: Mutex<Option<StopReason>>,
     budget: Option<Arc<Budget>>,
     adaptive: Arc<Adaptive>,
+    /// Models whose daily quota is spent, with the error their remaining rows get.
+    exhausted: Mutex<HashMap<String, RecordError>>,
 }
 
 impl Pool {
@@ -77,6 +81,22 @@ impl Pool {
             reason: Mutex::new(None),
             budget,
             adaptive,
+            exhausted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The error for rows of `model` once its daily quota is spent.
+    fn exhausted_error(&self, model: &str) -> Option<RecordError> {
+        let map = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(model).cloned()
+    }
+
+    /// Send nothing more to `model` in this run; its rows get `error` instead.
+    fn exhaust_model(&self, model: &str, error: &RecordError) {
+        let mut map = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(model) {
+            tracing::warn!("{model}: {DAILY_QUOTA_MESSAGE}; its remaining rows are not sent");
+            map.insert(model.to_owned(), error.clone());
         }
     }
 
@@ -178,14 +198,23 @@ impl Pool {
         // The last failed attempt; recorded if the run stops before the next one.
         let mut last: Option<(Attempt, Failure, Verdict)> = None;
         loop {
+            if let Some(error) = self.exhausted_error(&req.model) {
+                return Some(unsent(req, started, ids, attempts, last, error));
+            }
             // Wait for a pause and the rate limiter; a stop meanwhile means this attempt is
             // never made.
             let ready = async {
-                self.gate.wait().await;
-                self.pacer.ready().await;
-                self.adaptive.ready().await;
-                // Another worker may have closed the gate while this one waited for the rate.
-                self.gate.wait().await;
+                loop {
+                    self.gate.wait().await;
+                    self.pacer.ready().await;
+                    self.adaptive.ready().await;
+                    // A pause that began while this worker waited for its slot voids the
+                    // slot: every worker would otherwise leave together when the pause ends,
+                    // and that burst meets the limit again.
+                    if !self.gate.is_closed() {
+                        break;
+                    }
+                }
             };
             tokio::select! {
                 biased;
@@ -195,6 +224,10 @@ impl Pool {
                     });
                 }
                 _ = ready => {}
+            }
+            // The quota may have run out while this request waited for its slot.
+            if let Some(error) = self.exhausted_error(&req.model) {
+                return Some(unsent(req, started, ids, attempts, last, error));
             }
             attempts += 1;
             tracing::debug!(id = %req.id, model = %req.model, attempt = attempts, "sending");
@@ -230,6 +263,11 @@ impl Pool {
                     });
                     true
                 }
+                Action::StopModel => {
+                    let error = quota_error(&failure, verdict);
+                    self.exhaust_model(&req.model, &error);
+                    return Some(finish(req, started, ids, attempts, &attempt, Err(error)));
+                }
                 Action::GiveUp => true,
                 Action::Retry { .. } => attempts >= self.config.max_attempts,
             };
@@ -241,6 +279,7 @@ impl Pool {
                 Action::Retry { after: Some(d) } => {
                     // Retry-After speaks for the whole key: hold every worker.
                     if self.gate.pause_for(d) {
+                        self.adaptive.hold_until(tokio::time::Instant::now() + d);
                         tracing::warn!(
                             "server asked to wait {:.1}s; pausing all requests",
                             d.as_secs_f64()
@@ -318,6 +357,33 @@ fn finish(
         error,
         meta: req.meta,
     }
+}
+
+/// The record of a request that is not sent (again) because its model's quota is spent:
+/// the last failed attempt if there was one, else no attempt at all.
+fn unsent(
+    req: Request,
+    started: jiff::Timestamp,
+    ids: Vec<String>,
+    attempts: u32,
+    last: Option<(Attempt, Failure, Verdict)>,
+    error: RecordError,
+) -> Record {
+    let none = Attempt {
+        result: Err(Failure::Timeout),
+        generation_id: None,
+        latency: Duration::ZERO,
+        ttft: None,
+    };
+    let attempt = last.map(|(a, _, _)| a).unwrap_or(none);
+    finish(req, started, ids, attempts, &attempt, Err(error))
+}
+
+/// The record's `error` for a spent daily quota: the plain explanation, then the server's.
+fn quota_error(f: &Failure, verdict: Verdict) -> RecordError {
+    let mut error = record_error(f, verdict);
+    error.message = format!("{DAILY_QUOTA_MESSAGE} ({})", error.message);
+    error
 }
 
 /// The record's `error` for a failure.

@@ -15,6 +15,8 @@ pub enum Failure {
         status: u16,
         error: Option<Box<ApiError>>,
         retry_after: Option<Duration>,
+        /// Time until `X-RateLimit-Reset`, sent only when `X-RateLimit-Remaining` is 0.
+        limit_reset: Option<Duration>,
     },
     /// A 200 whose body (or stream) carries an error (FACTS §7.4).
     InBody { error: Box<ApiError> },
@@ -44,6 +46,9 @@ pub enum Action {
     GiveUp,
     /// Record the error and stop dispatching: the key or the account cannot go on (exit 3).
     StopRun,
+    /// Record the error and send nothing more to this model in this run: its quota is spent
+    /// until a reset hours away (the daily free-model limit, FACTS §7.3).
+    StopModel,
 }
 
 /// The classification of a failure.
@@ -74,6 +79,38 @@ impl Verdict {
     }
 }
 
+/// What a record says when a model's daily free quota ran out.
+pub const DAILY_QUOTA_MESSAGE: &str = "daily free-model quota reached; it resets at UTC midnight \
+     — use a paid model or add credits";
+
+/// A quota reset at least this far away will not clear during a run: stop using the model
+/// rather than wait (a minute-window limit resets within 60 s).
+const LONG_RESET: Duration = Duration::from_secs(3600);
+
+/// A 429 saying the daily `:free` quota is spent: OpenRouter's message names
+/// `free-models-per-day`; matched leniently (wording changes), or recognised by
+/// `X-RateLimit-Remaining: 0` with a reset an hour or more away.
+pub fn is_daily_quota(
+    status: u16,
+    error: Option<&ApiError>,
+    limit_reset: Option<Duration>,
+) -> bool {
+    if status != 429 {
+        return false;
+    }
+    if limit_reset.is_some_and(|r| r >= LONG_RESET) {
+        return true;
+    }
+    let text = error
+        .map(|e| format!("{} {}", e.message, e.limit_source.as_deref().unwrap_or("")))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let daily = ["per-day", "per day", "daily", "/day"]
+        .iter()
+        .any(|w| text.contains(w));
+    text.contains("free-models-per-day") || (text.contains("free") && daily)
+}
+
 /// Classify a failed attempt. Pure: the same failure always gets the same verdict.
 pub fn classify(failure: &Failure) -> Verdict {
     match failure {
@@ -81,7 +118,16 @@ pub fn classify(failure: &Failure) -> Verdict {
             status,
             error,
             retry_after,
-        } => classify_status(*status, error.as_deref(), *retry_after),
+            limit_reset,
+        } => {
+            if is_daily_quota(*status, error.as_deref(), *limit_reset) {
+                return Verdict {
+                    kind: ErrorKind::RateLimited,
+                    action: Action::StopModel,
+                };
+            }
+            classify_status(*status, error.as_deref(), *retry_after)
+        }
         Failure::InBody { error } => classify_in_body(error),
         Failure::Connection(_) => Verdict::retry(ErrorKind::Transient, None),
         Failure::Timeout => Verdict::retry(ErrorKind::Timeout, None),
@@ -244,6 +290,7 @@ mod tests {
             status,
             error: None,
             retry_after: None,
+            limit_reset: None,
         }
     }
 
@@ -252,6 +299,7 @@ mod tests {
             status,
             error: ApiError::from_envelope(&body).map(Box::new),
             retry_after: None,
+            limit_reset: None,
         }
     }
 
@@ -309,6 +357,7 @@ mod tests {
             status: 402,
             error: None,
             retry_after: Some(Duration::from_secs(1)),
+            limit_reset: None,
         };
         assert!(retried(&f));
     }
@@ -345,6 +394,7 @@ mod tests {
             )
             .map(Box::new),
             retry_after: Some(Duration::from_secs(2)),
+            limit_reset: None,
         };
         assert_eq!(
             classify(&f).action,
@@ -415,6 +465,51 @@ mod tests {
             ),
         };
         assert_eq!(classify(&f), Verdict::give_up(ErrorKind::BadRequest));
+    }
+
+    #[test]
+    fn daily_free_quota_stops_the_model_not_the_run() {
+        let stop_model = Verdict {
+            kind: ErrorKind::RateLimited,
+            action: Action::StopModel,
+        };
+        // OpenRouter's wording, and variants of it.
+        for msg in [
+            "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
+            "Rate limit exceeded: FREE-MODELS-PER-DAY",
+            "Daily limit for free models reached",
+        ] {
+            let f = http_body(429, json!({"error":{"code":429,"message":msg}}));
+            assert_eq!(classify(&f), stop_model, "{msg}");
+        }
+        // Headers alone: nothing left and the window resets in hours.
+        let f = Failure::Http {
+            status: 429,
+            error: None,
+            retry_after: None,
+            limit_reset: Some(Duration::from_secs(5 * 3600)),
+        };
+        assert_eq!(classify(&f), stop_model);
+        // A per-minute free limit, an ordinary 429, or a daily word on another status: retried
+        // or handled as before.
+        let f = Failure::Http {
+            status: 429,
+            error: None,
+            retry_after: None,
+            limit_reset: Some(Duration::from_secs(40)),
+        };
+        assert!(retried(&f));
+        let f = http_body(
+            429,
+            json!({"error":{"code":429,"message":"Rate limit exceeded: free-models-per-min."}}),
+        );
+        assert!(retried(&f));
+        assert!(retried(&http(429)));
+        let f = http_body(
+            400,
+            json!({"error":{"code":400,"message":"free-models-per-day"}}),
+        );
+        assert_eq!(classify(&f).action, Action::GiveUp);
     }
 
     #[test]

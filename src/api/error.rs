@@ -126,6 +126,30 @@ pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> 
     Some(Duration::from_millis(delta.max(0) as u64))
 }
 
+/// Time until a spent rate-limit window resets: `X-RateLimit-Reset` (epoch milliseconds, as
+/// OpenRouter sends it; epoch seconds or a delay in seconds are accepted too), only when
+/// `X-RateLimit-Remaining` says nothing is left.
+pub fn parse_limit_reset(
+    remaining: Option<&str>,
+    reset: Option<&str>,
+    now: jiff::Timestamp,
+) -> Option<Duration> {
+    let remaining: f64 = remaining?.trim().parse().ok()?;
+    if remaining > 0.0 {
+        return None;
+    }
+    let reset: f64 = reset?.trim().parse().ok()?;
+    let now_ms = now.as_millisecond() as f64;
+    let delta_ms = if reset > 1e12 {
+        reset - now_ms
+    } else if reset > 1e9 {
+        reset * 1000.0 - now_ms
+    } else {
+        reset * 1000.0
+    };
+    (delta_ms.is_finite()).then(|| Duration::from_millis(delta_ms.clamp(0.0, 86_400_000.0) as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +219,28 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn limit_reset_only_when_nothing_is_left() {
+        let now = jiff::Timestamp::from_millisecond(1_800_000_000_000).unwrap();
+        let in_2h = (1_800_000_000_000i64 + 7_200_000).to_string();
+        assert_eq!(
+            parse_limit_reset(Some("0"), Some(&in_2h), now),
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(parse_limit_reset(Some("3"), Some(&in_2h), now), None);
+        assert_eq!(
+            parse_limit_reset(Some("0"), Some("1800000060"), now),
+            Some(Duration::from_secs(60)),
+            "epoch seconds"
+        );
+        assert_eq!(
+            parse_limit_reset(Some("0"), Some("30"), now),
+            Some(Duration::from_secs(30)),
+            "a delay"
+        );
+        assert_eq!(parse_limit_reset(Some("0"), Some("soon"), now), None);
+        assert_eq!(parse_limit_reset(None, Some(&in_2h), now), None);
     }
 }

@@ -12,6 +12,8 @@ pub enum Fault {
     Status(u16),
     /// 402 in-flight budget (a rate signal, with `Retry-After`).
     Inflight402,
+    /// 429 of a spent daily `:free` quota, shaped like OpenRouter's (FACTS §7.3).
+    FreeDaily429,
     /// Connection closed with no response.
     Drop,
     /// 502 with an HTML page body.
@@ -54,6 +56,7 @@ impl Fault {
         }
         Some(match name {
             "402-inflight" => Fault::Inflight402,
+            "429-free-daily" => Fault::FreeDaily429,
             "drop" => Fault::Drop,
             "html502" => Fault::Html502,
             "err200" => Fault::Err200,
@@ -145,6 +148,35 @@ pub fn inflight_402(retry_after: u64) -> Response {
     resp
 }
 
+/// The 429 OpenRouter sends once the account's `:free` requests for the UTC day are used up:
+/// `X-RateLimit-*` headers (reset = next UTC midnight, epoch ms), mirrored in
+/// `metadata.headers`, and a message naming `free-models-per-day`.
+pub fn free_daily_429(now: jiff::Timestamp) -> Response {
+    let reset = next_utc_midnight_ms(now);
+    let headers = json!({
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": reset.to_string()
+    });
+    let error = json!({
+        "code": 429,
+        "message": "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
+        "metadata": { "headers": headers, "provider_name": null }
+    });
+    let mut resp = envelope(429, error);
+    let h = resp.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from_static("50"));
+    h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+    h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    resp
+}
+
+/// The next UTC midnight after `now`, in epoch milliseconds.
+fn next_utc_midnight_ms(now: jiff::Timestamp) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    (now.as_millisecond().div_euclid(DAY_MS) + 1) * DAY_MS
+}
+
 /// A 502 whose body is an HTML page (a proxy error page, not JSON).
 pub fn html_502() -> Response {
     let page = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>\
@@ -184,8 +216,27 @@ mod tests {
         assert_eq!(Fault::from_name("200"), None);
         assert_eq!(Fault::from_name("402-inflight"), Some(Fault::Inflight402));
         assert_eq!(
+            Fault::from_name("429-free-daily"),
+            Some(Fault::FreeDaily429)
+        );
+        assert_eq!(
             Fault::from_name("content-filter"),
             Some(Fault::ContentFilter)
+        );
+    }
+
+    #[test]
+    fn free_daily_quota_resets_at_the_next_utc_midnight() {
+        let noon =
+            jiff::Timestamp::from_second(1_800_000_000 - 1_800_000_000 % 86_400 + 43_200).unwrap();
+        let reset = next_utc_midnight_ms(noon);
+        assert_eq!(reset - noon.as_millisecond(), 43_200_000);
+        let resp = free_daily_429(noon);
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
+        assert_eq!(
+            resp.headers()["x-ratelimit-reset"],
+            reset.to_string().as_str()
         );
     }
 }

@@ -247,6 +247,7 @@ async fn generic_fault(ctx: &Ctx, fault: &Fault, kill: Option<ConnKill>) -> Opti
     let resp = match fault {
         Fault::Status(code) => faults::status_response(*code, ctx.retry_after),
         Fault::Inflight402 => faults::inflight_402(ctx.retry_after.unwrap_or(1)),
+        Fault::FreeDaily429 => faults::free_daily_429(jiff::Timestamp::now()),
         Fault::Html502 => faults::html_502(),
         Fault::Drop => {
             sleep(state.latency()).await;

@@ -4,6 +4,7 @@
 mod budget;
 mod catalog;
 mod costs;
+mod faults;
 mod input_errors;
 mod plan;
 mod report;
