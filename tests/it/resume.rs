@@ -142,34 +142,47 @@ async fn a_second_run_on_the_same_output_is_refused() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// SIGKILL mid-run, then rerun: valid JSONL, every row ok, no answered row sent twice.
+/// SIGKILL at several moments (a fixed pseudo-random schedule), then rerun: valid JSONL,
+/// every row ok, no answered row sent twice. Each kill may tear the last line; each next run
+/// must repair it and go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_run_then_rerun_finishes_without_paying_twice() {
     let env = Env::with(MockConfig {
-        latency_ms: 40,
+        latency_ms: 20,
         jitter_ms: 40,
         ..MockConfig::default()
     })
     .await;
-    let prompts = numbered(120, "prompt number");
+    const ROWS: usize = 400;
+    const J: u64 = 8;
+    let prompts = numbered(ROWS, "prompt number");
     let input = env.jsonl("k.jsonl", &prompts);
     let out = env.path("k.out.jsonl");
-    for kill_after_ms in [150u64, 450] {
+    // Kill points in ms after start: a fixed LCG so the test is repeatable.
+    let mut x: u64 = 0x2545_f491;
+    let kills: Vec<u64> = (0..5)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            60 + (x >> 33) % 300
+        })
+        .collect();
+    for kill_after_ms in &kills {
         let mut child = env
             .run()
             .input(&input)
-            .args(&["-m", "x/y", "-q", "-j", "8"])
+            .args(&["-m", "x/y", "-q", "-j", &J.to_string()])
             .spawn();
-        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        tokio::time::sleep(Duration::from_millis(*kill_after_ms)).await;
         child.start_kill().unwrap(); // SIGKILL
         let _ = child.wait().await;
-        // Whatever the kill left is readable by the next run (a torn tail is repaired).
     }
     let before_rerun = records_lenient(&out);
     let done = env
         .run()
         .input(&input)
-        .args(&["-m", "x/y", "-q", "-j", "8"])
+        .args(&["-m", "x/y", "-q", "-j", &J.to_string()])
         .output()
         .await;
     done.code(0);
@@ -180,17 +193,22 @@ async fn killed_mid_run_then_rerun_finishes_without_paying_twice() {
             *ok.entry(r["id"].as_str().unwrap().to_owned()).or_default() += 1;
         }
     }
-    assert_eq!(ok.len(), 120, "every row answered");
+    assert_eq!(ok.len(), ROWS, "every row answered");
     assert!(
         ok.values().all(|&n| n == 1),
         "no answered row was sent again"
     );
     // Only requests in flight at a kill can have been answered without being recorded.
     let stats = env.stats();
-    assert!(stats.answered <= 120 + 2 * 8, "answered {}", stats.answered);
+    let bound = (ROWS as u64) + kills.len() as u64 * J;
     assert!(
-        before_rerun > 0 && before_rerun < 120,
-        "the kill happened mid-run ({before_rerun})"
+        stats.answered <= bound,
+        "answered {} > {bound}",
+        stats.answered
+    );
+    assert!(
+        before_rerun > 0 && before_rerun < ROWS,
+        "the kills happened mid-run ({before_rerun} of {ROWS}, kills at {kills:?} ms)"
     );
 }
 
