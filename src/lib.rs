@@ -51,7 +51,7 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
         Command::Report(args) => report_command(&args).await,
     };
     result.unwrap_or_else(|e| {
-        let msg = format!("{e:#}");
+        let msg = text::printable(&format!("{e:#}"));
         if msg.contains('\n') {
             // A list of problems (e.g. one per bad input line): one per line, unprefixed,
             // so each stays a clickable `PATH:LINE: message`.
@@ -104,6 +104,9 @@ async fn report_command(args: &ReportArgs) -> anyhow::Result<Exit> {
 
 /// The command line as typed, to tell the user what to rerun.
 fn rerun_hint() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    format!("orbatch {}", args.join(" "))
+    // `args_os`: `args` panics on an argument that is not UTF-8.
+    let args = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    text::shell_line(std::iter::once("orbatch".to_owned()).chain(args))
 }

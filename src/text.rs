@@ -46,6 +46,37 @@ pub fn usd(usd: f64) -> String {
     format!("{sign}${abs:.decimals$}")
 }
 
+/// Text safe for a terminal, line structure kept: control characters other than newlines
+/// become `?` (for messages that quote user input, such as a duplicate id).
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .collect()
+}
+
+/// A command line as one string a user can paste back into a POSIX shell: arguments with
+/// anything but plain characters are single-quoted, control characters become `?`.
+pub fn shell_line<I: IntoIterator<Item = S>, S: AsRef<str>>(args: I) -> String {
+    let quote = |a: &str| -> String {
+        let a: String = a
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+-,".contains(c));
+        if plain {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    args.into_iter()
+        .map(|a| quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +96,24 @@ mod tests {
         assert_eq!(usd(12.5), "$12.500000");
         assert_eq!(usd(0.00000031), "$0.00000031");
         assert_eq!(usd(-0.0005), "-$0.000500");
+    }
+
+    #[test]
+    fn shell_lines_quote_what_needs_it() {
+        assert_eq!(
+            shell_line(["orbatch", "run", "-m", "a/b"]),
+            "orbatch run -m a/b"
+        );
+        assert_eq!(
+            shell_line(["--template", "Hi {{ x }}"]),
+            "--template 'Hi {{ x }}'"
+        );
+        assert_eq!(shell_line(["it's"]), "'it'\\''s'");
+        assert_eq!(shell_line(["a\u{1b}[2J", ""]), "'a?[2J' ''");
+    }
+
+    #[test]
+    fn printable_keeps_lines_and_drops_escapes() {
+        assert_eq!(printable("a\u{1b}[2J\nb\tc"), "a?[2J\nb?c");
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::{ErrorKind, Record, Status};
 use crate::progress::Progress;
+use crate::text::sanitize;
 
 /// How many example failures the summary keeps.
 const EXAMPLES: usize = 3;
@@ -56,8 +57,8 @@ impl Tally {
                         let status = e.status.map(|s| format!(" {s}")).unwrap_or_default();
                         self.examples.push(format!(
                             "{} ({}): {}{status}: {}",
-                            r.id,
-                            r.model,
+                            sanitize(&r.id),
+                            sanitize(&r.model),
                             e.kind.as_str(),
                             e.message
                         ));

@@ -103,3 +103,20 @@ async fn an_unwritable_output_fails_before_any_request() {
     assert!(done.stderr.contains("out.jsonl"), "{}", done.stderr);
     assert_eq!(env.stats().requests, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problems_quoting_the_input_carry_no_terminal_escapes() {
+    let env = Env::new().await;
+    let input = env.write(
+        "esc.jsonl",
+        "{\"id\":\"\\u001b[2Jx\",\"prompt\":\"a\"}\n{\"id\":\"\\u001b[2Jx\",\"prompt\":\"b\"}\n",
+    );
+    let done = env.run().input(&input).args(&["-m", "a/b"]).output().await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("esc.jsonl:2: duplicate id"),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains('\u{1b}'), "{:?}", done.stderr);
+}

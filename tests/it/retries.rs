@@ -235,3 +235,24 @@ async fn the_rate_ceiling_holds_from_the_first_request() {
         done.elapsed
     );
 }
+
+/// Server error text reaches the terminal and the output only after sanitising: the mock
+/// echoes the model id in its 400 message, so a model id with terminal escapes comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_server_error_text_is_sanitised() {
+    let env = Env::new().await;
+    let input = env.jsonl("h.jsonl", &["hi"]);
+    let model = "x/invalid\u{1b}[2J\u{1b}]0;pwned\u{7}\r\nFAKE LINE";
+    let done = env.run().input(&input).args(&["-m", model]).output().await;
+    done.code(1);
+    assert!(
+        !done.stderr.contains('\u{1b}'),
+        "escape reached the terminal: {:?}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains('\u{7}'));
+    let r = &records(&env.path("h.out.jsonl"))[0];
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(message.contains("invalid"), "{message}");
+    assert!(!message.chars().any(char::is_control), "{message:?}");
+}
