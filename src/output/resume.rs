@@ -2,7 +2,6 @@
 //! what earlier runs recorded so that nothing answered is sent (and paid for) twice.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -14,11 +13,14 @@ use super::{AppendError, open_append_locked};
 use crate::hash::{key64, parse_hex128};
 
 /// What the output file already says about each `(id, model)`: its last record's
-/// fingerprint and whether it was ok. Keys and fingerprints are kept as hashes (24 bytes a
-/// key), not strings, so a million-record file costs tens of MB at most.
+/// fingerprint and whether it was ok. Kept as a sorted table of 16-byte entries — a 64-bit
+/// key hash and 63 bits of the fingerprint hash plus an ok bit — not strings, so a
+/// million-record file costs 16 MB (a hash map of the same would cost about 100 MB).
 #[derive(Debug, Default)]
 pub struct Prior {
-    last: HashMap<u64, Last>,
+    /// `(key64(id, model), packed)`, in file order while reading, then sorted by key with
+    /// only the last record of each key kept (see [`Prior::seal`]).
+    last: Vec<(u64, u64)>,
     /// Records read.
     pub records: u64,
     /// Lines that were not records (warned about, otherwise ignored).
@@ -27,10 +29,13 @@ pub struct Prior {
     pub spent: f64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Last {
-    fingerprint: u128,
-    ok: bool,
+/// The ok flag's bit in a packed entry; the other 63 bits are the fingerprint's.
+const OK_BIT: u64 = 1 << 63;
+
+/// Pack a fingerprint (as parsed by `parse_hex128`) and the ok flag into 64 bits.
+fn pack(fingerprint: Option<u128>, ok: bool) -> u64 {
+    let fp = fingerprint.map_or(0, |f| f as u64) & !OK_BIT;
+    if ok { fp | OK_BIT } else { fp }
 }
 
 /// What to do with a request, given the output file's history.
@@ -51,11 +56,14 @@ pub enum Decision {
 impl Prior {
     /// Decide for one request.
     pub fn decide(&self, id: &str, model: &str, fingerprint: &str, retry_errors: bool) -> Decision {
-        let Some(last) = self.last.get(&key64(id, model)) else {
+        let key = key64(id, model);
+        let Ok(i) = self.last.binary_search_by_key(&key, |&(k, _)| k) else {
             return Decision::New;
         };
-        let same = parse_hex128(fingerprint) == Some(last.fingerprint);
-        match (last.ok, same) {
+        let last = self.last[i].1;
+        let ok = last & OK_BIT != 0;
+        let same = parse_hex128(fingerprint).is_some_and(|f| pack(Some(f), ok) == last);
+        match (ok, same) {
             (true, true) => Decision::Done,
             (true, false) => Decision::Changed,
             (false, _) if retry_errors => Decision::RetryError,
@@ -66,6 +74,21 @@ impl Prior {
     /// Number of distinct `(id, model)` keys recorded.
     pub fn keys(&self) -> usize {
         self.last.len()
+    }
+
+    /// After reading: sort by key and keep only the last record of each key.
+    fn seal(&mut self) {
+        // A stable sort keeps file order within a key, so the last of a run is the latest.
+        self.last.sort_by_key(|&(k, _)| k);
+        // `dedup_by` keeps the first of a run; move each later record into it first.
+        self.last.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
+            }
+            same
+        });
+        self.last.shrink_to_fit();
     }
 
     fn note(&mut self, line: &[u8]) -> bool {
@@ -89,13 +112,10 @@ impl Prior {
             Ok(k) => {
                 self.records += 1;
                 self.spent += k.usage.and_then(|u| u.cost).unwrap_or(0.0);
-                self.last.insert(
+                self.last.push((
                     key64(&k.id, &k.model),
-                    Last {
-                        fingerprint: parse_hex128(&k.fingerprint).unwrap_or(0),
-                        ok: k.status == Status::Ok,
-                    },
-                );
+                    pack(parse_hex128(&k.fingerprint), k.status == Status::Ok),
+                ));
                 true
             }
             Err(_) => false,
@@ -181,6 +201,7 @@ fn read_records(
         line.clear();
         let n = reader.read_until(b'\n', &mut line)?;
         if n == 0 {
+            prior.seal();
             return Ok((prior, None));
         }
         line_no += 1;
@@ -188,6 +209,7 @@ fn read_records(
         let parsed = body.is_empty() || prior.note(body);
         if line.last() != Some(&b'\n') {
             let whole = parsed && !body.is_empty();
+            prior.seal();
             return Ok((
                 prior,
                 Some(Torn {
@@ -302,6 +324,41 @@ mod tests {
         assert_eq!(p.decide("c", "m", FP1, true), Decision::Done);
         assert_eq!(p.decide("d", "m", FP1, true), Decision::RetryError);
         assert!(opened.warnings.is_empty());
+    }
+
+    #[test]
+    fn the_last_record_wins_among_many_interleaved_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        // Three passes over 500 ids: error, ok, then error again for every third id.
+        let mut content = String::new();
+        for pass in 0..3 {
+            for i in 0..500 {
+                let status = match pass {
+                    1 => "ok",
+                    2 if i % 3 == 0 => "error",
+                    2 => continue,
+                    _ => "error",
+                };
+                content.push_str(&rec(&format!("id{i}"), status, FP1));
+            }
+        }
+        std::fs::write(&path, content).unwrap();
+        let opened = open(&path, false).unwrap();
+        let p = &opened.prior;
+        assert_eq!(p.keys(), 500);
+        for i in 0..500 {
+            let expected = if i % 3 == 0 {
+                Decision::RetryError
+            } else {
+                Decision::Done
+            };
+            assert_eq!(
+                p.decide(&format!("id{i}"), "m", FP1, true),
+                expected,
+                "id{i}"
+            );
+        }
     }
 
     #[test]
