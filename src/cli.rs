@@ -274,6 +274,10 @@ pub struct ModelsArgs {
 /// `orbatch key`.
 #[derive(Debug, Args)]
 pub struct KeyArgs {
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+
     #[command(flatten)]
     pub api: ApiArgs,
 

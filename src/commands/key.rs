@@ -7,7 +7,7 @@ use comfy_table::{Table, presets};
 
 use super::connect;
 use crate::catalog::{self, KeyInfo};
-use crate::cli::KeyArgs;
+use crate::cli::{KeyArgs, TableFormat};
 use crate::config::Key;
 use crate::exit::Exit;
 use crate::text::sanitize;
@@ -22,7 +22,10 @@ pub async fn command(args: &KeyArgs) -> anyhow::Result<Exit> {
     conn.close().await;
     let info = result?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", table(&info))?;
+    match args.format {
+        TableFormat::Table => writeln!(stdout, "{}", table(&info))?,
+        TableFormat::Json => writeln!(stdout, "{}", json(&info))?,
+    }
     stdout.flush()?;
     Ok(Exit::Ok)
 }
@@ -55,6 +58,21 @@ pub fn rows(k: &KeyInfo) -> Vec<(&'static str, String)> {
             if k.is_free_tier { "yes" } else { "no" }.to_owned(),
         ),
     ]
+}
+
+/// The key's state as JSON, in USD as numbers (`null`: unlimited or not reported).
+pub fn json(k: &KeyInfo) -> serde_json::Value {
+    serde_json::json!({
+        "label": sanitize(&k.label),
+        "limit": k.limit,
+        "limit_remaining": k.limit_remaining,
+        "limit_reset": k.limit_reset,
+        "usage": k.usage,
+        "usage_daily": k.usage_daily,
+        "usage_weekly": k.usage_weekly,
+        "usage_monthly": k.usage_monthly,
+        "is_free_tier": k.is_free_tier,
+    })
 }
 
 fn table(k: &KeyInfo) -> Table {

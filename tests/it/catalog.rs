@@ -103,3 +103,24 @@ async fn models_needs_no_key() {
         done.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_as_json_reports_what_the_mock_billed() {
+    let env = Env::new().await;
+    let input = env.jsonl("kj.jsonl", &["a", "b"]);
+    env.run()
+        .input(&input)
+        .args(&["-m", "openai/gpt-4o-mini", "-q"])
+        .output()
+        .await
+        .code(0);
+    let done = Cmd::new(&["key", "--format", "json"])
+        .base_url(&env.mock.base_url())
+        .output()
+        .await;
+    done.code(0);
+    let v: Value = serde_json::from_str(&done.stdout).unwrap();
+    assert_eq!(v["usage"].as_f64().unwrap(), env.stats().billed_usd);
+    assert_eq!(v["limit"], Value::Null);
+    assert!(!done.stdout.contains(KEY));
+}
