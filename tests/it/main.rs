@@ -11,5 +11,6 @@ mod report;
 mod resume;
 mod retries;
 mod run_basic;
+mod schema;
 mod streaming;
 mod support;
