@@ -99,7 +99,7 @@ pub struct Client {
     posts: [Option<reqwest::Url>; 2],
 }
 
-/// `orbatch/VERSION (+https://github.com/orbatch/orbatch)`.
+/// The `User-Agent`: `orbatch/VERSION`.
 pub fn user_agent() -> String {
     format!("orbatch/{}", env!("CARGO_PKG_VERSION"))
 }
