@@ -159,6 +159,7 @@ pub async fn run(
     };
 
     let rows = input.rows();
+    let input_name = input.display_name().to_owned();
     let requests = input.request_count();
     let mut progress = progress;
     progress.start(requests);
@@ -224,7 +225,7 @@ pub async fn run(
     on_interrupt.abort();
     connection.close().await;
     Ok(RunSummary {
-        input: input_display(&config),
+        input: input_name,
         output: config.output.clone(),
         rows,
         requests,
@@ -237,11 +238,4 @@ pub async fn run(
         stopped: pool.stop_reason(),
         warnings: opened.warnings,
     })
-}
-
-fn input_display(config: &RunConfig) -> String {
-    match &config.input.source {
-        crate::job::InputSource::Path(p) => p.display().to_string(),
-        crate::job::InputSource::Stdin => "<stdin>".to_owned(),
-    }
 }
