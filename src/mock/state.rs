@@ -31,6 +31,11 @@ pub struct MockStats {
     pub generations: u64,
     /// `GET /generation` calls.
     pub generation_lookups: u64,
+    /// Most inference requests received within any 1 s (what a server-side limit sees).
+    pub peak_1s: u64,
+    /// Seconds from the first inference request received to the last (the achieved rate is
+    /// `(requests - 1) / arrival_span_s`).
+    pub arrival_span_s: f64,
 }
 
 /// One recorded generation, as `GET /generation` reports it.
@@ -69,6 +74,9 @@ struct Book {
     /// Issued ids whose generation is not recorded yet (a stream still running).
     pending: std::collections::HashSet<String>,
     window: VecDeque<Instant>,
+    /// Arrivals of the last second, for `peak_1s`.
+    arrivals: VecDeque<Instant>,
+    first_arrival: Option<Instant>,
 }
 
 /// State shared by all handlers.
@@ -130,7 +138,23 @@ impl Shared {
     }
 
     pub fn count_request(&self) {
-        self.book().stats.requests += 1;
+        self.count_request_at(Instant::now());
+    }
+
+    fn count_request_at(&self, now: Instant) {
+        let mut book = self.book();
+        book.stats.requests += 1;
+        let first = *book.first_arrival.get_or_insert(now);
+        book.stats.arrival_span_s = now.duration_since(first).as_secs_f64();
+        book.arrivals.push_back(now);
+        while book
+            .arrivals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            book.arrivals.pop_front();
+        }
+        book.stats.peak_1s = book.stats.peak_1s.max(book.arrivals.len() as u64);
     }
 
     /// Record the status sent for an inference request (0 = dropped, no status).
@@ -244,5 +268,19 @@ mod tests {
         let s = Shared::new(MockConfig::default());
         assert!(s.admit(2) && s.admit(2));
         assert!(!s.admit(2));
+    }
+
+    #[test]
+    fn arrivals_give_the_peak_second_and_the_span() {
+        let s = Shared::new(MockConfig::default());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // 3 in the first second, then 2 one second later: the peak is 3, not 5.
+        for t in [0, 400, 999, 1000, 1999] {
+            s.count_request_at(t0 + ms(t));
+        }
+        let st = s.stats();
+        assert_eq!((st.requests, st.peak_1s), (5, 3));
+        assert!((st.arrival_span_s - 1.999).abs() < 1e-9);
     }
 }
