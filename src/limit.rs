@@ -1,13 +1,13 @@
-//! Pacing: the request-rate ceiling (`--rps`/`--rpm`, a governor GCRA whose bucket starts
-//! empty), the pause gate that a `Retry-After` closes for every worker at once, and the
-//! adaptive rate that 429s shrink and successes grow back (AIMD).
+//! Pacing: one scheduler of sending slots for the `--rps`/`--rpm` ceiling (its bucket starts
+//! empty), the rate the server is willing to take (learnt from 429s, AIMD), and OpenRouter's
+//! 20 requests/minute for `:free` models; plus the pause gate a `Retry-After` closes for every
+//! worker at once.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
 /// A request-rate ceiling.
@@ -19,30 +19,43 @@ pub struct Rate {
     pub burst: NonZeroU32,
 }
 
-/// Paces attempts to at most `Rate`. Without a rate it lets everything through.
-pub struct Pacer {
-    limiter: Option<DefaultDirectRateLimiter>,
+/// OpenRouter's limit for `:free` model variants: 20 requests a minute per account, all free
+/// models together (FACTS §7.3).
+pub const FREE_MODEL_RPM: f64 = 20.0;
+
+/// Whether `model` is a `:free` variant, which shares the account's free-model limit.
+pub fn is_free_model(model: &str) -> bool {
+    model.ends_with(":free")
 }
 
-impl Pacer {
-    pub fn new(rate: Option<Rate>) -> Pacer {
-        let limiter = rate.and_then(|r| {
-            let period = Duration::from_secs_f64(1.0 / r.per_second);
-            let quota = Quota::with_period(period)?.allow_burst(r.burst);
-            let limiter = RateLimiter::direct(quota);
-            // governor starts with a full bucket; SPEC §1 says it starts empty, so the first
-            // second of a run cannot exceed the rate.
-            let _ = limiter.check_n(r.burst);
-            Some(limiter)
-        });
-        Pacer { limiter }
+/// Sending slots at a steady rate (GCRA as virtual scheduling): each caller *reserves* the
+/// next slot and then sleeps until it. A caller that wakes late still had its slot, so timer
+/// lateness does not add up (a limiter that admits at wake-up time loses each wake-up's
+/// lateness: 9 % at 500/s). Slots never come closer than the rate allows, beyond `tolerance`
+/// (the burst).
+#[derive(Debug)]
+struct Slots {
+    /// The theoretical arrival time of the next request.
+    tat: Instant,
+    /// No slot before this (the end of a `Retry-After` pause).
+    not_before: Instant,
+}
+
+impl Slots {
+    /// Slots that start empty: a full burst is earned first, so the first slot is one period
+    /// away.
+    fn empty(now: Instant, period: Duration, burst: u32) -> Slots {
+        Slots {
+            tat: now + period * burst,
+            not_before: now,
+        }
     }
 
-    /// Wait until one more request may start.
-    pub async fn ready(&self) {
-        if let Some(l) = &self.limiter {
-            l.until_ready().await;
-        }
+    fn reserve(&mut self, now: Instant, period: Duration, tolerance: Duration) -> Instant {
+        let earliest = self.tat.checked_sub(tolerance).unwrap_or(now);
+        let slot = earliest.max(now).max(self.not_before);
+        self.tat = self.tat.max(slot) + period;
+        slot
     }
 }
 
@@ -88,33 +101,38 @@ impl PauseGate {
 const WINDOW: Duration = Duration::from_secs(2);
 /// How long answers must have been coming back before a 429 can set the first rate.
 const EVIDENCE: Duration = Duration::from_millis(500);
-/// The slowest the adaptive rate goes (one request every 10 s).
+/// The slowest the learnt rate goes (one request every 10 s).
 const MIN_RATE: f64 = 0.1;
 /// After a 429 the rate drops to this share of the rate that met it.
 const DECREASE: f64 = 0.9;
 /// A decrease at most this often: one burst of 429s is one signal, not many.
 const COOLDOWN: Duration = Duration::from_secs(1);
 
-/// The sending rate the server is willing to take, learnt from its answers: unlimited until
-/// the first 429 that follows a success; then the rate of accepted requests just before it,
-/// times 0.9 (growing back quickly, as that first measure is low); each later
-/// 429 takes 10 % off the current rate (multiplicative decrease). Successes grow it back
-/// (additive increase): quickly — about 5 % a second — while well below the rate of the last
-/// 429, slowly — 0.25 % a second — near
+/// Hands out sending slots: at most the `--rps` ceiling, at most the rate the server is
+/// willing to take, and `:free` models at most 20 a minute.
+///
+/// The server's rate is learnt from its answers: unlimited until the first 429 that follows
+/// a success; then the rate of accepted requests just before it, times 0.9 (growing back
+/// quickly, as that first measure is low); each later 429 takes 10 % off the current rate
+/// (multiplicative decrease). Successes grow it back (additive increase): quickly — about
+/// 5 % a second — while well below the rate of the last 429, slowly — 0.25 % a second — near
 /// and above it, so that the limit is probed rarely (each probe that fails costs a
 /// `Retry-After` pause for everyone). Never above the `--rps` ceiling.
 #[derive(Debug)]
-pub struct Adaptive {
-    ceiling: Option<f64>,
-    state: Mutex<AdaptiveState>,
+pub struct Pacer {
+    ceiling: Option<Rate>,
+    free_period: Duration,
+    state: Mutex<State>,
+    free: Mutex<Slots>,
+    /// Whether the user was told about the free-model spacing.
+    free_noted: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
-struct AdaptiveState {
-    /// Requests per second; `None` while no 429 has been seen.
-    rate: Option<f64>,
-    /// The next free sending slot.
-    next: Instant,
+struct State {
+    slots: Slots,
+    /// The server's rate in requests per second; `None` while no 429 has been seen.
+    learnt: Option<f64>,
     last_decrease: Option<Instant>,
     /// The rate at which the last 429 came.
     last_limit: Option<f64>,
@@ -124,47 +142,90 @@ struct AdaptiveState {
     unmeasured_429: bool,
 }
 
-impl Adaptive {
-    pub fn new(ceiling: Option<f64>) -> Adaptive {
-        Adaptive {
+impl Pacer {
+    pub fn new(ceiling: Option<Rate>) -> Pacer {
+        Pacer::with_free_rpm(ceiling, FREE_MODEL_RPM)
+    }
+
+    /// `free_rpm` other than 20 is for tests (`ORBATCH_FREE_RPM`).
+    pub fn with_free_rpm(ceiling: Option<Rate>, free_rpm: f64) -> Pacer {
+        let now = Instant::now();
+        let slots = match ceiling {
+            Some(c) => Slots::empty(now, period(under_ceiling(c.per_second)), c.burst.get()),
+            None => Slots {
+                tat: now,
+                not_before: now,
+            },
+        };
+        Pacer {
             ceiling,
-            state: Mutex::new(AdaptiveState {
-                rate: None,
-                next: Instant::now(),
+            free_period: period(free_rpm / 60.0),
+            state: Mutex::new(State {
+                slots,
+                learnt: None,
                 last_decrease: None,
                 last_limit: None,
                 successes: VecDeque::new(),
                 unmeasured_429: false,
             }),
+            // The free limit is a per-minute count on the server: the first one may go at once.
+            free: Mutex::new(Slots {
+                tat: now,
+                not_before: now,
+            }),
+            free_noted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, AdaptiveState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The current adaptive rate (`None`: not limited).
+    /// The rate learnt from the server's 429s (`None`: not limited by the server).
     pub fn rate(&self) -> Option<f64> {
-        self.lock().rate
+        self.lock().learnt
     }
 
-    /// Wait for a sending slot at the current rate.
-    pub async fn ready(&self) {
+    /// Wait for a sending slot for a request to `model`.
+    pub async fn ready(&self, model: &str) {
+        if is_free_model(model) {
+            if !self
+                .free_noted
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    "`:free` models share OpenRouter's limit of {:.0} requests a minute: \
+                     their requests go {:.1} s apart",
+                    60.0 / self.free_period.as_secs_f64(),
+                    self.free_period.as_secs_f64()
+                );
+            }
+            let slot = {
+                let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+                free.reserve(Instant::now(), self.free_period, Duration::ZERO)
+            };
+            tokio::time::sleep_until(slot).await;
+        }
         let slot = {
             let mut s = self.lock();
             let now = Instant::now();
             // A 429 of the first burst could not set a rate; the answers that came back
             // since can, before the burst repeats after the pause.
-            if s.rate.is_none()
+            if s.learnt.is_none()
                 && s.unmeasured_429
                 && let Some(r) = s.decrease(now, self.ceiling)
             {
                 tracing::info!("rate limited: slowing down to {r:.1} requests/s");
             }
-            let Some(rate) = s.rate else { return };
-            let slot = s.next.max(now);
-            s.next = slot + Duration::from_secs_f64(1.0 / rate);
-            slot
+            let ceiling = self.ceiling.map(|c| c.per_second);
+            let (rate, tolerance) = match (s.learnt, self.ceiling) {
+                (None, None) => return,
+                // The burst is the user's allowance under their own ceiling; once the server
+                // has pushed back, requests go evenly spaced.
+                (None, Some(c)) => (under_ceiling(c.per_second), tolerance(c)),
+                (Some(l), _) => (ceiling.map_or(l, |c| l.min(c)), Duration::ZERO),
+            };
+            s.slots.reserve(now, period(rate), tolerance)
         };
         tokio::time::sleep_until(slot).await;
     }
@@ -173,7 +234,8 @@ impl Adaptive {
     /// the spacing again, so the requests held by the pause leave at the rate, not at once.
     pub fn hold_until(&self, t: Instant) {
         let mut s = self.lock();
-        s.next = s.next.max(t);
+        s.slots.tat = s.slots.tat.max(t);
+        s.slots.not_before = s.slots.not_before.max(t);
     }
 
     /// A request was answered: remember it, and grow the rate back.
@@ -188,7 +250,7 @@ impl Adaptive {
         {
             s.successes.pop_front();
         }
-        if let Some(rate) = s.rate {
+        if let Some(rate) = s.learnt {
             // Per success `step / rate`, so about `step` per second at this rate.
             let near_limit = s.last_limit.is_some_and(|l| rate >= 0.95 * l);
             let step = if near_limit {
@@ -197,8 +259,8 @@ impl Adaptive {
                 (rate * 0.05).max(0.5)
             };
             let grown = rate + step / rate;
-            s.rate = Some(match self.ceiling {
-                Some(c) => grown.min(c),
+            s.learnt = Some(match self.ceiling {
+                Some(c) => grown.min(c.per_second),
                 None => grown,
             });
         }
@@ -219,9 +281,30 @@ impl Adaptive {
     }
 }
 
-impl AdaptiveState {
+/// How late a send may leave after its slot (a busy machine wakes tasks late) without
+/// making any 1 s window hold more than the ceiling plus the burst.
+const LATENESS: f64 = 0.005;
+
+/// The spacing rate for a `--rps` ceiling. Slots exactly `1/rate` apart leave room for one
+/// send in any 1 s window; at high rates that room is less than `LATENESS`, so the slots are
+/// spaced a little wider there: 500/s is paced at 498.5/s, 5000/s at 4975/s (at most 0.5 %
+/// under), and 200/s or less exactly.
+fn under_ceiling(per_second: f64) -> f64 {
+    per_second.min((per_second + 1.0) / (1.0 + LATENESS))
+}
+
+/// The burst allowance as slot tolerance.
+fn tolerance(c: Rate) -> Duration {
+    period(under_ceiling(c.per_second)) * (c.burst.get() - 1)
+}
+
+fn period(per_second: f64) -> Duration {
+    Duration::try_from_secs_f64(1.0 / per_second).unwrap_or(Duration::from_secs(3600))
+}
+
+impl State {
     /// The multiplicative decrease; `None` when there is no evidence for a first rate yet.
-    fn decrease(&mut self, now: Instant, ceiling: Option<f64>) -> Option<f64> {
+    fn decrease(&mut self, now: Instant, ceiling: Option<Rate>) -> Option<f64> {
         while self
             .successes
             .front()
@@ -234,7 +317,7 @@ impl AdaptiveState {
         // with less than `EVIDENCE` of answers behind it says nothing about the rate the
         // server takes (the first burst of a run meets the limit before its answers come
         // back; one answer in 50 ms is not 20/s nor 1/s): a guess would pin the run to it.
-        let base = match self.rate {
+        let base = match self.learnt {
             Some(r) => r,
             None => {
                 let first = self.successes.front().copied()?;
@@ -248,14 +331,14 @@ impl AdaptiveState {
         // The first rate is measured over a burst and the pause it caused, so it is low:
         // grow back quickly until a 429 at a known rate marks the real limit (else the slow
         // growth near the "limit" would keep the run below it for minutes).
-        self.last_limit = self.rate.map(|_| base);
+        self.last_limit = self.learnt.map(|_| base);
         let rate = (base * DECREASE).max(MIN_RATE);
-        self.rate = Some(match ceiling {
-            Some(c) => rate.min(c),
+        self.learnt = Some(match ceiling {
+            Some(c) => rate.min(c.per_second),
             None => rate,
         });
         self.last_decrease = Some(now);
-        self.rate
+        self.learnt
     }
 }
 
@@ -280,7 +363,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn adaptive_rate_halves_below_the_accepted_rate_and_grows_back() {
-        let a = Adaptive::new(Some(60.0));
+        let a = Pacer::new(ceiling(60.0, 1));
         assert_eq!(a.rate(), None, "unlimited until a 429");
         // 40 successes in the last 2 s (well, 1 s): 40/s accepted.
         for _ in 0..40 {
@@ -293,7 +376,7 @@ mod tests {
         // Slots are spaced 1/rate apart.
         let t0 = Instant::now();
         for _ in 0..5 {
-            a.ready().await;
+            a.ready("a/b").await;
         }
         let spacing = t0.elapsed().as_secs_f64() / 4.0;
         assert!((spacing - 1.0 / r).abs() < 0.01, "{spacing}");
@@ -326,7 +409,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_429_before_any_success_sets_no_rate() {
-        let a = Adaptive::new(None);
+        let a = Pacer::new(None);
         assert_eq!(a.on_rate_limited(), None);
         assert_eq!(a.rate(), None, "no evidence of the accepted rate yet");
         a.on_success();
@@ -347,7 +430,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_early_429_sets_the_rate_once_answers_are_back() {
-        let a = Adaptive::new(None);
+        let a = Pacer::new(None);
         a.on_success();
         assert_eq!(a.on_rate_limited(), None, "no evidence yet");
         // 20 more answers over the next second, no 429: the next slot sets the rate.
@@ -355,14 +438,14 @@ mod tests {
             tokio::time::advance(Duration::from_millis(50)).await;
             a.on_success();
         }
-        a.ready().await;
+        a.ready("a/b").await;
         let r = a.rate().unwrap();
         assert!((r - 21.0 * DECREASE).abs() < 1.0, "{r}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn slots_are_spaced_from_the_end_of_a_pause() {
-        let a = Adaptive::new(None);
+        let a = Pacer::new(None);
         for _ in 0..20 {
             a.on_success();
             tokio::time::advance(Duration::from_millis(100)).await;
@@ -370,33 +453,143 @@ mod tests {
         let r = a.on_rate_limited().unwrap();
         let t0 = Instant::now();
         a.hold_until(t0 + Duration::from_secs(1));
-        a.ready().await;
+        a.ready("a/b").await;
         assert!(
             t0.elapsed() >= Duration::from_secs(1),
             "no slot inside the pause"
         );
         for _ in 0..4 {
-            a.ready().await;
+            a.ready("a/b").await;
         }
         let spacing = (t0.elapsed().as_secs_f64() - 1.0) / 4.0;
         assert!((spacing - 1.0 / r).abs() < 0.01, "{spacing} vs {r}");
     }
 
-    #[tokio::test]
-    async fn pacer_starts_empty_and_keeps_the_rate() {
-        let pacer = Pacer::new(Some(Rate {
-            per_second: 50.0,
-            burst: NonZeroU32::MIN,
-        }));
-        let t0 = std::time::Instant::now();
+    fn ceiling(per_second: f64, burst: u32) -> Option<Rate> {
+        Some(Rate {
+            per_second,
+            burst: NonZeroU32::new(burst).unwrap(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ceiling_starts_empty_and_keeps_the_rate() {
+        let pacer = Pacer::new(ceiling(50.0, 1));
+        let t0 = Instant::now();
         for _ in 0..5 {
-            pacer.ready().await;
+            pacer.ready("a/b").await;
         }
-        // Five requests at 50/s from an empty bucket take at least 5 × 20 ms (minus slack).
-        assert!(
-            t0.elapsed() >= Duration::from_millis(90),
-            "{:?}",
-            t0.elapsed()
+        // Five requests at 50/s from an empty bucket: the first after 20 ms, the fifth at 100.
+        assert_eq!(t0.elapsed(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn high_ceilings_leave_room_for_late_sends() {
+        assert_eq!(under_ceiling(40.0), 40.0);
+        assert_eq!(under_ceiling(200.0), 200.0);
+        for rate in [500.0, 1000.0, 5000.0] {
+            let paced = under_ceiling(rate);
+            assert!(paced < rate && paced >= rate * 0.995, "{rate} → {paced}");
+            // Slots from 1 s + LATENESS can land in a 1 s window: still at most rate + 1.
+            assert!(((1.0 + LATENESS) * paced).ceil() <= rate + 1.0);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_earned_first_then_spent_at_once() {
+        let pacer = Pacer::new(ceiling(10.0, 3));
+        let t0 = Instant::now();
+        pacer.ready("a/b").await;
+        assert_eq!(t0.elapsed(), Duration::from_millis(100), "starts empty");
+        // Idle long enough to earn the whole burst: three go at once, the fourth waits.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let t1 = Instant::now();
+        for _ in 0..3 {
+            pacer.ready("a/b").await;
+        }
+        assert_eq!(t1.elapsed(), Duration::ZERO);
+        pacer.ready("a/b").await;
+        assert_eq!(t1.elapsed(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn late_callers_keep_their_slots() {
+        // Callers queue up ahead of time (reserve, then sleep) and each wakes up late: the
+        // slots stay exactly one period apart, so the rate is kept, not lost to lateness.
+        let t0 = Instant::now();
+        let period = Duration::from_millis(2);
+        let mut slots = Slots::empty(t0, period, 1);
+        let mut now = t0;
+        let mut last = None;
+        for k in 0..1000u32 {
+            let slot = slots.reserve(now, period, Duration::ZERO);
+            assert_eq!(slot, t0 + period * (k + 1));
+            if let Some(prev) = last {
+                // The next caller asks while the previous one is still sleeping, or just
+                // after it woke up 0.7 ms late.
+                now = std::cmp::max(now, prev + Duration::from_micros(700));
+            }
+            last = Some(slot);
+        }
+    }
+
+    #[test]
+    fn no_window_holds_more_than_the_rate_plus_the_burst() {
+        use proptest::prelude::*;
+        proptest!(|(gaps in proptest::collection::vec(0u64..40, 1..400),
+                    burst in 1u32..5, per_ms in 1u64..20)| {
+            // `per_ms` ms between slots; callers arrive after random gaps.
+            let period = Duration::from_millis(per_ms);
+            let tolerance = period * (burst - 1);
+            let t0 = Instant::now();
+            let mut slots = Slots::empty(t0, period, burst);
+            let mut now = t0;
+            let mut times = Vec::new();
+            for g in gaps {
+                now += Duration::from_millis(g);
+                let slot = slots.reserve(now, period, tolerance);
+                prop_assert!(slot >= now);
+                times.push(slot);
+            }
+            let window = Duration::from_millis(100);
+            let allowed = (window.as_millis() as u64).div_ceil(per_ms) as usize + burst as usize - 1;
+            for (i, t) in times.iter().enumerate() {
+                let inside = times[i..].iter().take_while(|u| **u < *t + window).count();
+                prop_assert!(inside <= allowed, "{inside} > {allowed}");
+            }
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn free_models_share_twenty_a_minute_and_others_do_not_wait() {
+        let pacer = Pacer::new(None);
+        let t0 = Instant::now();
+        pacer.ready("x/a:free").await;
+        pacer.ready("x/b:free").await;
+        pacer.ready("x/a:free").await;
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_secs(6),
+            "3 s apart, across free models"
+        );
+        let t1 = Instant::now();
+        for _ in 0..100 {
+            pacer.ready("x/a").await;
+        }
+        assert_eq!(t1.elapsed(), Duration::ZERO, "paid models are not held");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_the_burst_too() {
+        let pacer = Pacer::new(ceiling(10.0, 5));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let t0 = Instant::now();
+        pacer.hold_until(t0 + Duration::from_secs(1));
+        pacer.ready("a/b").await;
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_secs(1),
+            "no slot inside the pause"
         );
     }
 }

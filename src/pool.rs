@@ -16,7 +16,7 @@ use crate::api::Answer;
 use crate::budget::Budget;
 use crate::client::{Attempt, Client};
 use crate::job::Request;
-use crate::limit::{Adaptive, Pacer, PauseGate};
+use crate::limit::{Pacer, PauseGate};
 use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
 use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify};
@@ -52,13 +52,12 @@ pub enum StopReason {
 pub struct Pool {
     client: Client,
     config: PoolConfig,
-    pacer: Pacer,
+    pacer: Arc<Pacer>,
     gate: PauseGate,
     /// Cancelled to stop dispatching (fatal error, interrupt, writer failure).
     stop: CancellationToken,
     reason: Mutex<Option<StopReason>>,
     budget: Option<Arc<Budget>>,
-    adaptive: Arc<Adaptive>,
     /// Models whose daily quota is spent, with the error their remaining rows get.
     exhausted: Mutex<HashMap<String, RecordError>>,
 }
@@ -67,10 +66,9 @@ impl Pool {
     pub fn new(
         client: Client,
         config: PoolConfig,
-        pacer: Pacer,
+        pacer: Arc<Pacer>,
         stop: CancellationToken,
         budget: Option<Arc<Budget>>,
-        adaptive: Arc<Adaptive>,
     ) -> Pool {
         Pool {
             client,
@@ -80,7 +78,6 @@ impl Pool {
             stop,
             reason: Mutex::new(None),
             budget,
-            adaptive,
             exhausted: Mutex::new(HashMap::new()),
         }
     }
@@ -206,8 +203,7 @@ impl Pool {
             let ready = async {
                 loop {
                     self.gate.wait().await;
-                    self.pacer.ready().await;
-                    self.adaptive.ready().await;
+                    self.pacer.ready(&req.model).await;
                     // A pause that began while this worker waited for its slot voids the
                     // slot: every worker would otherwise leave together when the pause ends,
                     // and that burst meets the limit again.
@@ -239,14 +235,14 @@ impl Pool {
             }
             let failure = match std::mem::replace(&mut attempt.result, Err(Failure::Timeout)) {
                 Ok(answer) => {
-                    self.adaptive.on_success();
+                    self.pacer.on_success();
                     return Some(finish(req, started, ids, attempts, &attempt, Ok(answer)));
                 }
                 Err(f) => f,
             };
             let verdict = classify(&failure);
             if verdict.kind == ErrorKind::RateLimited
-                && let Some(rate) = self.adaptive.on_rate_limited()
+                && let Some(rate) = self.pacer.on_rate_limited()
             {
                 tracing::info!("rate limited: slowing down to {rate:.1} requests/s");
             }
@@ -279,7 +275,7 @@ impl Pool {
                 Action::Retry { after: Some(d) } => {
                     // Retry-After speaks for the whole key: hold every worker.
                     if self.gate.pause_for(d) {
-                        self.adaptive.hold_until(tokio::time::Instant::now() + d);
+                        self.pacer.hold_until(tokio::time::Instant::now() + d);
                         tracing::warn!(
                             "server asked to wait {:.1}s; pausing all requests",
                             d.as_secs_f64()

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::limit::Adaptive;
+use crate::limit::Pacer;
 use crate::output::record::Record;
 use crate::output::writer::Tally;
 
@@ -12,7 +12,7 @@ pub trait Progress: Send {
     /// Sending starts: `total` requests in the input (some may be skipped).
     fn start(&mut self, _total: u64) {}
     /// The adaptive sending rate to show while it limits the run.
-    fn watch_rate(&mut self, _rate: Arc<Adaptive>) {}
+    fn watch_rate(&mut self, _rate: Arc<Pacer>) {}
     /// This many requests were skipped because an earlier run answered them.
     fn skipped(&mut self, _count: u64) {}
     /// One record was written.

@@ -13,7 +13,7 @@ use crate::config::RunConfig;
 use crate::connect::{ClientOptions, Connection};
 use crate::exit::{Exit, UsageError};
 use crate::job::{Input, Request};
-use crate::limit::Adaptive;
+use crate::limit::Pacer;
 use crate::mock::MockConfig;
 use crate::output::resume::{self, Decision};
 use crate::output::writer::{self, Event, Tally};
@@ -78,6 +78,18 @@ fn backoff_from_env() -> Backoff {
     b
 }
 
+/// The pacer; `ORBATCH_FREE_RPM` changes the `:free`-model limit (for tests).
+fn pacer_from_env(rate: Option<crate::limit::Rate>) -> Pacer {
+    match std::env::var("ORBATCH_FREE_RPM")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|r| *r > 0.0)
+    {
+        Some(rpm) => Pacer::with_free_rpm(rate, rpm),
+        None => Pacer::new(rate),
+    }
+}
+
 /// The mock server `--mock` runs against: a little latency so the run looks like one.
 fn demo_mock_config() -> MockConfig {
     MockConfig {
@@ -135,7 +147,7 @@ pub async fn run(
     };
 
     let stop = CancellationToken::new();
-    let adaptive = Arc::new(Adaptive::new(config.rate.map(|r| r.per_second)));
+    let pacer = Arc::new(pacer_from_env(config.rate));
     let pool = Arc::new(Pool::new(
         client,
         PoolConfig {
@@ -144,10 +156,9 @@ pub async fn run(
             backoff: backoff_from_env(),
             stream: config.stream,
         },
-        crate::limit::Pacer::new(config.rate),
+        Arc::clone(&pacer),
         stop.clone(),
         budget,
-        Arc::clone(&adaptive),
     ));
     let on_interrupt = {
         let pool = Arc::clone(&pool);
@@ -163,7 +174,7 @@ pub async fn run(
     let requests = input.request_count();
     let mut progress = progress;
     progress.start(requests);
-    progress.watch_rate(adaptive);
+    progress.watch_rate(pacer);
 
     // 5. Feeder (blocking: reads the input's second pass) → pool → writer.
     let (req_tx, req_rx) = mpsc::channel::<Request>(config.concurrency.saturating_mul(2).max(64));

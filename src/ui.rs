@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::limit::Adaptive;
+use crate::limit::Pacer;
 use crate::output::record::Record;
 use crate::output::writer::Tally;
 use crate::pool::StopReason;
@@ -29,7 +29,7 @@ pub struct Bar {
     bar: ProgressBar,
     started: Instant,
     skipped: u64,
-    rate: Option<Arc<Adaptive>>,
+    rate: Option<Arc<Pacer>>,
 }
 
 impl Bar {
@@ -56,7 +56,7 @@ impl Progress for Bar {
         self.started = Instant::now();
     }
 
-    fn watch_rate(&mut self, rate: Arc<Adaptive>) {
+    fn watch_rate(&mut self, rate: Arc<Pacer>) {
         self.rate = Some(rate);
     }
 

@@ -319,3 +319,51 @@ async fn a_spent_daily_free_quota_stops_that_model_only() {
         done.stderr
     );
 }
+
+#[tokio::test]
+async fn free_models_are_spaced_to_their_limit_and_paid_ones_are_not_held() {
+    let env = Env::new().await;
+    let mut lines = String::new();
+    for i in 1..=4 {
+        let free = serde_json::json!({"id": format!("f{i}"), "model": "x/y:free", "prompt": format!("free {i}")});
+        let paid = serde_json::json!({"id": format!("p{i}"), "model": "a/b", "prompt": format!("paid {i}")});
+        lines.push_str(&format!("{free}\n{paid}\n"));
+    }
+    let input = env.write("free.jsonl", &lines);
+    // 300 a minute instead of 20, so the test takes 0.6 s, not 9 s.
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-j", "8"])
+        .env("ORBATCH_FREE_RPM", "300")
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("requests go 0.2 s apart"),
+        "{}",
+        done.stderr
+    );
+    let recs = records(&env.path("free.out.jsonl"));
+    let sent = |prefix: &str| -> Vec<i64> {
+        let mut t: Vec<i64> = recs
+            .iter()
+            .filter(|r| r["id"].as_str().unwrap().starts_with(prefix))
+            .map(|r| {
+                let end: jiff::Timestamp = r["finished_at"].as_str().unwrap().parse().unwrap();
+                end.as_millisecond() - r["latency_ms"].as_i64().unwrap()
+            })
+            .collect();
+        t.sort();
+        t
+    };
+    let (free, paid) = (sent("f"), sent("p"));
+    assert!(
+        free[3] - free[0] >= 500,
+        "4 free requests 200 ms apart span ≥ 0.6 s: {free:?}"
+    );
+    assert!(
+        paid[3] < free[2],
+        "paid rows do not wait behind free ones: paid {paid:?}, free {free:?}"
+    );
+}
