@@ -59,6 +59,17 @@ impl Slots {
     }
 }
 
+/// What [`PauseGate::pause_for`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// The gate was open: a new pause (worth telling the user once).
+    Began,
+    /// A pause was running and now ends later (a burst of 429s: not worth a line each).
+    Extended,
+    /// A running pause already lasts longer.
+    Unchanged,
+}
+
 /// A gate every attempt passes before it starts; `pause_for` closes it for everyone.
 #[derive(Debug, Default)]
 pub struct PauseGate {
@@ -67,15 +78,21 @@ pub struct PauseGate {
 
 impl PauseGate {
     /// Keep every worker from starting an attempt for `d` (extends, never shortens, a pause).
-    /// Returns true if this call extended the pause.
-    pub fn pause_for(&self, d: Duration) -> bool {
-        let target = Instant::now() + d;
+    /// Says whether this call began a pause, extended one, or changed nothing.
+    pub fn pause_for(&self, d: Duration) -> Pause {
+        let now = Instant::now();
+        let target = now + d;
         let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
-        if until.is_none_or(|u| u < target) {
-            *until = Some(target);
-            true
-        } else {
-            false
+        match *until {
+            Some(u) if u >= target => Pause::Unchanged,
+            Some(u) if u > now => {
+                *until = Some(target);
+                Pause::Extended
+            }
+            _ => {
+                *until = Some(target);
+                Pause::Began
+            }
         }
     }
 
@@ -96,6 +113,10 @@ impl PauseGate {
         }
     }
 }
+
+/// How many sending slots may be reserved ahead (each waiter sleeping until its own): enough
+/// that a waiter waking late keeps the rate, few enough that a new rate applies at once.
+const AHEAD: usize = 4;
 
 /// Over how long the accepted rate is measured when a 429 arrives.
 const WINDOW: Duration = Duration::from_secs(2);
@@ -124,6 +145,8 @@ pub struct Pacer {
     free_period: Duration,
     state: Mutex<State>,
     free: Mutex<Slots>,
+    /// Slots reserved ahead of time: `AHEAD`, or the burst if larger.
+    ahead: tokio::sync::Semaphore,
     /// Whether the user was told about the free-model spacing.
     free_noted: std::sync::atomic::AtomicBool,
 }
@@ -174,6 +197,9 @@ impl Pacer {
                 not_before: now,
             }),
             free_noted: std::sync::atomic::AtomicBool::new(false),
+            ahead: tokio::sync::Semaphore::new(
+                ceiling.map_or(AHEAD, |c| AHEAD.max(c.burst.get() as usize)),
+            ),
         }
     }
 
@@ -206,6 +232,15 @@ impl Pacer {
             };
             tokio::time::sleep_until(slot).await;
         }
+        {
+            let s = self.lock();
+            if self.ceiling.is_none() && s.learnt.is_none() && !s.unmeasured_429 {
+                return;
+            }
+        }
+        // Only the first few waiters hold a reservation, so a new rate applies within a few
+        // slots rather than after every worker's (the semaphore is never closed).
+        let _turn = self.ahead.acquire().await;
         let slot = {
             let mut s = self.lock();
             let now = Instant::now();
@@ -352,11 +387,13 @@ mod tests {
         let t0 = Instant::now();
         gate.wait().await;
         assert_eq!(t0.elapsed(), Duration::ZERO);
-        assert!(gate.pause_for(Duration::from_secs(2)));
-        assert!(
-            !gate.pause_for(Duration::from_secs(1)),
+        assert_eq!(gate.pause_for(Duration::from_secs(2)), Pause::Began);
+        assert_eq!(
+            gate.pause_for(Duration::from_secs(1)),
+            Pause::Unchanged,
             "a shorter pause must not shorten it"
         );
+        assert_eq!(gate.pause_for(Duration::from_secs(3)), Pause::Extended);
         gate.wait().await;
         assert!(t0.elapsed() >= Duration::from_secs(2));
     }
@@ -493,6 +530,39 @@ mod tests {
             // Slots from 1 s + LATENESS can land in a 1 s window: still at most rate + 1.
             assert!(((1.0 + LATENESS) * paced).ceil() <= rate + 1.0);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_rate_applies_within_a_few_slots_however_many_wait() {
+        let a = std::sync::Arc::new(Pacer::new(None));
+        a.lock().learnt = Some(40.0);
+        let t0 = Instant::now();
+        let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (a, sent) = (a.clone(), sent.clone());
+            tasks.push(tokio::spawn(async move {
+                a.ready("a/b").await;
+                sent.lock().unwrap().push(Instant::now());
+            }));
+        }
+        // 64 workers wait; after 0.5 s the server says the rate is 2/s.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.lock().learnt = Some(2.0);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let sent = sent.lock().unwrap();
+        let quick = sent
+            .iter()
+            .filter(|t| **t > t0 + Duration::from_millis(500))
+            .filter(|t| **t <= t0 + Duration::from_millis(1500))
+            .count();
+        // Slots reserved before the change (at most AHEAD), then one every 0.5 s.
+        assert!(
+            quick <= 4 + 2,
+            "{quick} sends in the second after the change"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,7 +16,7 @@ use crate::api::Answer;
 use crate::budget::Budget;
 use crate::client::{Attempt, Client};
 use crate::job::Request;
-use crate::limit::{Pacer, PauseGate};
+use crate::limit::{Pacer, Pause, PauseGate};
 use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
 use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify};
@@ -274,8 +274,11 @@ impl Pool {
             let pause = match verdict.action {
                 Action::Retry { after: Some(d) } => {
                     // Retry-After speaks for the whole key: hold every worker.
-                    if self.gate.pause_for(d) {
+                    let pause = self.gate.pause_for(d);
+                    if pause != Pause::Unchanged {
                         self.pacer.hold_until(tokio::time::Instant::now() + d);
+                    }
+                    if pause == Pause::Began {
                         tracing::warn!(
                             "server asked to wait {:.1}s; pausing all requests",
                             d.as_secs_f64()

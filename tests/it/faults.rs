@@ -239,7 +239,16 @@ async fn a_mix_of_every_fault_at_once() {
         ..MockConfig::default()
     })
     .await;
-    let input = env.jsonl("mix.jsonl", &numbered(300, "mix"));
+    // The random faults hit each status a few times in expectation, not surely: one row per
+    // status makes sure each shows up whatever order the workers draw in.
+    let mut prompts = numbered(300, "mix");
+    for (p, fault) in prompts
+        .iter_mut()
+        .zip(["drop", "429", "500", "502", "503", "504", "524", "529"])
+    {
+        p.push_str(&format!(" [[mock:{fault}*1]]"));
+    }
+    let input = env.jsonl("mix.jsonl", &prompts);
     let done = env
         .run()
         .input(&input)
