@@ -126,6 +126,12 @@ const EVIDENCE: Duration = Duration::from_millis(500);
 const MIN_RATE: f64 = 0.1;
 /// After a 429 the rate drops to this share of the rate that met it.
 const DECREASE: f64 = 0.9;
+/// Growth is slow from this share of the rate of the last 429 …
+const NEAR_BELOW: f64 = 0.97;
+/// … up to this share: above it, that limit has evidently moved, and growth is quick again.
+const NEAR_ABOVE: f64 = 1.05;
+/// Slow growth, a share of the rate per second (quick growth is 5 %).
+const SLOW_GROWTH: f64 = 0.001;
 /// A decrease at most this often: one burst of 429s is one signal, not many.
 const COOLDOWN: Duration = Duration::from_secs(1);
 
@@ -136,9 +142,10 @@ const COOLDOWN: Duration = Duration::from_secs(1);
 /// a success; then the rate of accepted requests just before it, times 0.9 (growing back
 /// quickly, as that first measure is low); each later 429 takes 10 % off the current rate
 /// (multiplicative decrease). Successes grow it back (additive increase): quickly — about
-/// 5 % a second — while well below the rate of the last 429, slowly — 0.25 % a second — near
-/// and above it, so that the limit is probed rarely (each probe that fails costs a
-/// `Retry-After` pause for everyone). Never above the `--rps` ceiling.
+/// 5 % a second — while below 97 % of the rate of the last 429, slowly — 0.1 % a second —
+/// from there to 5 % above it, so that the limit is probed rarely (each probe that fails
+/// costs a `Retry-After` pause for everyone), and quickly again beyond (the limit moved).
+/// Never above the `--rps` ceiling.
 #[derive(Debug)]
 pub struct Pacer {
     ceiling: Option<Rate>,
@@ -287,9 +294,11 @@ impl Pacer {
         }
         if let Some(rate) = s.learnt {
             // Per success `step / rate`, so about `step` per second at this rate.
-            let near_limit = s.last_limit.is_some_and(|l| rate >= 0.95 * l);
+            let near_limit = s
+                .last_limit
+                .is_some_and(|l| (NEAR_BELOW * l..=NEAR_ABOVE * l).contains(&rate));
             let step = if near_limit {
-                rate * 0.0025
+                rate * SLOW_GROWTH
             } else {
                 (rate * 0.05).max(0.5)
             };
@@ -423,7 +432,7 @@ mod tests {
         }
         let probed = a.rate().unwrap();
         assert!(probed > 41.0, "{r} → {probed}");
-        // A 429 at a known rate marks the limit: quick growth up to 95 % of it (37.8 → 39.9
+        // A 429 at a known rate marks the limit: quick growth up to 97 % of it (37.8 → 40.7
         // within 80 successes), slow after.
         tokio::time::advance(COOLDOWN).await;
         let r = a.on_rate_limited().unwrap();
@@ -432,11 +441,27 @@ mod tests {
             a.on_success();
         }
         let grown = a.rate().unwrap();
-        assert!(grown > r + 1.9 && grown < 40.5, "{r} → {grown}");
+        assert!(
+            grown > NEAR_BELOW * probed && grown < NEAR_BELOW * probed + 0.1,
+            "{r} → {grown}"
+        );
         for _ in 0..100 {
             a.on_success();
         }
-        assert!(a.rate().unwrap() - grown < 1.0, "slow near the last limit");
+        assert!(a.rate().unwrap() - grown < 0.2, "slow near the last limit");
+        // 5 % above the last limit without a 429: the limit moved, growth is quick again.
+        for _ in 0..3300 {
+            a.on_success();
+        }
+        let beyond = a.rate().unwrap();
+        assert!(beyond > NEAR_ABOVE * probed, "{beyond}");
+        for _ in 0..100 {
+            a.on_success();
+        }
+        assert!(
+            a.rate().unwrap() - beyond > 4.0,
+            "quick beyond the old limit"
+        );
         // Never above the ceiling.
         for _ in 0..100_000 {
             a.on_success();
