@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod estimate;
 pub mod exit;
 pub mod hash;
+pub mod inflight;
 pub mod job;
 pub mod limit;
 pub mod mock;

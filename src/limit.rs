@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::inflight::InFlight;
+
 /// A request-rate ceiling.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -154,6 +156,8 @@ pub struct Pacer {
     free: Mutex<Slots>,
     /// Slots reserved ahead of time: `AHEAD`, or the burst if larger.
     ahead: tokio::sync::Semaphore,
+    /// How many attempts may be in flight (`-j`, lowered by in-flight-budget 402s).
+    in_flight: InFlight,
     /// Whether the user was told about the free-model spacing.
     free_noted: std::sync::atomic::AtomicBool,
 }
@@ -204,10 +208,22 @@ impl Pacer {
                 not_before: now,
             }),
             free_noted: std::sync::atomic::AtomicBool::new(false),
+            in_flight: InFlight::new(tokio::sync::Semaphore::MAX_PERMITS),
             ahead: tokio::sync::Semaphore::new(
                 ceiling.map_or(AHEAD, |c| AHEAD.max(c.burst.get() as usize)),
             ),
         }
+    }
+
+    /// At most `n` attempts in flight at once (`-j`).
+    pub fn concurrency(mut self, n: usize) -> Pacer {
+        self.in_flight = InFlight::new(n);
+        self
+    }
+
+    /// The in-flight limit, which 402s for the in-flight budget lower and successes raise.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -282,6 +298,7 @@ impl Pacer {
 
     /// A request was answered: remember it, and grow the rate back.
     pub fn on_success(&self) {
+        self.in_flight.on_success();
         let now = Instant::now();
         let mut s = self.lock();
         s.successes.push_back(now);

@@ -201,6 +201,7 @@ impl Pool {
             // Wait for a pause and the rate limiter; a stop meanwhile means this attempt is
             // never made.
             let ready = async {
+                let slot = self.pacer.in_flight().acquire().await;
                 loop {
                     self.gate.wait().await;
                     self.pacer.ready(&req.model).await;
@@ -211,16 +212,17 @@ impl Pool {
                         break;
                     }
                 }
+                slot
             };
-            tokio::select! {
+            let slot = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
                     return last.map(|(a, f, v)| {
                         finish(req, started, ids, attempts, &a, Err(record_error(&f, v)))
                     });
                 }
-                _ = ready => {}
-            }
+                slot = ready => slot,
+            };
             // The quota may have run out while this request waited for its slot.
             if let Some(error) = self.exhausted_error(&req.model) {
                 return Some(unsent(req, started, ids, attempts, last, error));
@@ -241,11 +243,18 @@ impl Pool {
                 Err(f) => f,
             };
             let verdict = classify(&failure);
-            if verdict.kind == ErrorKind::RateLimited
-                && let Some(rate) = self.pacer.on_rate_limited()
-            {
-                tracing::info!("rate limited: slowing down to {rate:.1} requests/s");
+            // A 429 limits the rate; the in-flight budget's 402 limits how many run at once.
+            if verdict.kind == ErrorKind::RateLimited {
+                if matches!(failure, Failure::Http { status: 402, .. }) {
+                    if let Some(n) = self.pacer.in_flight().on_pushback() {
+                        tracing::info!("too many requests in flight: at most {n} at once now");
+                    }
+                } else if let Some(rate) = self.pacer.on_rate_limited() {
+                    tracing::info!("rate limited: slowing down to {rate:.1} requests/s");
+                }
             }
+            // Held until here so that a refused attempt counts as in flight in `on_pushback`.
+            drop(slot);
             tracing::info!(
                 id = %req.id, model = %req.model, attempt = attempts,
                 kind = verdict.kind.as_str(), "attempt failed: {}", describe(&failure)

@@ -147,7 +147,7 @@ pub async fn run(
     };
 
     let stop = CancellationToken::new();
-    let pacer = Arc::new(pacer_from_env(config.rate));
+    let pacer = Arc::new(pacer_from_env(config.rate).concurrency(config.concurrency));
     let pool = Arc::new(Pool::new(
         client,
         PoolConfig {

@@ -79,10 +79,13 @@ impl Progress for Bar {
         } else {
             "?".to_owned()
         };
-        let limit = match self.rate.as_ref().and_then(|r| r.rate()) {
+        let mut limit = match self.rate.as_ref().and_then(|r| r.rate()) {
             Some(r) => format!(" (limited to {r:.1})"),
             None => String::new(),
         };
+        if let Some(n) = self.rate.as_ref().and_then(|r| r.in_flight().reduced()) {
+            limit.push_str(&format!(" (≤ {n} in flight)"));
+        }
         self.bar.set_message(format!(
             "ok {} err {} · {:.1} req/s{limit} · {} tok · {} · ETA {eta}",
             t.ok,

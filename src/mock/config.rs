@@ -66,6 +66,11 @@ pub struct MockConfig {
     #[arg(long)]
     pub rate_limit: Option<u32>,
 
+    /// Server-side in-flight budget: an inference request that finds N already being answered
+    /// gets OpenRouter's in-flight-budget 402 with `Retry-After: 1`.
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
+
     /// A generation id answers 404 on GET /generation until this many ms after it was created.
     #[arg(long, default_value_t = 0)]
     pub generation_delay_ms: u64,
@@ -92,6 +97,7 @@ impl Default for MockConfig {
             stall_ms: 0,
             credit_limit: None,
             rate_limit: None,
+            max_in_flight: None,
             generation_delay_ms: 0,
             require_key: None,
         }

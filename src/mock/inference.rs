@@ -26,7 +26,7 @@ use super::directives;
 use super::faults::{self, Fault, RANDOM_5XX};
 use super::pricing::{self, Price};
 use super::server::ConnKill;
-use super::state::{Generation, Shared};
+use super::state::{Flight, Generation, Shared};
 use crate::endpoint::Endpoint;
 
 /// An admitted inference request and the fault (if any) chosen for it.
@@ -39,6 +39,8 @@ pub struct Ctx {
     pub retry_after: Option<u64>,
     pub referer: Option<String>,
     pub user_agent: Option<String>,
+    /// Held while this request is answered (streams: until the stream ends).
+    pub flight: Option<Arc<Flight>>,
 }
 
 /// How an answer ends.
@@ -126,6 +128,13 @@ fn police(
     {
         return Err(rate_limited());
     }
+    let flight = match state.config.max_in_flight {
+        Some(max) => match state.take_off(max) {
+            Some(f) => Some(Arc::new(f)),
+            None => return Err(faults::inflight_402(1)),
+        },
+        None => None,
+    };
     if let Some(limit) = state.config.credit_limit
         && state.billed() >= limit
     {
@@ -140,6 +149,7 @@ fn police(
         retry_after,
         referer: header_string(headers, "http-referer"),
         user_agent: header_string(headers, "user-agent"),
+        flight,
         req,
     })
 }
@@ -389,6 +399,8 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
 /// away mid-stream), it bills the words sent so far as a cancelled generation.
 pub struct Bill {
     state: Arc<Shared>,
+    /// The request stays in flight until its bill is settled (or the stream is dropped).
+    _flight: Option<Arc<Flight>>,
     generation: Option<Generation>,
     key: u64,
     started: std::time::Instant,
@@ -415,6 +427,7 @@ impl Bill {
         };
         Bill {
             state: ctx.state.clone(),
+            _flight: ctx.flight.clone(),
             generation: Some(generation),
             key: ctx.key,
             started: std::time::Instant::now(),

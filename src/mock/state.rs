@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -86,6 +86,16 @@ pub struct Shared {
     book: Mutex<Book>,
     id_seq: AtomicU64,
     alternate: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// One inference request being answered (for `--max-in-flight`); ends when dropped.
+pub struct Flight(Arc<Shared>);
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -99,6 +109,7 @@ impl Shared {
             book: Mutex::new(Book::default()),
             id_seq: AtomicU64::new(0),
             alternate: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -171,6 +182,13 @@ impl Shared {
     }
 
     /// Sliding 1 s window limiter: true if this request is admitted under `rps`.
+    /// Count one more request in flight, unless `max` already are.
+    pub fn take_off(self: &Arc<Self>, max: u32) -> Option<Flight> {
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let flight = Flight(self.clone());
+        (before < u64::from(max)).then_some(flight)
+    }
+
     pub fn admit(&self, rps: u32) -> bool {
         let now = Instant::now();
         let mut book = self.book();

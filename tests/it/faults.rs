@@ -133,6 +133,40 @@ async fn a_server_side_rate_limit_is_learnt() {
     assert!(share < 0.18, "429 share {share:.2}");
 }
 
+// Guards: the adaptive in-flight limit. A server whose in-flight budget is 4 answers the 5th
+// concurrent request with the in-flight 402 (and `Retry-After: 1`); `-j 16` must learn to keep
+// about 4 in flight. Without the limit, every round of 16 meets 12 refusals and a pause, and
+// rows run out of attempts (measured with `on_pushback` disabled: exit 1, after 28 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_flight_budget_is_learnt() {
+    let env = Env::with(MockConfig {
+        max_in_flight: Some(4),
+        latency_ms: 40,
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("fl.jsonl", &numbered(80, "budget"));
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "a/b", "-j", "16", "--max-attempts", "10", "-v"])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("too many requests in flight: at most"),
+        "{}",
+        done.stderr
+    );
+    let recs = records(&env.path("fl.out.jsonl"));
+    audit(&env, &recs, 80, 10);
+    assert!(recs.iter().all(|r| r["status"] == "ok"));
+    let stats = env.stats();
+    let refused = stats.by_status.get(&402).copied().unwrap_or(0);
+    let share = refused as f64 / stats.requests as f64;
+    assert!(share < 0.3, "402 share {share:.2}: {stats:?}");
+}
+
 // Guards: the retry table for every 5xx status (SPEC §5), one directive per status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_5xx_status_is_retried() {
