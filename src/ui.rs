@@ -24,6 +24,46 @@ pub fn progress(quiet: bool) -> Box<dyn Progress> {
     }
 }
 
+/// The bar of `orbatch costs` (a terminal and not `-q` only): ids answered of those to look
+/// up, and while OpenRouter does not know the rest yet, when it is asked again.
+pub fn lookup_bar(quiet: bool, total: usize) -> Option<ProgressBar> {
+    if quiet || total == 0 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = new_bar(total as u64);
+    bar.enable_steady_tick(Duration::from_millis(250));
+    Some(bar)
+}
+
+/// A bar on stderr: spinner, elapsed time, the bar, done/total, then a message.
+fn new_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(8));
+    let style =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Update the `costs` bar.
+pub fn show_lookups(bar: &ProgressBar, s: &crate::costs::lookup::Status) {
+    bar.set_position(s.found + s.failed as u64);
+    let mut msg = format!("found {}", s.found);
+    if s.failed > 0 {
+        msg.push_str(&format!(" · failed {}", s.failed));
+    }
+    if s.waiting > 0 {
+        msg.push_str(&format!(" · {} not known yet", s.waiting));
+    }
+    if let Some(at) = s.idle_until {
+        let wait = at.saturating_duration_since(tokio::time::Instant::now());
+        if wait >= Duration::from_secs(1) {
+            msg.push_str(&format!(" · asking again in {}", format_duration(wait)));
+        }
+    }
+    bar.set_message(msg);
+}
+
 /// An indicatif bar: done/total, ok/err, req/s, tokens, spend, ETA.
 pub struct Bar {
     bar: ProgressBar,
@@ -34,14 +74,8 @@ pub struct Bar {
 
 impl Bar {
     fn new() -> Bar {
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
-        let style = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
         Bar {
-            bar,
+            bar: new_bar(0),
             started: Instant::now(),
             skipped: 0,
             rate: None,
@@ -214,4 +248,37 @@ pub fn init_logging(quiet: bool, verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::costs::lookup::Status;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_costs_bar_counts_the_wait_down() {
+        let bar = ProgressBar::hidden();
+        bar.set_length(10);
+        let s = Status {
+            found: 4,
+            failed: 1,
+            waiting: 5,
+            idle_until: Some(tokio::time::Instant::now() + Duration::from_secs(30)),
+        };
+        show_lookups(&bar, &s);
+        assert_eq!(bar.position(), 5);
+        assert_eq!(
+            bar.message(),
+            "found 4 · failed 1 · 5 not known yet · asking again in 30.0s"
+        );
+        show_lookups(
+            &bar,
+            &Status {
+                idle_until: None,
+                failed: 0,
+                ..s
+            },
+        );
+        assert_eq!(bar.message(), "found 4 · 5 not known yet");
+    }
 }

@@ -38,7 +38,16 @@ pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> anyhow::
         );
     }
     let conn = connect(&args.api, Key::Required).await?;
-    let result = costs::run(&conn.client, prepared, &config, &interrupt).await;
+    let bar = ui::lookup_bar(args.verbosity.quiet, prepared.pending());
+    let result = costs::run(&conn.client, prepared, &config, &interrupt, |s| {
+        if let Some(bar) = &bar {
+            ui::show_lookups(bar, &s);
+        }
+    })
+    .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     conn.close().await;
     let report = result?;
     if !args.verbosity.quiet {

@@ -137,6 +137,17 @@ pub struct Tally {
     pub interrupted: bool,
 }
 
+/// Where the lookups stand, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct Status {
+    pub found: u64,
+    pub failed: usize,
+    /// Ids still to be answered (in flight or waiting for their next lookup).
+    pub waiting: usize,
+    /// When the next lookup may start, if none is in flight.
+    pub idle_until: Option<Instant>,
+}
+
 /// An id waiting for its next lookup.
 #[derive(Debug)]
 struct Due {
@@ -227,6 +238,7 @@ pub async fn look_up_all(
     plan: Plan,
     interrupt: &CancellationToken,
     mut on_found: impl FnMut(&Value) -> std::io::Result<()>,
+    mut watch: impl FnMut(Status),
 ) -> std::io::Result<Tally> {
     let mut tally = Tally::default();
     let mut queue = Queue::new(ids, Instant::now());
@@ -247,6 +259,12 @@ pub async fn look_up_all(
         }
         let wake = queue.next_at().map(|at| at.max(not_before));
         let can_start = inflight.len() < concurrency;
+        watch(Status {
+            found: tally.found,
+            failed: tally.failed.len(),
+            waiting: inflight.len() + queue.heap.len(),
+            idle_until: wake.filter(|_| inflight.is_empty()),
+        });
         tokio::select! {
             Some((due, step)) = inflight.next(), if !inflight.is_empty() => {
                 match step {
@@ -269,7 +287,9 @@ pub async fn look_up_all(
                     }
                 }
             }
-            () = sleep_until(wake), if can_start && wake.is_some() => {}
+            // At least once a second, so that a progress display can count the wait down.
+            () = sleep_until(wake.map(|w| w.min(Instant::now() + Duration::from_secs(1)))),
+                if can_start && wake.is_some() => {}
             () = interrupt.cancelled() => {
                 tally.interrupted = true;
                 break;

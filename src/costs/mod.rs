@@ -106,6 +106,7 @@ pub async fn run(
     prepared: Prepared,
     config: &CostsConfig,
     interrupt: &CancellationToken,
+    watch: impl FnMut(lookup::Status),
 ) -> anyhow::Result<CostsReport> {
     let Prepared {
         mut sidecar,
@@ -119,9 +120,14 @@ pub async fn run(
         schedule: config.schedule,
         deadline: tokio::time::Instant::now() + config.wait,
     };
-    let tally = lookup::look_up_all(client, pending, plan, interrupt, |data| {
-        sidecar.append(data)
-    })
+    let tally = lookup::look_up_all(
+        client,
+        pending,
+        plan,
+        interrupt,
+        |data| sidecar.append(data),
+        watch,
+    )
     .await
     .map_err(|e| {
         anyhow::anyhow!(
