@@ -21,6 +21,13 @@ pub struct Prior {
     /// `(key64(id, model), packed)`, in file order while reading, then sorted by key with
     /// only the last record of each key kept (see [`Prior::seal`]).
     last: Vec<(u64, u64)>,
+    /// Where each run of keys sharing their top `bits` bits starts in `last` (one more entry
+    /// for the end), so that a lookup costs two memory reads instead of a binary search's
+    /// twenty cache misses at a million keys (keys are hashes, so runs are short). Empty:
+    /// look up by binary search.
+    starts: Vec<u32>,
+    /// How many top bits of a key index `starts` (0 when `starts` is empty).
+    bits: u32,
     /// Records read.
     pub records: u64,
     /// Lines that were not records (warned about, otherwise ignored).
@@ -56,11 +63,9 @@ pub enum Decision {
 impl Prior {
     /// Decide for one request.
     pub fn decide(&self, id: &str, model: &str, fingerprint: &str, retry_errors: bool) -> Decision {
-        let key = key64(id, model);
-        let Ok(i) = self.last.binary_search_by_key(&key, |&(k, _)| k) else {
+        let Some(last) = self.find(key64(id, model)) else {
             return Decision::New;
         };
-        let last = self.last[i].1;
         let ok = last & OK_BIT != 0;
         let same = parse_hex128(fingerprint).is_some_and(|f| pack(Some(f), ok) == last);
         match (ok, same) {
@@ -69,6 +74,21 @@ impl Prior {
             (false, _) if retry_errors => Decision::RetryError,
             (false, _) => Decision::KeepError,
         }
+    }
+
+    /// The packed entry of `key`, if recorded.
+    fn find(&self, key: u64) -> Option<u64> {
+        let run = if self.starts.is_empty() {
+            &self.last[..]
+        } else {
+            // `bits` is 1..=31, so the shift is in range and the bucket below `starts.len() - 1`.
+            let bucket = (key >> (64 - self.bits)) as usize;
+            let start = *self.starts.get(bucket)? as usize;
+            let end = *self.starts.get(bucket + 1)? as usize;
+            self.last.get(start..end)?
+        };
+        let i = run.binary_search_by_key(&key, |&(k, _)| k).ok()?;
+        Some(run[i].1)
     }
 
     /// Number of distinct `(id, model)` keys recorded.
@@ -89,6 +109,33 @@ impl Prior {
             same
         });
         self.last.shrink_to_fit();
+        self.index();
+    }
+
+    /// Build `starts`: about one bucket per two keys.
+    fn index(&mut self) {
+        let n = self.last.len();
+        self.starts = Vec::new();
+        self.bits = 0;
+        if n < 64 || u32::try_from(n).is_err() {
+            return;
+        }
+        // floor(log2(n)) - 1 bits: between 2 and 4 keys a bucket on average.
+        let bits = (usize::BITS - 1 - n.leading_zeros())
+            .saturating_sub(1)
+            .clamp(1, 31);
+        let buckets = 1usize << bits;
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut i = 0usize;
+        for bucket in 0..buckets {
+            while i < n && ((self.last[i].0 >> (64 - bits)) as usize) < bucket {
+                i += 1;
+            }
+            starts.push(i as u32);
+        }
+        starts.push(n as u32);
+        self.starts = starts;
+        self.bits = bits;
     }
 
     fn note(&mut self, line: &[u8]) -> bool {
@@ -358,6 +405,33 @@ mod tests {
                 expected,
                 "id{i}"
             );
+        }
+    }
+
+    #[test]
+    fn the_bucket_index_finds_every_key_and_no_other() {
+        for n in [0u64, 1, 63, 64, 65, 1000, 4097, 50_000] {
+            let mut p = Prior::default();
+            // Hashed keys, plus the extremes of the key space.
+            let mut keys: Vec<u64> = (0..n)
+                .map(|i| crate::hash::hash64(&i.to_le_bytes()))
+                .collect();
+            if n > 2 {
+                keys[0] = 0;
+                keys[1] = u64::MAX;
+            }
+            for (i, &k) in keys.iter().enumerate() {
+                p.last.push((k, i as u64));
+            }
+            p.seal();
+            assert_eq!(p.starts.is_empty(), n < 64, "n = {n}");
+            for (i, &k) in keys.iter().enumerate() {
+                assert_eq!(p.find(k), Some(i as u64), "n = {n}, key {k:x}");
+            }
+            for i in n..n + 1000 {
+                let absent = crate::hash::hash64(&i.to_le_bytes());
+                assert_eq!(p.find(absent), None);
+            }
         }
     }
 
