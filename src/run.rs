@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -95,15 +96,34 @@ pub async fn run(
     interrupt: CancellationToken,
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    // 1. Every input problem, before anything is sent.
+    // 1. Every input problem, before anything is sent; meanwhile, on another thread, an
+    //    existing output is locked and read (not changed) for resume.
+    let fresh = config.fresh;
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    let ahead = (!fresh).then(|| {
+        let out_path = config.output.clone();
+        let stop = Arc::clone(&stop_reading);
+        tokio::task::spawn_blocking(move || resume::read_ahead(&out_path, &stop))
+    });
     let input_config = config.input.clone();
-    let input = tokio::task::spawn_blocking(move || Input::open(input_config))
-        .await?
-        .map_err(|e| UsageError::new(e.to_string()))?;
+    let input = match tokio::task::spawn_blocking(move || Input::open(input_config)).await? {
+        Ok(input) => input,
+        Err(e) => {
+            // Release the output (and its lock) before reporting the input's problems.
+            stop_reading.store(true, Ordering::Relaxed);
+            if let Some(ahead) = ahead {
+                let _ = ahead.await;
+            }
+            return Err(UsageError::new(e.to_string()).into());
+        }
+    };
+    let ahead = match ahead {
+        Some(ahead) => ahead.await?,
+        None => None,
+    };
     // 2. The output: locked, repaired, and read back for resume.
     let out_path = config.output.clone();
-    let fresh = config.fresh;
-    let opened = tokio::task::spawn_blocking(move || resume::open(&out_path, fresh))
+    let opened = tokio::task::spawn_blocking(move || resume::open_after(&out_path, fresh, ahead))
         .await?
         .map_err(|e| UsageError::new(e.to_string()))?;
     for w in &opened.warnings {
