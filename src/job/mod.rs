@@ -163,62 +163,26 @@ impl Input {
             .transpose()?;
         let shaper = Shaper::new(&config, template);
         let (source, spool) = source::open_first(&config, &display, stdin)?;
-        let mut walker = Walker::new(source, config.limit);
-        let mut problems = Problems::default();
-        // First line of each id seen, keyed by the id's hash: 16 bytes a row, not the ids.
-        let mut seen: HashMap<u64, u64> = HashMap::new();
-        let (mut rows, mut requests) = (0u64, 0u64);
-        while let Some(step) = walker.next() {
-            let (line, row, fields) = match step {
-                Step::Problem { line, message } => {
-                    problems.push(line, message);
-                    continue;
-                }
-                Step::Row { line, row, fields } => (line, row, fields),
-            };
-            let id = match shaper.id(&fields, row) {
-                Ok(id) => {
-                    match seen.entry(hash64(id.as_bytes())) {
-                        std::collections::hash_map::Entry::Occupied(first) => {
-                            problems.push(
-                                Some(line),
-                                format!(
-                                    "duplicate id \"{id}\" (first seen on line {})",
-                                    first.get()
-                                ),
-                            );
-                        }
-                        std::collections::hash_map::Entry::Vacant(slot) => {
-                            slot.insert(line);
-                        }
-                    }
-                    Some(id)
-                }
-                Err(msg) => {
-                    problems.push(Some(line), msg);
-                    None
-                }
-            };
-            match shaper.shape(&fields) {
-                Ok(shaped) => {
-                    if let Some(id) = id
-                        && problems.is_empty()
-                        && in_shard(&config, &id)
-                    {
-                        rows += 1;
-                        requests += match shaped.model {
-                            RowModel::Own(_) => 1,
-                            RowModel::Config => config.models.len() as u64,
-                        };
-                    }
-                }
-                Err(msgs) => {
-                    for msg in msgs {
-                        problems.push(Some(line), msg);
-                    }
-                }
-            }
+        let mut ids = Ids::Hashes(Vec::new());
+        let mut pass = validate(
+            &config,
+            &shaper,
+            Walker::new(source, config.limit),
+            &mut ids,
+        );
+        if ids.any_duplicate() {
+            // Rare: read the input again, this time noting where each id was first seen, so
+            // that every duplicate is reported at its place among the other problems.
+            let source = source::open_again(&config, &display, spool.as_deref())?;
+            let walker = Walker::new(source, config.limit);
+            pass = validate(&config, &shaper, walker, &mut Ids::Lines(HashMap::new()));
         }
+        drop(ids);
+        let Pass {
+            problems,
+            rows,
+            requests,
+        } = pass;
         if !problems.is_empty() {
             return Err(problems.into_error(&display));
         }
@@ -262,6 +226,107 @@ impl Input {
             current: None,
             done: false,
         })
+    }
+}
+
+/// What one validation pass found.
+struct Pass {
+    problems: Problems,
+    rows: u64,
+    requests: u64,
+}
+
+/// The ids seen by a validation pass.
+enum Ids {
+    /// The hash of every id, in input order: 8 bytes a row, sorted and checked for a repeat
+    /// at the end of the pass.
+    Hashes(Vec<u64>),
+    /// The line where each id hash was first seen, to name it in a duplicate's message.
+    Lines(HashMap<u64, u64>),
+}
+
+impl Ids {
+    /// Note the id hash `hash`, seen on `line`; the line where it was first seen, if it is a
+    /// duplicate and that is known yet.
+    fn note(&mut self, hash: u64, line: u64) -> Option<u64> {
+        match self {
+            Ids::Hashes(hashes) => {
+                hashes.push(hash);
+                None
+            }
+            Ids::Lines(first) => match first.entry(hash) {
+                std::collections::hash_map::Entry::Occupied(seen) => Some(*seen.get()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(line);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Whether any id hash was noted twice (sorts the hashes).
+    fn any_duplicate(&mut self) -> bool {
+        match self {
+            Ids::Hashes(hashes) => {
+                hashes.sort_unstable();
+                hashes.windows(2).any(|w| w[0] == w[1])
+            }
+            Ids::Lines(_) => false,
+        }
+    }
+}
+
+/// One validation pass over `walker`: every problem, and the selected rows and requests.
+fn validate(config: &InputConfig, shaper: &Shaper, mut walker: Walker, ids: &mut Ids) -> Pass {
+    let mut problems = Problems::default();
+    let (mut rows, mut requests) = (0u64, 0u64);
+    while let Some(step) = walker.next() {
+        let (line, row, fields) = match step {
+            Step::Problem { line, message } => {
+                problems.push(line, message);
+                continue;
+            }
+            Step::Row { line, row, fields } => (line, row, fields),
+        };
+        let id = match shaper.id(&fields, row) {
+            Ok(id) => {
+                if let Some(first) = ids.note(hash64(id.as_bytes()), line) {
+                    problems.push(
+                        Some(line),
+                        format!("duplicate id \"{id}\" (first seen on line {first})"),
+                    );
+                }
+                Some(id)
+            }
+            Err(msg) => {
+                problems.push(Some(line), msg);
+                None
+            }
+        };
+        match shaper.shape(&fields) {
+            Ok(shaped) => {
+                if let Some(id) = id
+                    && problems.is_empty()
+                    && in_shard(config, &id)
+                {
+                    rows += 1;
+                    requests += match shaped.model {
+                        RowModel::Own(_) => 1,
+                        RowModel::Config => config.models.len() as u64,
+                    };
+                }
+            }
+            Err(msgs) => {
+                for msg in msgs {
+                    problems.push(Some(line), msg);
+                }
+            }
+        }
+    }
+    Pass {
+        problems,
+        rows,
+        requests,
     }
 }
 

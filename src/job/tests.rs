@@ -728,3 +728,38 @@ mod props {
         }
     }
 }
+
+#[test]
+fn duplicates_are_reported_in_line_order_among_other_problems() {
+    // Many rows, so the duplicate is found by sorting hashes, then located by a second pass.
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!("{{\"id\":\"r{i}\",\"prompt\":\"p\"}}\n"));
+    }
+    text.push_str(
+        "{\"prompt\":\"x\",\"id\":\"r7\"}\nnot json\n{\"prompt\":\"y\",\"id\":\"r1999\"}\n",
+    );
+    let expect = vec![
+        (
+            Some(2001),
+            "duplicate id \"r7\" (first seen on line 8)".to_owned(),
+        ),
+        (
+            Some(2002),
+            "invalid JSON at column 2: expected ident".to_owned(),
+        ),
+        (
+            Some(2003),
+            "duplicate id \"r1999\" (first seen on line 2000)".to_owned(),
+        ),
+    ];
+    let err = jsonl(&text, |_| {}).unwrap_err();
+    assert_eq!(problems(&err), expect);
+    // From stdin, the second pass reads the spool.
+    let err = stdin_run(text.as_bytes(), InputFormat::Jsonl, |_| {}).unwrap_err();
+    assert_eq!(problems(&err), expect);
+    // Under --limit, only the rows within it.
+    let err = jsonl(&text, |c| c.limit = Some(2001)).unwrap_err();
+    assert_eq!(problems(&err), expect[..1].to_vec());
+    assert!(jsonl(&text, |c| c.limit = Some(2000)).is_ok());
+}
