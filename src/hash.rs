@@ -12,7 +12,12 @@ pub fn hash64(bytes: &[u8]) -> u64 {
 
 /// A 128-bit stable hash of `bytes` as 32 lowercase hex digits (the record's `fingerprint`).
 pub fn hex128(bytes: &[u8]) -> String {
-    format!("{:032x}", xxh3_128(bytes))
+    format!("{:032x}", hash128(bytes))
+}
+
+/// A 128-bit stable hash of `bytes`.
+pub fn hash128(bytes: &[u8]) -> u128 {
+    xxh3_128(bytes)
 }
 
 /// The resume key of an `(id, model)` pair. The separator byte cannot occur in either part

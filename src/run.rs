@@ -13,7 +13,7 @@ use crate::budget::Budget;
 use crate::config::RunConfig;
 use crate::connect::{ClientOptions, Connection};
 use crate::exit::{Exit, UsageError};
-use crate::job::{Input, Request};
+use crate::job::{Input, Request, RequestKeys};
 use crate::limit::Adaptive;
 use crate::mock::MockConfig;
 use crate::output::resume::{self, Decision};
@@ -106,8 +106,17 @@ pub async fn run(
         tokio::task::spawn_blocking(move || resume::read_ahead(&out_path, &stop))
     });
     let input_config = config.input.clone();
-    let input = match tokio::task::spawn_blocking(move || Input::open(input_config)).await? {
-        Ok(input) => input,
+    // A resumed run notes every request's key and fingerprint on the way, so that answered
+    // rows need not be shaped again to be skipped.
+    let validated = tokio::task::spawn_blocking(move || {
+        if fresh {
+            Input::open(input_config).map(|input| (input, RequestKeys::default()))
+        } else {
+            Input::open_noting_keys(input_config)
+        }
+    });
+    let (input, keys) = match validated.await? {
+        Ok(validated) => validated,
         Err(e) => {
             // Release the output (and its lock) before reporting the input's problems.
             stop_reading.store(true, Ordering::Relaxed);
@@ -202,10 +211,22 @@ pub async fn run(
                 let _ = skip_tx.blocking_send(Event::Skipped(std::mem::take(n)));
             }
         };
-        for req in input
-            .requests()
-            .map_err(|e| UsageError::new(e.to_string()))?
-        {
+        // Rows whose every request is answered are skipped without being shaped again.
+        let skips = keys.resolve(|key, fingerprint| prior.is_done(key, fingerprint));
+        let mut requests = input
+            .requests_skipping(skips)
+            .map_err(|e| UsageError::new(e.to_string()))?;
+        loop {
+            let next = requests.next();
+            let skipped = requests.take_skipped();
+            if skipped > 0 {
+                fed.skipped_done += skipped;
+                unreported += skipped;
+                if unreported >= 4096 {
+                    report(&mut unreported);
+                }
+            }
+            let Some(req) = next else { break };
             let req = req.map_err(|e| UsageError::new(e.to_string()))?;
             match prior.decide(&req.id, &req.model, &req.fingerprint, retry_errors) {
                 Decision::Done => {

@@ -93,9 +93,9 @@ use tempfile::NamedTempFile;
 pub use problems::{InputError, InputProblem, MAX_PROBLEMS};
 pub use template::TEMPLATE_PATH;
 
-use crate::hash::{hash64, hex128};
+use crate::hash::{hash64, hash128, key64};
 use problems::Problems;
-use shape::{RowModel, Shaper};
+use shape::{RowModel, Shaped, Shaper};
 use source::{Item, RowSource};
 use template::Template;
 
@@ -109,6 +109,11 @@ pub const PARAMS_PATH: &str = "--param";
 /// `stream` key). `Map` is a `BTreeMap`, so the JSON (and the fingerprint) does not depend on
 /// the order in which keys were inserted.
 pub fn fingerprint(endpoint: Endpoint, body: &Map<String, Value>) -> String {
+    format!("{:032x}", fingerprint128(endpoint, body))
+}
+
+/// [`fingerprint`] as a number.
+fn fingerprint128(endpoint: Endpoint, body: &Map<String, Value>) -> u128 {
     let mut bytes = Vec::with_capacity(256);
     bytes.extend_from_slice(endpoint.as_str().as_bytes());
     bytes.push(b'\n');
@@ -116,7 +121,7 @@ pub fn fingerprint(endpoint: Endpoint, body: &Map<String, Value>) -> String {
     if serde_json::to_writer(&mut bytes, body).is_err() {
         bytes.truncate(endpoint.as_str().len() + 1);
     }
-    hex128(&bytes)
+    hash128(&bytes)
 }
 
 /// A validated input: every row within `--limit` has been checked, and [`Input::requests`]
@@ -141,14 +146,28 @@ impl Input {
     /// Validation pass (streaming, first pass over the whole selected input): finds every
     /// problem before anything is sent. Stdin is spooled to a temporary file during this pass.
     pub fn open(config: InputConfig) -> Result<Input, InputError> {
-        Input::open_with(config, || Box::new(std::io::stdin()))
+        Ok(Input::open_with(config, || Box::new(std::io::stdin()), None)?.0)
     }
 
-    /// [`Input::open`] with `stdin` standing in for standard input (for tests).
+    /// [`Input::open`], also noting the key and fingerprint of every request, so that a
+    /// resumed run can skip the rows already answered without shaping them again (see
+    /// [`RequestKeys::resolve`] and [`Input::requests_skipping`]).
+    pub fn open_noting_keys(config: InputConfig) -> Result<(Input, RequestKeys), InputError> {
+        let (input, keys) = Input::open_with(
+            config,
+            || Box::new(std::io::stdin()),
+            Some(RequestKeys::default()),
+        )?;
+        Ok((input, keys.unwrap_or_default()))
+    }
+
+    /// [`Input::open`] with `stdin` standing in for standard input (for tests), noting request
+    /// keys into `keys` if given.
     fn open_with(
         config: InputConfig,
         stdin: impl FnOnce() -> Box<dyn std::io::Read + Send>,
-    ) -> Result<Input, InputError> {
+        mut keys: Option<RequestKeys>,
+    ) -> Result<(Input, Option<RequestKeys>), InputError> {
         let display = match &config.source {
             InputSource::Path(p) => p.display().to_string(),
             InputSource::Stdin => STDIN_NAME.to_owned(),
@@ -164,18 +183,20 @@ impl Input {
         let shaper = Shaper::new(&config, template);
         let (source, spool) = source::open_first(&config, &display, stdin)?;
         let mut ids = Ids::Hashes(Vec::new());
-        let mut pass = validate(
-            &config,
-            &shaper,
-            Walker::new(source, config.limit),
-            &mut ids,
-        );
+        let walker = Walker::new(source, config.limit);
+        let mut pass = validate(&config, &shaper, walker, &mut ids, keys.as_mut());
         if ids.any_duplicate() {
             // Rare: read the input again, this time noting where each id was first seen, so
             // that every duplicate is reported at its place among the other problems.
             let source = source::open_again(&config, &display, spool.as_deref())?;
             let walker = Walker::new(source, config.limit);
-            pass = validate(&config, &shaper, walker, &mut Ids::Lines(HashMap::new()));
+            pass = validate(
+                &config,
+                &shaper,
+                walker,
+                &mut Ids::Lines(HashMap::new()),
+                None,
+            );
         }
         drop(ids);
         let Pass {
@@ -186,7 +207,11 @@ impl Input {
         if !problems.is_empty() {
             return Err(problems.into_error(&display));
         }
-        Ok(Input {
+        if let Some(keys) = &mut keys {
+            keys.requests.shrink_to_fit();
+            keys.per_row.shrink_to_fit();
+        }
+        let input = Input {
             shared: Arc::new(Shared {
                 config,
                 display,
@@ -195,7 +220,8 @@ impl Input {
             }),
             rows,
             requests,
-        })
+        };
+        Ok((input, keys))
     }
 
     /// Data rows selected (after `--limit` and `--shard`).
@@ -215,6 +241,12 @@ impl Input {
 
     /// Second pass: stream the requests in input order (for each row, its models in order).
     pub fn requests(&self) -> Result<Requests, InputError> {
+        self.requests_skipping(Skips::default())
+    }
+
+    /// [`Input::requests`] without the rows `skips` marks as answered: those are not parsed
+    /// or shaped again, only counted (see [`Requests::take_skipped`]).
+    pub fn requests_skipping(&self, skips: Skips) -> Result<Requests, InputError> {
         let source = source::open_again(
             &self.shared.config,
             &self.shared.display,
@@ -225,7 +257,85 @@ impl Input {
             walker: Walker::new(source, self.shared.config.limit),
             current: None,
             done: false,
+            skips,
+            skipped: 0,
         })
+    }
+}
+
+/// The key and fingerprint of every request, noted by the validation pass for a resumed
+/// run: 16 bytes a request and one a row.
+#[derive(Debug, Default)]
+pub struct RequestKeys {
+    /// `(key64(id, model), low 64 bits of the fingerprint)` of each noted request, in order.
+    requests: Vec<(u64, u64)>,
+    /// For each data row, in input order: how many of `requests` are its own (0 when the row
+    /// is not selected, or has `u8::MAX` requests or more and is not noted).
+    per_row: Vec<u8>,
+}
+
+impl RequestKeys {
+    /// Note the requests of a selected row; how many were noted.
+    fn note(&mut self, id: &str, shaped: Shaped, models: &[String]) -> u8 {
+        let Shaped {
+            endpoint,
+            model,
+            mut body,
+            ..
+        } = shaped;
+        let own;
+        let models = match model {
+            RowModel::Own(m) => {
+                own = [m];
+                &own[..]
+            }
+            RowModel::Config => models,
+        };
+        let count = match u8::try_from(models.len()) {
+            Ok(n) if n < u8::MAX => n,
+            _ => return 0,
+        };
+        for model in models {
+            body.insert("model".into(), Value::String(model.clone()));
+            let fingerprint = fingerprint128(endpoint, &body) as u64;
+            self.requests.push((key64(id, model), fingerprint));
+        }
+        count
+    }
+
+    /// The rows whose every request `done(key, fingerprint)` says was answered: those a
+    /// resumed run skips.
+    pub fn resolve(self, done: impl Fn(u64, u64) -> bool) -> Skips {
+        let mut per_row = self.per_row;
+        let mut requests = self.requests.into_iter();
+        for count in &mut per_row {
+            let mut all = *count > 0;
+            for _ in 0..*count {
+                all &= requests.next().is_some_and(|(key, fp)| done(key, fp));
+            }
+            if !all {
+                *count = 0;
+            }
+        }
+        Skips { per_row }
+    }
+}
+
+/// For each data row, in input order: how many requests to skip it with (0: do not skip).
+#[derive(Debug, Default)]
+pub struct Skips {
+    per_row: Vec<u8>,
+}
+
+impl Skips {
+    /// How many requests data row `row` (1-based) is skipped with; 0 if it is not skipped.
+    fn get(&self, row: u64) -> u8 {
+        usize::try_from(row)
+            .ok()
+            .and_then(|r| r.checked_sub(1))
+            .and_then(|i| self.per_row.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -277,7 +387,13 @@ impl Ids {
 }
 
 /// One validation pass over `walker`: every problem, and the selected rows and requests.
-fn validate(config: &InputConfig, shaper: &Shaper, mut walker: Walker, ids: &mut Ids) -> Pass {
+fn validate(
+    config: &InputConfig,
+    shaper: &Shaper,
+    mut walker: Walker,
+    ids: &mut Ids,
+    mut keys: Option<&mut RequestKeys>,
+) -> Pass {
     let mut problems = Problems::default();
     let (mut rows, mut requests) = (0u64, 0u64);
     while let Some(step) = walker.next() {
@@ -305,6 +421,7 @@ fn validate(config: &InputConfig, shaper: &Shaper, mut walker: Walker, ids: &mut
         };
         match shaper.shape(&fields) {
             Ok(shaped) => {
+                let mut noted = 0;
                 if let Some(id) = id
                     && problems.is_empty()
                     && in_shard(config, &id)
@@ -314,6 +431,12 @@ fn validate(config: &InputConfig, shaper: &Shaper, mut walker: Walker, ids: &mut
                         RowModel::Own(_) => 1,
                         RowModel::Config => config.models.len() as u64,
                     };
+                    if let Some(keys) = keys.as_deref_mut() {
+                        noted = keys.note(&id, shaped, &config.models);
+                    }
+                }
+                if let Some(keys) = keys.as_deref_mut() {
+                    keys.per_row.push(noted);
                 }
             }
             Err(msgs) => {
@@ -345,6 +468,9 @@ pub struct Requests {
     walker: Walker,
     current: Option<Current>,
     done: bool,
+    skips: Skips,
+    /// Requests of skipped rows not yet taken by [`Requests::take_skipped`].
+    skipped: u64,
 }
 
 impl std::fmt::Debug for Requests {
@@ -404,6 +530,12 @@ impl Current {
 }
 
 impl Requests {
+    /// The number of requests in rows skipped (as [`Input::requests_skipping`] was told) since
+    /// the last call.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+
     fn fail(&mut self, line: Option<u64>, message: String) -> Option<Result<Request, InputError>> {
         self.done = true;
         Some(Err(InputError::one(
@@ -428,10 +560,20 @@ impl Iterator for Requests {
             if self.done {
                 return None;
             }
-            let (line, row, fields) = match self.walker.next() {
+            let skip = self.skips.get(self.walker.rows + 1);
+            let step = if skip > 0 {
+                self.walker.skip()
+            } else {
+                self.walker.next()
+            };
+            let (line, row, fields) = match step {
                 None => {
                     self.done = true;
                     return None;
+                }
+                Some(Step::Row { .. }) if skip > 0 => {
+                    self.skipped += u64::from(skip);
+                    continue;
                 }
                 Some(Step::Problem { line, message }) => return self.fail(line, message),
                 Some(Step::Row { line, row, fields }) => (line, row, fields),
@@ -494,6 +636,15 @@ impl Walker {
     }
 
     fn next(&mut self) -> Option<Step> {
+        self.step(true)
+    }
+
+    /// [`Walker::next`] for a row whose fields are not needed (see [`RowSource::skip_item`]).
+    fn skip(&mut self) -> Option<Step> {
+        self.step(false)
+    }
+
+    fn step(&mut self, parse: bool) -> Option<Step> {
         if self.done {
             return None;
         }
@@ -501,7 +652,12 @@ impl Walker {
             self.done = true;
             return None;
         }
-        match self.source.next_item() {
+        let item = if parse {
+            self.source.next_item()
+        } else {
+            self.source.skip_item()
+        };
+        match item {
             None => {
                 self.done = true;
                 None

@@ -77,6 +77,14 @@ impl Prior {
         }
     }
 
+    /// Whether the last record of the request with key `key64(id, model)` and fingerprint
+    /// `fingerprint` (the low 64 bits of its number) is ok with that same fingerprint: the
+    /// request is [`Decision::Done`], whatever `retry_errors`.
+    pub fn is_done(&self, key: u64, fingerprint: u64) -> bool {
+        self.find(key)
+            .is_some_and(|last| last == pack(Some(u128::from(fingerprint)), true))
+    }
+
     /// The packed entry of `key`, if recorded.
     fn find(&self, key: u64) -> Option<u64> {
         let run = if self.starts.is_empty() {
