@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -147,7 +147,8 @@ impl Prior {
         self.bits = bits;
     }
 
-    fn note(&mut self, line: &[u8]) -> bool {
+    /// Note the record on `line`; its `usage.cost` (0 if none), or `None` if it is not one.
+    fn note(&mut self, line: &[u8]) -> Option<f64> {
         #[derive(Deserialize)]
         struct Key<'a> {
             #[serde(borrow)]
@@ -164,18 +165,13 @@ impl Prior {
         struct Cost {
             cost: Option<f64>,
         }
-        match serde_json::from_slice::<Key>(line) {
-            Ok(k) => {
-                self.records += 1;
-                self.spent += k.usage.and_then(|u| u.cost).unwrap_or(0.0);
-                self.last.push((
-                    key64(&k.id, &k.model),
-                    pack(parse_hex128(&k.fingerprint), k.status == Status::Ok),
-                ));
-                true
-            }
-            Err(_) => false,
-        }
+        let k = serde_json::from_slice::<Key>(line).ok()?;
+        self.records += 1;
+        self.last.push((
+            key64(&k.id, &k.model),
+            pack(parse_hex128(&k.fingerprint), k.status == Status::Ok),
+        ));
+        Some(k.usage.and_then(|u| u.cost).unwrap_or(0.0))
     }
 }
 
@@ -306,6 +302,9 @@ struct Torn {
     whole: bool,
 }
 
+/// A file at least this long is read by two threads, each half of it.
+const SPLIT_AT: u64 = 16 << 20;
+
 /// Read every record from the start of `file`; report a last line without a newline.
 /// Gives up (with an `Interrupted` error) once `stop` is set.
 fn read_records(
@@ -314,11 +313,143 @@ fn read_records(
     warnings: &mut Vec<String>,
     stop: &AtomicBool,
 ) -> io::Result<(Prior, Option<Torn>)> {
-    let mut prior = Prior::default();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    read_records_split(file, shown, warnings, stop, SPLIT_AT)
+}
+
+/// [`read_records`], in two halves on two threads if the file is at least `split_at` long.
+fn read_records_split(
+    file: &File,
+    shown: &str,
+    warnings: &mut Vec<String>,
+    stop: &AtomicBool,
+    split_at: u64,
+) -> io::Result<(Prior, Option<Torn>)> {
+    let Some((first, second)) = read_halves(file, stop, split_at)? else {
+        // From the file's current position (the start: callers seek there).
+        let piece = read_piece(BufReader::with_capacity(1 << 20, file), stop, false)?;
+        return Ok(piece.finish(shown, warnings));
+    };
+    // The second half continues the first: its lines, offsets and costs come after.
+    let mut piece = first;
+    let (lines, bytes) = (piece.lines, piece.bytes);
+    piece.prior.records += second.prior.records;
+    piece.prior.bad_lines += second.prior.bad_lines;
+    piece.prior.last.extend(second.prior.last);
+    // Summed one by one in file order, so the total is the same to the last bit.
+    for cost in second.costs {
+        piece.prior.spent += cost;
+    }
+    let room = 3usize.saturating_sub(piece.bad.len());
+    piece
+        .bad
+        .extend(second.bad.iter().take(room).map(|n| n + lines));
+    piece.torn = second.torn.map(|t| Torn {
+        start: t.start + bytes,
+        line_no: t.line_no + lines,
+        whole: t.whole,
+    });
+    Ok(piece.finish(shown, warnings))
+}
+
+/// Both halves of a long file, read on two threads; `None` if it is shorter than
+/// `split_at` (or has no line break after its middle): read it in one piece.
+#[cfg(unix)]
+fn read_halves(
+    file: &File,
+    stop: &AtomicBool,
+    split_at: u64,
+) -> io::Result<Option<(Piece, Piece)>> {
+    let len = file.metadata()?.len();
+    if len < split_at.max(2) {
+        return Ok(None);
+    }
+    let Some(middle) = line_start_after(file, len / 2)? else {
+        return Ok(None);
+    };
+    let halves = std::thread::scope(|scope| {
+        let second = scope.spawn(|| {
+            let at = At { file, pos: middle };
+            read_piece(BufReader::with_capacity(1 << 20, at), stop, true)
+        });
+        let at = At { file, pos: 0 };
+        let first = read_piece(
+            BufReader::with_capacity(1 << 20, at.take(middle)),
+            stop,
+            false,
+        );
+        let second = second
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the reading thread panicked")));
+        (first, second)
+    });
+    Ok(Some((halves.0?, halves.1?)))
+}
+
+#[cfg(not(unix))]
+fn read_halves(_: &File, _: &AtomicBool, _: u64) -> io::Result<Option<(Piece, Piece)>> {
+    Ok(None)
+}
+
+/// The offset just after the first line break at or after `from`, if there is one within
+/// a megabyte.
+#[cfg(unix)]
+fn line_start_after(file: &File, from: u64) -> io::Result<Option<u64>> {
+    let mut reader = BufReader::with_capacity(64 << 10, At { file, pos: from });
+    let mut skipped = Vec::new();
+    let n = (&mut reader)
+        .take(1 << 20)
+        .read_until(b'\n', &mut skipped)?;
+    Ok((skipped.last() == Some(&b'\n')).then_some(from + n as u64))
+}
+
+/// Reads `file` from `pos` on, without moving the file's own position (so that two threads
+/// can read one file at once).
+#[cfg(unix)]
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+#[cfg(unix)]
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// What a stretch of a file held; line numbers and offsets count from its start.
+#[derive(Debug, Default)]
+struct Piece {
+    /// Its records (`last` in file order, not yet sealed).
+    prior: Prior,
+    /// Each record's non-zero cost, in order, when asked for (else summed into `prior`).
+    costs: Vec<f64>,
+    /// Lines and bytes read.
+    lines: u64,
+    bytes: u64,
+    /// Line numbers of the first three lines that were not records.
+    bad: Vec<u64>,
+    torn: Option<Torn>,
+}
+
+impl Piece {
+    /// The warnings about lines that were not records, and the sealed result.
+    fn finish(mut self, shown: &str, warnings: &mut Vec<String>) -> (Prior, Option<Torn>) {
+        for line_no in &self.bad {
+            warnings.push(format!("{shown}:{line_no}: not an orbatch record; ignored"));
+        }
+        self.prior.seal();
+        (self.prior, self.torn)
+    }
+}
+
+/// Read records from `reader` to its end; a last line without a newline ends the piece as
+/// `torn`. With `keep_costs`, costs are listed in `costs` instead of summed.
+fn read_piece(mut reader: impl BufRead, stop: &AtomicBool, keep_costs: bool) -> io::Result<Piece> {
+    let mut piece = Piece::default();
     let mut line = Vec::with_capacity(4096);
-    let mut offset: u64 = 0;
-    let mut line_no: u64 = 0;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped"));
@@ -326,31 +457,43 @@ fn read_records(
         line.clear();
         let n = reader.read_until(b'\n', &mut line)?;
         if n == 0 {
-            prior.seal();
-            return Ok((prior, None));
+            return Ok(piece);
         }
-        line_no += 1;
+        piece.lines += 1;
         let body = trim_line(&line);
-        let parsed = body.is_empty() || prior.note(body);
+        let parsed = if body.is_empty() {
+            true
+        } else {
+            match piece.prior.note(body) {
+                Some(cost) if keep_costs => {
+                    if cost != 0.0 {
+                        piece.costs.push(cost);
+                    }
+                    true
+                }
+                Some(cost) => {
+                    piece.prior.spent += cost;
+                    true
+                }
+                None => false,
+            }
+        };
         if line.last() != Some(&b'\n') {
-            let whole = parsed && !body.is_empty();
-            prior.seal();
-            return Ok((
-                prior,
-                Some(Torn {
-                    start: offset,
-                    line_no,
-                    whole,
-                }),
-            ));
+            piece.torn = Some(Torn {
+                start: piece.bytes,
+                line_no: piece.lines,
+                whole: parsed && !body.is_empty(),
+            });
+            piece.bytes += n as u64;
+            return Ok(piece);
         }
         if !parsed {
-            prior.bad_lines += 1;
-            if prior.bad_lines <= 3 {
-                warnings.push(format!("{shown}:{line_no}: not an orbatch record; ignored"));
+            piece.prior.bad_lines += 1;
+            if piece.bad.len() < 3 {
+                piece.bad.push(piece.lines);
             }
         }
-        offset += n as u64;
+        piece.bytes += n as u64;
     }
 }
 
@@ -456,6 +599,19 @@ mod tests {
         assert_eq!(p.decide("c", "m", FP1, true), Decision::Done);
         assert_eq!(p.decide("d", "m", FP1, true), Decision::RetryError);
         assert!(opened.warnings.is_empty());
+        // `is_done` on hashes agrees with `decide` on strings.
+        let fp1 = parse_hex128(FP1).unwrap() as u64;
+        let fp2 = parse_hex128(FP2).unwrap() as u64;
+        for id in ["a", "b", "c", "d", "e"] {
+            for fp in [FP1, FP2] {
+                let n = if fp == FP1 { fp1 } else { fp2 };
+                assert_eq!(
+                    p.is_done(key64(id, "m"), n),
+                    p.decide(id, "m", fp, false) == Decision::Done,
+                    "{id} {fp}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -562,6 +718,45 @@ mod tests {
         // Without a read-ahead, open_after is open.
         let opened = open_after(&path, false, None).unwrap();
         assert_eq!(opened.prior.records, 1);
+    }
+
+    #[test]
+    fn reading_in_two_halves_finds_what_reading_in_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut content = String::new();
+        for i in 0..400 {
+            let status = if i % 7 == 0 { "error" } else { "ok" };
+            let fp = if i % 2 == 0 { FP1 } else { FP2 };
+            content.push_str(&format!(
+                "{{\"id\":\"id{}\",\"model\":\"m\",\"status\":\"{status}\",\"fingerprint\":\"{fp}\",\"usage\":{{\"cost\":{}}}}}\n",
+                i % 150,
+                0.1 + f64::from(i) * 1e-7
+            ));
+            if i % 90 == 5 {
+                content.push_str("not a record\n\n");
+            }
+        }
+        let whole_but_unended = rec("z", "ok", FP1).trim_end().to_owned();
+        for tail in ["", "{\"id\":\"cut", whole_but_unended.as_str()] {
+            std::fs::write(&path, format!("{content}{tail}")).unwrap();
+            let file = File::open(&path).unwrap();
+            let go = AtomicBool::new(false);
+            let (mut w1, mut w2) = (Vec::new(), Vec::new());
+            let (one, torn1) = read_records_split(&file, "o", &mut w1, &go, u64::MAX).unwrap();
+            let (two, torn2) = read_records_split(&file, "o", &mut w2, &go, 0).unwrap();
+            assert_eq!(one.last, two.last, "{tail}");
+            assert_eq!(one.starts, two.starts);
+            assert_eq!(
+                (one.records, one.bad_lines, one.spent.to_bits()),
+                (two.records, two.bad_lines, two.spent.to_bits())
+            );
+            assert_eq!(one.bad_lines, 5);
+            assert_eq!(w1, w2);
+            assert_eq!(w1.len(), 3, "{w1:?}");
+            assert_eq!(format!("{torn1:?}"), format!("{torn2:?}"));
+            assert_eq!(torn1.is_some(), !tail.is_empty());
+        }
     }
 
     #[test]
