@@ -114,14 +114,25 @@ pub fn fingerprint(endpoint: Endpoint, body: &Map<String, Value>) -> String {
 
 /// [`fingerprint`] as a number.
 fn fingerprint128(endpoint: Endpoint, body: &Map<String, Value>) -> u128 {
-    let mut bytes = Vec::with_capacity(256);
-    bytes.extend_from_slice(endpoint.as_str().as_bytes());
-    bytes.push(b'\n');
-    // Serialising a `Map<String, Value>` cannot fail (keys are strings, numbers are finite).
-    if serde_json::to_writer(&mut bytes, body).is_err() {
-        bytes.truncate(endpoint.as_str().len() + 1);
+    thread_local! {
+        /// The bytes hashed, kept between calls (this runs once or twice for every request).
+        static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    hash128(&bytes)
+    BYTES.with_borrow_mut(|bytes| {
+        bytes.clear();
+        bytes.extend_from_slice(endpoint.as_str().as_bytes());
+        bytes.push(b'\n');
+        // Serialising a `Map<String, Value>` cannot fail (keys are strings, numbers are finite).
+        if serde_json::to_writer(&mut *bytes, body).is_err() {
+            bytes.truncate(endpoint.as_str().len() + 1);
+        }
+        let hash = hash128(bytes);
+        // Do not keep an unusually large body's buffer.
+        if bytes.capacity() > 1 << 16 {
+            *bytes = Vec::new();
+        }
+        hash
+    })
 }
 
 /// A validated input: every row within `--limit` has been checked, and [`Input::requests`]
