@@ -599,7 +599,7 @@ impl Iterator for Requests {
             match self.shared.shaper.shape(&fields) {
                 Ok(shaped) => {
                     self.current = Some(Current {
-                        id,
+                        id: id.into_owned(),
                         row,
                         line,
                         endpoint: shaped.endpoint,
