@@ -12,14 +12,31 @@ pub fn hash64(bytes: &[u8]) -> u64 {
 
 /// A 128-bit stable hash of `bytes` as 32 lowercase hex digits (the record's `fingerprint`).
 pub fn hex128(bytes: &[u8]) -> String {
-    format!("{:032x}", xxh3_128(bytes))
+    format!("{:032x}", hash128(bytes))
+}
+
+/// A 128-bit stable hash of `bytes`.
+pub fn hash128(bytes: &[u8]) -> u128 {
+    xxh3_128(bytes)
 }
 
 /// The resume key of an `(id, model)` pair. The separator byte cannot occur in either part
 /// as written by orbatch (ids and model ids are JSON strings without NUL in practice, and a
 /// collision would only make two keys share a skip decision).
 pub fn key64(id: &str, model: &str) -> u64 {
-    let mut buf = Vec::with_capacity(id.len() + model.len() + 1);
+    let len = id.len() + model.len() + 1;
+    // Short pairs (nearly all) are joined on the stack: this runs for every record read back.
+    let mut stack = [0u8; 256];
+    if let Some(buf) = stack.get_mut(..len) {
+        let (head, tail) = buf.split_at_mut(id.len());
+        head.copy_from_slice(id.as_bytes());
+        if let Some((sep, rest)) = tail.split_first_mut() {
+            *sep = 0;
+            rest.copy_from_slice(model.as_bytes());
+        }
+        return xxh3_64(buf);
+    }
+    let mut buf = Vec::with_capacity(len);
     buf.extend_from_slice(id.as_bytes());
     buf.push(0);
     buf.extend_from_slice(model.as_bytes());
@@ -45,6 +62,12 @@ mod tests {
         assert_eq!(hex128(b"").len(), 32);
         assert_eq!(key64("a", "b"), hash64(b"a\0b"));
         assert_ne!(key64("ab", "c"), key64("a", "bc"));
+        // Joined on the stack or on the heap: the same hash.
+        let long = "x".repeat(300);
+        assert_eq!(key64(&long, "m"), hash64(format!("{long}\0m").as_bytes()));
+        assert_eq!(key64("", ""), hash64(b"\0"));
+        let edge = "y".repeat(254);
+        assert_eq!(key64(&edge, "m"), hash64(format!("{edge}\0m").as_bytes()));
         let h = hex128(b"body");
         assert_eq!(parse_hex128(&h), Some(xxh3_128(b"body")));
     }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -12,7 +13,7 @@ use crate::budget::Budget;
 use crate::config::RunConfig;
 use crate::connect::{ClientOptions, Connection};
 use crate::exit::{Exit, UsageError};
-use crate::job::{Input, Request};
+use crate::job::{Input, Request, RequestKeys};
 use crate::limit::Pacer;
 use crate::mock::MockConfig;
 use crate::output::resume::{self, Decision};
@@ -107,15 +108,43 @@ pub async fn run(
     interrupt: CancellationToken,
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    // 1. Every input problem, before anything is sent.
+    // 1. Every input problem, before anything is sent; meanwhile, on another thread, an
+    //    existing output is locked and read (not changed) for resume.
+    let fresh = config.fresh;
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    let ahead = (!fresh).then(|| {
+        let out_path = config.output.clone();
+        let stop = Arc::clone(&stop_reading);
+        tokio::task::spawn_blocking(move || resume::read_ahead(&out_path, &stop))
+    });
     let input_config = config.input.clone();
-    let input = tokio::task::spawn_blocking(move || Input::open(input_config))
-        .await?
-        .map_err(|e| UsageError::new(e.to_string()))?;
+    // A resumed run notes every request's key and fingerprint on the way, so that answered
+    // rows need not be shaped again to be skipped.
+    let validated = tokio::task::spawn_blocking(move || {
+        if fresh {
+            Input::open(input_config).map(|input| (input, RequestKeys::default()))
+        } else {
+            Input::open_noting_keys(input_config)
+        }
+    });
+    let (input, keys) = match validated.await? {
+        Ok(validated) => validated,
+        Err(e) => {
+            // Release the output (and its lock) before reporting the input's problems.
+            stop_reading.store(true, Ordering::Relaxed);
+            if let Some(ahead) = ahead {
+                let _ = ahead.await;
+            }
+            return Err(UsageError::new(e.to_string()).into());
+        }
+    };
+    let ahead = match ahead {
+        Some(ahead) => ahead.await?,
+        None => None,
+    };
     // 2. The output: locked, repaired, and read back for resume.
     let out_path = config.output.clone();
-    let fresh = config.fresh;
-    let opened = tokio::task::spawn_blocking(move || resume::open(&out_path, fresh))
+    let opened = tokio::task::spawn_blocking(move || resume::open_after(&out_path, fresh, ahead))
         .await?
         .map_err(|e| UsageError::new(e.to_string()))?;
     for w in &opened.warnings {
@@ -193,10 +222,22 @@ pub async fn run(
                 let _ = skip_tx.blocking_send(Event::Skipped(std::mem::take(n)));
             }
         };
-        for req in input
-            .requests()
-            .map_err(|e| UsageError::new(e.to_string()))?
-        {
+        // Rows whose every request is answered are skipped without being shaped again.
+        let skips = keys.resolve(|key, fingerprint| prior.is_done(key, fingerprint));
+        let mut requests = input
+            .requests_skipping(skips)
+            .map_err(|e| UsageError::new(e.to_string()))?;
+        loop {
+            let next = requests.next();
+            let skipped = requests.take_skipped();
+            if skipped > 0 {
+                fed.skipped_done += skipped;
+                unreported += skipped;
+                if unreported >= 4096 {
+                    report(&mut unreported);
+                }
+            }
+            let Some(req) = next else { break };
             let req = req.map_err(|e| UsageError::new(e.to_string()))?;
             match prior.decide(&req.id, &req.model, &req.fingerprint, retry_errors) {
                 Decision::Done => {

@@ -24,6 +24,17 @@ impl<R: BufRead> JsonlSource<R> {
 
 impl<R: BufRead + Send> RowSource for JsonlSource<R> {
     fn next_item(&mut self) -> Option<Item> {
+        self.item(true)
+    }
+
+    fn skip_item(&mut self) -> Option<Item> {
+        self.item(false)
+    }
+}
+
+impl<R: BufRead + Send> JsonlSource<R> {
+    /// The next row, its line parsed only if `parse` (else its fields are an empty object).
+    fn item(&mut self, parse: bool) -> Option<Item> {
         if self.done {
             return None;
         }
@@ -52,10 +63,12 @@ impl<R: BufRead + Send> RowSource for JsonlSource<R> {
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Some(Item::Row {
-                line,
-                fields: parse_line(text),
-            });
+            let fields = if parse {
+                parse_line(text)
+            } else {
+                Ok(Map::new())
+            };
+            return Some(Item::Row { line, fields });
         }
     }
 }

@@ -93,9 +93,9 @@ use tempfile::NamedTempFile;
 pub use problems::{InputError, InputProblem, MAX_PROBLEMS};
 pub use template::TEMPLATE_PATH;
 
-use crate::hash::{hash64, hex128};
+use crate::hash::{hash64, hash128, key64};
 use problems::Problems;
-use shape::{RowModel, Shaper};
+use shape::{RowModel, Shaped, Shaper};
 use source::{Item, RowSource};
 use template::Template;
 
@@ -109,14 +109,30 @@ pub const PARAMS_PATH: &str = "--param";
 /// `stream` key). `Map` is a `BTreeMap`, so the JSON (and the fingerprint) does not depend on
 /// the order in which keys were inserted.
 pub fn fingerprint(endpoint: Endpoint, body: &Map<String, Value>) -> String {
-    let mut bytes = Vec::with_capacity(256);
-    bytes.extend_from_slice(endpoint.as_str().as_bytes());
-    bytes.push(b'\n');
-    // Serialising a `Map<String, Value>` cannot fail (keys are strings, numbers are finite).
-    if serde_json::to_writer(&mut bytes, body).is_err() {
-        bytes.truncate(endpoint.as_str().len() + 1);
+    format!("{:032x}", fingerprint128(endpoint, body))
+}
+
+/// [`fingerprint`] as a number.
+fn fingerprint128(endpoint: Endpoint, body: &Map<String, Value>) -> u128 {
+    thread_local! {
+        /// The bytes hashed, kept between calls (this runs once or twice for every request).
+        static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    hex128(&bytes)
+    BYTES.with_borrow_mut(|bytes| {
+        bytes.clear();
+        bytes.extend_from_slice(endpoint.as_str().as_bytes());
+        bytes.push(b'\n');
+        // Serialising a `Map<String, Value>` cannot fail (keys are strings, numbers are finite).
+        if serde_json::to_writer(&mut *bytes, body).is_err() {
+            bytes.truncate(endpoint.as_str().len() + 1);
+        }
+        let hash = hash128(bytes);
+        // Do not keep an unusually large body's buffer.
+        if bytes.capacity() > 1 << 16 {
+            *bytes = Vec::new();
+        }
+        hash
+    })
 }
 
 /// A validated input: every row within `--limit` has been checked, and [`Input::requests`]
@@ -141,14 +157,28 @@ impl Input {
     /// Validation pass (streaming, first pass over the whole selected input): finds every
     /// problem before anything is sent. Stdin is spooled to a temporary file during this pass.
     pub fn open(config: InputConfig) -> Result<Input, InputError> {
-        Input::open_with(config, || Box::new(std::io::stdin()))
+        Ok(Input::open_with(config, || Box::new(std::io::stdin()), None)?.0)
     }
 
-    /// [`Input::open`] with `stdin` standing in for standard input (for tests).
+    /// [`Input::open`], also noting the key and fingerprint of every request, so that a
+    /// resumed run can skip the rows already answered without shaping them again (see
+    /// [`RequestKeys::resolve`] and [`Input::requests_skipping`]).
+    pub fn open_noting_keys(config: InputConfig) -> Result<(Input, RequestKeys), InputError> {
+        let (input, keys) = Input::open_with(
+            config,
+            || Box::new(std::io::stdin()),
+            Some(RequestKeys::default()),
+        )?;
+        Ok((input, keys.unwrap_or_default()))
+    }
+
+    /// [`Input::open`] with `stdin` standing in for standard input (for tests), noting request
+    /// keys into `keys` if given.
     fn open_with(
         config: InputConfig,
         stdin: impl FnOnce() -> Box<dyn std::io::Read + Send>,
-    ) -> Result<Input, InputError> {
+        mut keys: Option<RequestKeys>,
+    ) -> Result<(Input, Option<RequestKeys>), InputError> {
         let display = match &config.source {
             InputSource::Path(p) => p.display().to_string(),
             InputSource::Stdin => STDIN_NAME.to_owned(),
@@ -163,66 +193,36 @@ impl Input {
             .transpose()?;
         let shaper = Shaper::new(&config, template);
         let (source, spool) = source::open_first(&config, &display, stdin)?;
-        let mut walker = Walker::new(source, config.limit);
-        let mut problems = Problems::default();
-        // First line of each id seen, keyed by the id's hash: 16 bytes a row, not the ids.
-        let mut seen: HashMap<u64, u64> = HashMap::new();
-        let (mut rows, mut requests) = (0u64, 0u64);
-        while let Some(step) = walker.next() {
-            let (line, row, fields) = match step {
-                Step::Problem { line, message } => {
-                    problems.push(line, message);
-                    continue;
-                }
-                Step::Row { line, row, fields } => (line, row, fields),
-            };
-            let id = match shaper.id(&fields, row) {
-                Ok(id) => {
-                    match seen.entry(hash64(id.as_bytes())) {
-                        std::collections::hash_map::Entry::Occupied(first) => {
-                            problems.push(
-                                Some(line),
-                                format!(
-                                    "duplicate id \"{id}\" (first seen on line {})",
-                                    first.get()
-                                ),
-                            );
-                        }
-                        std::collections::hash_map::Entry::Vacant(slot) => {
-                            slot.insert(line);
-                        }
-                    }
-                    Some(id)
-                }
-                Err(msg) => {
-                    problems.push(Some(line), msg);
-                    None
-                }
-            };
-            match shaper.shape(&fields) {
-                Ok(shaped) => {
-                    if let Some(id) = id
-                        && problems.is_empty()
-                        && in_shard(&config, &id)
-                    {
-                        rows += 1;
-                        requests += match shaped.model {
-                            RowModel::Own(_) => 1,
-                            RowModel::Config => config.models.len() as u64,
-                        };
-                    }
-                }
-                Err(msgs) => {
-                    for msg in msgs {
-                        problems.push(Some(line), msg);
-                    }
-                }
-            }
+        let mut ids = Ids::Hashes(Vec::new());
+        let walker = Walker::new(source, config.limit);
+        let mut pass = validate(&config, &shaper, walker, &mut ids, keys.as_mut());
+        if ids.any_duplicate() {
+            // Rare: read the input again, this time noting where each id was first seen, so
+            // that every duplicate is reported at its place among the other problems.
+            let source = source::open_again(&config, &display, spool.as_deref())?;
+            let walker = Walker::new(source, config.limit);
+            pass = validate(
+                &config,
+                &shaper,
+                walker,
+                &mut Ids::Lines(HashMap::new()),
+                None,
+            );
         }
+        drop(ids);
+        let Pass {
+            problems,
+            rows,
+            requests,
+        } = pass;
         if !problems.is_empty() {
             return Err(problems.into_error(&display));
         }
-        Ok(Input {
+        if let Some(keys) = &mut keys {
+            keys.requests.shrink_to_fit();
+            keys.per_row.shrink_to_fit();
+        }
+        let input = Input {
             shared: Arc::new(Shared {
                 config,
                 display,
@@ -231,7 +231,8 @@ impl Input {
             }),
             rows,
             requests,
-        })
+        };
+        Ok((input, keys))
     }
 
     /// Data rows selected (after `--limit` and `--shard`).
@@ -251,6 +252,12 @@ impl Input {
 
     /// Second pass: stream the requests in input order (for each row, its models in order).
     pub fn requests(&self) -> Result<Requests, InputError> {
+        self.requests_skipping(Skips::default())
+    }
+
+    /// [`Input::requests`] without the rows `skips` marks as answered: those are not parsed
+    /// or shaped again, only counted (see [`Requests::take_skipped`]).
+    pub fn requests_skipping(&self, skips: Skips) -> Result<Requests, InputError> {
         let source = source::open_again(
             &self.shared.config,
             &self.shared.display,
@@ -261,7 +268,199 @@ impl Input {
             walker: Walker::new(source, self.shared.config.limit),
             current: None,
             done: false,
+            skips,
+            skipped: 0,
         })
+    }
+}
+
+/// The key and fingerprint of every request, noted by the validation pass for a resumed
+/// run: 16 bytes a request and one a row.
+#[derive(Debug, Default)]
+pub struct RequestKeys {
+    /// `(key64(id, model), low 64 bits of the fingerprint)` of each noted request, in order.
+    requests: Vec<(u64, u64)>,
+    /// For each data row, in input order: how many of `requests` are its own (0 when the row
+    /// is not selected, or has `u8::MAX` requests or more and is not noted).
+    per_row: Vec<u8>,
+}
+
+impl RequestKeys {
+    /// Note the requests of a selected row; how many were noted.
+    fn note(&mut self, id: &str, shaped: Shaped, models: &[String]) -> u8 {
+        let Shaped {
+            endpoint,
+            model,
+            mut body,
+            ..
+        } = shaped;
+        let own;
+        let models = match model {
+            RowModel::Own(m) => {
+                own = [m];
+                &own[..]
+            }
+            RowModel::Config => models,
+        };
+        let count = match u8::try_from(models.len()) {
+            Ok(n) if n < u8::MAX => n,
+            _ => return 0,
+        };
+        for model in models {
+            body.insert("model".into(), Value::String(model.clone()));
+            let fingerprint = fingerprint128(endpoint, &body) as u64;
+            self.requests.push((key64(id, model), fingerprint));
+        }
+        count
+    }
+
+    /// The rows whose every request `done(key, fingerprint)` says was answered: those a
+    /// resumed run skips.
+    pub fn resolve(self, done: impl Fn(u64, u64) -> bool) -> Skips {
+        let mut per_row = self.per_row;
+        let mut requests = self.requests.into_iter();
+        for count in &mut per_row {
+            let mut all = *count > 0;
+            for _ in 0..*count {
+                all &= requests.next().is_some_and(|(key, fp)| done(key, fp));
+            }
+            if !all {
+                *count = 0;
+            }
+        }
+        Skips { per_row }
+    }
+}
+
+/// For each data row, in input order: how many requests to skip it with (0: do not skip).
+#[derive(Debug, Default)]
+pub struct Skips {
+    per_row: Vec<u8>,
+}
+
+impl Skips {
+    /// How many requests data row `row` (1-based) is skipped with; 0 if it is not skipped.
+    fn get(&self, row: u64) -> u8 {
+        usize::try_from(row)
+            .ok()
+            .and_then(|r| r.checked_sub(1))
+            .and_then(|i| self.per_row.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// What one validation pass found.
+struct Pass {
+    problems: Problems,
+    rows: u64,
+    requests: u64,
+}
+
+/// The ids seen by a validation pass.
+enum Ids {
+    /// The hash of every id, in input order: 8 bytes a row, sorted and checked for a repeat
+    /// at the end of the pass.
+    Hashes(Vec<u64>),
+    /// The line where each id hash was first seen, to name it in a duplicate's message.
+    Lines(HashMap<u64, u64>),
+}
+
+impl Ids {
+    /// Note the id hash `hash`, seen on `line`; the line where it was first seen, if it is a
+    /// duplicate and that is known yet.
+    fn note(&mut self, hash: u64, line: u64) -> Option<u64> {
+        match self {
+            Ids::Hashes(hashes) => {
+                hashes.push(hash);
+                None
+            }
+            Ids::Lines(first) => match first.entry(hash) {
+                std::collections::hash_map::Entry::Occupied(seen) => Some(*seen.get()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(line);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Whether any id hash was noted twice (sorts the hashes).
+    fn any_duplicate(&mut self) -> bool {
+        match self {
+            Ids::Hashes(hashes) => {
+                hashes.sort_unstable();
+                hashes.windows(2).any(|w| w[0] == w[1])
+            }
+            Ids::Lines(_) => false,
+        }
+    }
+}
+
+/// One validation pass over `walker`: every problem, and the selected rows and requests.
+fn validate(
+    config: &InputConfig,
+    shaper: &Shaper,
+    mut walker: Walker,
+    ids: &mut Ids,
+    mut keys: Option<&mut RequestKeys>,
+) -> Pass {
+    let mut problems = Problems::default();
+    let (mut rows, mut requests) = (0u64, 0u64);
+    while let Some(step) = walker.next() {
+        let (line, row, fields) = match step {
+            Step::Problem { line, message } => {
+                problems.push(line, message);
+                continue;
+            }
+            Step::Row { line, row, fields } => (line, row, fields),
+        };
+        let id = match shaper.id(&fields, row) {
+            Ok(id) => {
+                if let Some(first) = ids.note(hash64(id.as_bytes()), line) {
+                    problems.push(
+                        Some(line),
+                        format!("duplicate id \"{id}\" (first seen on line {first})"),
+                    );
+                }
+                Some(id)
+            }
+            Err(msg) => {
+                problems.push(Some(line), msg);
+                None
+            }
+        };
+        match shaper.shape(&fields) {
+            Ok(shaped) => {
+                let mut noted = 0;
+                if let Some(id) = id
+                    && problems.is_empty()
+                    && in_shard(config, &id)
+                {
+                    rows += 1;
+                    requests += match shaped.model {
+                        RowModel::Own(_) => 1,
+                        RowModel::Config => config.models.len() as u64,
+                    };
+                    if let Some(keys) = keys.as_deref_mut() {
+                        noted = keys.note(&id, shaped, &config.models);
+                    }
+                }
+                if let Some(keys) = keys.as_deref_mut() {
+                    keys.per_row.push(noted);
+                }
+            }
+            Err(msgs) => {
+                for msg in msgs {
+                    problems.push(Some(line), msg);
+                }
+            }
+        }
+    }
+    Pass {
+        problems,
+        rows,
+        requests,
     }
 }
 
@@ -280,6 +479,9 @@ pub struct Requests {
     walker: Walker,
     current: Option<Current>,
     done: bool,
+    skips: Skips,
+    /// Requests of skipped rows not yet taken by [`Requests::take_skipped`].
+    skipped: u64,
 }
 
 impl std::fmt::Debug for Requests {
@@ -339,6 +541,12 @@ impl Current {
 }
 
 impl Requests {
+    /// The number of requests in rows skipped (as [`Input::requests_skipping`] was told) since
+    /// the last call.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+
     fn fail(&mut self, line: Option<u64>, message: String) -> Option<Result<Request, InputError>> {
         self.done = true;
         Some(Err(InputError::one(
@@ -363,10 +571,20 @@ impl Iterator for Requests {
             if self.done {
                 return None;
             }
-            let (line, row, fields) = match self.walker.next() {
+            let skip = self.skips.get(self.walker.rows + 1);
+            let step = if skip > 0 {
+                self.walker.skip()
+            } else {
+                self.walker.next()
+            };
+            let (line, row, fields) = match step {
                 None => {
                     self.done = true;
                     return None;
+                }
+                Some(Step::Row { .. }) if skip > 0 => {
+                    self.skipped += u64::from(skip);
+                    continue;
                 }
                 Some(Step::Problem { line, message }) => return self.fail(line, message),
                 Some(Step::Row { line, row, fields }) => (line, row, fields),
@@ -381,7 +599,7 @@ impl Iterator for Requests {
             match self.shared.shaper.shape(&fields) {
                 Ok(shaped) => {
                     self.current = Some(Current {
-                        id,
+                        id: id.into_owned(),
                         row,
                         line,
                         endpoint: shaped.endpoint,
@@ -429,6 +647,15 @@ impl Walker {
     }
 
     fn next(&mut self) -> Option<Step> {
+        self.step(true)
+    }
+
+    /// [`Walker::next`] for a row whose fields are not needed (see [`RowSource::skip_item`]).
+    fn skip(&mut self) -> Option<Step> {
+        self.step(false)
+    }
+
+    fn step(&mut self, parse: bool) -> Option<Step> {
         if self.done {
             return None;
         }
@@ -436,7 +663,12 @@ impl Walker {
             self.done = true;
             return None;
         }
-        match self.source.next_item() {
+        let item = if parse {
+            self.source.next_item()
+        } else {
+            self.source.skip_item()
+        };
+        match item {
             None => {
                 self.done = true;
                 None

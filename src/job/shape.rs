@@ -2,6 +2,8 @@
 //! `prompt`, template), converting between chat and responses shapes, `--system`, params merge,
 //! the row's id and model, and `meta`.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use super::InputConfig;
@@ -94,7 +96,11 @@ impl Shaper {
     }
 
     /// The row's id: `--id-field`, else `id`, else `custom_id`, else the row number.
-    pub(crate) fn id(&self, fields: &Map<String, Value>, row: u64) -> Result<String, String> {
+    pub(crate) fn id<'a>(
+        &self,
+        fields: &'a Map<String, Value>,
+        row: u64,
+    ) -> Result<Cow<'a, str>, String> {
         let (name, value) = match &self.id_field {
             Some(name) => match fields.get(name) {
                 Some(v) => (name.as_str(), v),
@@ -103,13 +109,13 @@ impl Shaper {
             None => match (fields.get("id"), fields.get("custom_id")) {
                 (Some(v), _) => ("id", v),
                 (None, Some(v)) => ("custom_id", v),
-                (None, None) => return Ok(row.to_string()),
+                (None, None) => return Ok(Cow::Owned(row.to_string())),
             },
         };
         match value {
             Value::String(s) if s.is_empty() => Err(format!("\"{name}\" is empty")),
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+            Value::String(s) => Ok(Cow::Borrowed(s)),
+            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Cow::Owned(n.to_string())),
             other => Err(format!(
                 "\"{name}\" must be a string or an integer, found {}",
                 describe(other)
@@ -320,7 +326,7 @@ impl Shaper {
                     body.insert("input".into(), input.clone());
                 }
                 (Endpoint::Chat, Value::String(s)) => {
-                    body.insert("messages".into(), chat_messages(system, s));
+                    body.insert("messages".into(), chat_messages(system, s.clone()));
                 }
                 (Endpoint::Chat, Value::Array(items)) => {
                     let converted = items
@@ -349,13 +355,13 @@ impl Shaper {
                 if text.trim().is_empty() {
                     return Err("template rendered an empty message".into());
                 }
-                text
+                Cow::Owned(text)
             } else {
                 match fields.get("prompt") {
                     Some(Value::String(s)) if s.trim().is_empty() => {
                         return Err("\"prompt\" is empty".into());
                     }
-                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
                     Some(other) => {
                         return Err(format!(
                             "\"prompt\" must be a string, found {}",
@@ -374,11 +380,11 @@ impl Shaper {
             };
             match endpoint {
                 Endpoint::Chat => {
-                    body.insert("messages".into(), chat_messages(system, &text));
+                    body.insert("messages".into(), chat_messages(system, text.into_owned()));
                 }
                 Endpoint::Responses => {
                     set_instructions(&mut body, system, false);
-                    body.insert("input".into(), Value::String(text));
+                    body.insert("input".into(), Value::String(text.into_owned()));
                 }
             }
         }
@@ -396,7 +402,7 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn chat_messages(system: Option<&str>, user: &str) -> Value {
+fn chat_messages(system: Option<&str>, user: String) -> Value {
     let mut out = Vec::with_capacity(2);
     if let Some(s) = system {
         out.push(json!({"role": "system", "content": s}));

@@ -27,6 +27,12 @@ pub(crate) enum Item {
 /// A streaming reader of rows.
 pub(crate) trait RowSource: Send {
     fn next_item(&mut self) -> Option<Item>;
+
+    /// Like [`RowSource::next_item`], for a row whose fields are not needed: a reader that can
+    /// tell where a row ends without parsing it gives an empty object instead.
+    fn skip_item(&mut self) -> Option<Item> {
+        self.next_item()
+    }
 }
 
 const BUF: usize = 64 * 1024;

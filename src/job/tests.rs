@@ -638,7 +638,7 @@ fn stdin_run(
     c.source = InputSource::Stdin;
     tweak(&mut c);
     let owned = bytes.to_vec();
-    let input = Input::open_with(c, move || Box::new(std::io::Cursor::new(owned)))?;
+    let input = Input::open_with(c, move || Box::new(std::io::Cursor::new(owned)), None)?.0;
     let reqs = input.requests()?.collect::<Result<Vec<_>, _>>()?;
     Ok((input, reqs))
 }
@@ -727,4 +727,92 @@ mod props {
             check(text.as_bytes(), InputFormat::Csv);
         }
     }
+}
+
+#[test]
+fn duplicates_are_reported_in_line_order_among_other_problems() {
+    // Many rows, so the duplicate is found by sorting hashes, then located by a second pass.
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!("{{\"id\":\"r{i}\",\"prompt\":\"p\"}}\n"));
+    }
+    text.push_str(
+        "{\"prompt\":\"x\",\"id\":\"r7\"}\nnot json\n{\"prompt\":\"y\",\"id\":\"r1999\"}\n",
+    );
+    let expect = vec![
+        (
+            Some(2001),
+            "duplicate id \"r7\" (first seen on line 8)".to_owned(),
+        ),
+        (
+            Some(2002),
+            "invalid JSON at column 2: expected ident".to_owned(),
+        ),
+        (
+            Some(2003),
+            "duplicate id \"r1999\" (first seen on line 2000)".to_owned(),
+        ),
+    ];
+    let err = jsonl(&text, |_| {}).unwrap_err();
+    assert_eq!(problems(&err), expect);
+    // From stdin, the second pass reads the spool.
+    let err = stdin_run(text.as_bytes(), InputFormat::Jsonl, |_| {}).unwrap_err();
+    assert_eq!(problems(&err), expect);
+    // Under --limit, only the rows within it.
+    let err = jsonl(&text, |c| c.limit = Some(2001)).unwrap_err();
+    assert_eq!(problems(&err), expect[..1].to_vec());
+    assert!(jsonl(&text, |c| c.limit = Some(2000)).is_ok());
+}
+
+#[test]
+fn answered_rows_are_skipped_without_being_shaped_again() {
+    // Rows 1-6 (with a blank line and a row of its own model), two configured models.
+    let text = "{\"id\":\"a\",\"prompt\":\"p\"}\n\n{\"id\":\"b\",\"prompt\":\"q\"}\n{\"id\":\"c\",\"prompt\":\"r\",\"model\":\"own\"}\n{\"id\":\"d\",\"prompt\":\"s\"}\n{\"id\":\"e\",\"prompt\":\"t\"}\n{\"id\":\"f\",\"prompt\":\"u\"}\n";
+    let f = file("k.jsonl", text.as_bytes());
+    let mut c = config(&f.path, InputFormat::Jsonl);
+    c.models = vec!["m1".into(), "m2".into()];
+    let (input, keys) = Input::open_noting_keys(c).unwrap();
+    let all: Vec<Request> = input.requests().unwrap().map(Result::unwrap).collect();
+    assert_eq!(all.len(), 11);
+    // Answered: both requests of a, one of b (so b is not skipped), c, and e with an old
+    // fingerprint (not skipped).
+    let answered = |r: &Request| {
+        matches!(
+            (r.id.as_str(), r.model.as_str()),
+            ("a", _) | ("b", "m1") | ("c", _)
+        )
+    };
+    let done: std::collections::HashSet<(u64, u64)> = all
+        .iter()
+        .filter(|r| answered(r))
+        .map(|r| {
+            let fp = crate::hash::parse_hex128(&r.fingerprint).unwrap() as u64;
+            (crate::hash::key64(&r.id, &r.model), fp)
+        })
+        .chain([
+            (crate::hash::key64("e", "m1"), 1),
+            (crate::hash::key64("e", "m2"), 2),
+        ])
+        .collect();
+    let skips = keys.resolve(|k, fp| done.contains(&(k, fp)));
+    let mut requests = input.requests_skipping(skips).unwrap();
+    let mut sent = Vec::new();
+    let mut skipped = 0;
+    while let Some(r) = requests.next() {
+        skipped += requests.take_skipped();
+        sent.push(r.unwrap());
+    }
+    skipped += requests.take_skipped();
+    assert_eq!(skipped, 3, "a × 2 models, c");
+    let expected: Vec<Request> = all
+        .into_iter()
+        .filter(|r| r.id != "a" && r.id != "c")
+        .collect();
+    assert_eq!(
+        sent, expected,
+        "same requests, rows and lines as an unskipped pass"
+    );
+    // Without keys (a fresh run), nothing is skipped.
+    let skips = RequestKeys::default().resolve(|_, _| true);
+    assert_eq!(input.requests_skipping(skips).unwrap().count(), 11);
 }

@@ -20,10 +20,15 @@ pub enum AppendError {
 /// Open `path` for reading and appending (creating it) and take an exclusive lock on it,
 /// without waiting: a second orbatch on the same file is refused, not interleaved.
 pub fn open_append_locked(path: &Path) -> Result<File, AppendError> {
+    lock_for_append(path, true)
+}
+
+/// [`open_append_locked`], creating the file only if `create`.
+fn lock_for_append(path: &Path, create: bool) -> Result<File, AppendError> {
     let file = OpenOptions::new()
         .read(true)
         .append(true)
-        .create(true)
+        .create(create)
         .open(path)
         .map_err(AppendError::Io)?;
     match file.try_lock() {
