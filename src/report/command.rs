@@ -2,7 +2,7 @@
 //! aggregate, render, and write to stdout or `-o PATH`.
 
 use std::collections::HashSet;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use super::read::{self, ReadError};
@@ -65,7 +65,12 @@ pub fn run(opts: &ReportOptions) -> anyhow::Result<Exit> {
             eprintln!("orbatch: warning: {w}");
         }
     }
-    let text = render_as(opts.format, &report);
+    // A table shown on a terminal fits its width: the least useful columns are left out.
+    let width = match (opts.format, &opts.output) {
+        (Format::Table, None) if io::stdout().is_terminal() => comfy_table::Table::new().width(),
+        _ => None,
+    };
+    let text = render_as(opts.format, &report, width);
     write(opts.output.as_deref(), text.as_bytes())?;
     Ok(Exit::Ok)
 }
@@ -114,9 +119,9 @@ fn distinct(inputs: &[PathBuf], warnings: &mut Vec<String>) -> Vec<PathBuf> {
 }
 
 /// The report as a document in `format`.
-pub fn render_as(format: Format, report: &Report) -> String {
+pub fn render_as(format: Format, report: &Report, width: Option<u16>) -> String {
     match format {
-        Format::Table => render::table(report),
+        Format::Table => render::table(report, width),
         Format::Json => render::json(report),
         Format::Csv => render::csv(report),
         Format::Md => render::md(report),

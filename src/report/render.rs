@@ -163,13 +163,26 @@ fn inputs(report: &Report) -> String {
         .join(", ")
 }
 
-/// A plain table for the terminal (no colours), then the notes.
-pub fn table(report: &Report) -> String {
+/// Columns a narrow terminal loses first (the CSV, JSON and Markdown reports keep them all).
+const HIDE_FIRST: &[&str] = &[
+    "p99 ms",
+    "ttft p50",
+    "attempts",
+    "tokens in",
+    "tokens out",
+    "p95 ms",
+    "error kinds",
+    "ok %",
+];
+
+/// A plain table for the terminal (no colours), then the notes. Given a `width` (a terminal's),
+/// the least useful columns are left out until the table fits, and a note says which.
+pub fn table(report: &Report, width: Option<u16>) -> String {
     let cells = cells(report);
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED)
         .force_no_tty()
-        .set_header(cells.header);
+        .set_header(cells.header.clone());
     for row in cells.rows {
         t.add_row(row);
     }
@@ -178,8 +191,32 @@ pub fn table(report: &Report) -> String {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
-    let mut out = t.to_string();
+    let mut text = t.to_string();
+    let mut hidden = Vec::new();
+    let fits = |text: &str, w: u16| text.lines().all(|l| l.chars().count() <= usize::from(w));
+    if let Some(w) = width {
+        for title in HIDE_FIRST {
+            if fits(&text, w) {
+                break;
+            }
+            let Some(i) = cells.header.iter().position(|h| h == title) else {
+                continue;
+            };
+            if let Some(c) = t.column_mut(i) {
+                c.set_constraint(comfy_table::ColumnConstraint::Hidden);
+            }
+            hidden.push(*title);
+            text = t.to_string();
+        }
+    }
+    let mut out = text;
     out.push('\n');
+    if !hidden.is_empty() {
+        out.push_str(&format!(
+            "hidden to fit the terminal: {}; --format md, csv or json has every column\n",
+            hidden.join(", ")
+        ));
+    }
     for n in notes(report) {
         out.push_str(&n);
         out.push('\n');

@@ -313,7 +313,32 @@ pub(super) fn sample() -> Report {
 
 #[test]
 fn table_snapshot() {
-    insta::assert_snapshot!(super::render::table(&sample()));
+    insta::assert_snapshot!(super::render::table(&sample(), None));
+}
+
+#[test]
+fn a_narrow_terminal_loses_the_least_useful_columns_first() {
+    // The table's own lines: they start with a box-drawing character.
+    let table_width = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with(['┌', '│', '╞', '└']))
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let full = super::render::table(&sample(), None);
+    assert!(table_width(&full) > 100, "{full}");
+    assert!(!full.contains("hidden to fit"));
+    let narrow = super::render::table(&sample(), Some(100));
+    assert!(table_width(&narrow) <= 100, "{narrow}");
+    assert!(
+        narrow.contains("hidden to fit the terminal: p99 ms"),
+        "{narrow}"
+    );
+    for kept in ["model", "requests", "spend", "p50 ms"] {
+        assert!(narrow.contains(kept), "{kept}: {narrow}");
+    }
+    assert!(!narrow.contains("p99 ms ┆") && !narrow.contains("┆ p99 ms"));
 }
 
 #[test]
