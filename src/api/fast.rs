@@ -19,7 +19,10 @@ use crate::output::record::Usage;
 
 /// A usable chat answer, or `None` when the lenient parser must decide.
 pub fn chat(bytes: &[u8]) -> Option<Answer> {
-    let body: Body = serde_json::from_slice(bytes).ok()?;
+    // One UTF-8 check of the whole body, as the lenient parser checks every string (also the
+    // ones skipped here unread); parsing a `str` then checks no string again.
+    let text = std::str::from_utf8(bytes).ok()?;
+    let body: Body = serde_json::from_str(text).ok()?;
     if body.error.flatten().is_some() {
         return None;
     }
@@ -296,6 +299,16 @@ mod tests {
         ));
         assert!(agrees(
             r#"{"error":null,"choices":[{"error":null,"message":{"content":"x"},"finish_reason":"length"}],"usage":{}}"#
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_left_to_the_lenient_parser() {
+        let body = b"{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"other\":\"\xff\"}";
+        assert_eq!(chat(body), None);
+        assert!(matches!(
+            chat::parse_body(body),
+            Err(crate::retry::Failure::Invalid(_))
         ));
     }
 
