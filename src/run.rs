@@ -218,25 +218,17 @@ pub async fn run(
             if feeder_stop.is_cancelled() {
                 break;
             }
-            let free = slots.as_mut().and_then(Iterator::next);
-            let slot = match free {
-                Some(slot) => slot,
-                None => {
-                    slots = None;
-                    let reserved = handle.block_on(req_tx.reserve_many(batch));
-                    match slots
-                        .insert(match reserved {
-                            Ok(permits) => permits,
-                            // The pool is gone (the run stopped): nothing more is sent.
-                            Err(_) => break,
-                        })
-                        .next()
-                    {
-                        Some(slot) => slot,
-                        None => break,
-                    }
+            let slot = loop {
+                if let Some(slot) = slots.as_mut().and_then(Iterator::next) {
+                    break Some(slot);
+                }
+                match handle.block_on(req_tx.reserve_many(batch)) {
+                    Ok(permits) => slots = Some(permits),
+                    // The pool is gone (the run stopped): nothing more is sent.
+                    Err(_) => break None,
                 }
             };
+            let Some(slot) = slot else { break };
             slot.send(req);
         }
         report(&mut unreported);
