@@ -101,7 +101,10 @@ LUA
     timed wrk -t1 -c64 -d"${secs}s" -s "$WORK/post.lua" "$url/chat/completions"
     TOOL_REQS=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$WORK/cmd.out")
   else
-    timed oha --no-tui -j -z "${secs}s" -c 64 -m POST -H "Authorization: Bearer bench-key" \
+    # Recent oha (1.16) spells JSON output `--output-format json`; older versions `-j`.
+    local json_flag=(-j)
+    oha --help 2>/dev/null | grep -q -- --output-format && json_flag=(--output-format json)
+    timed oha --no-tui "${json_flag[@]}" -z "${secs}s" -c 64 -m POST -H "Authorization: Bearer bench-key" \
       -T application/json -d "$BODY" "$url/chat/completions"
     TOOL_REQS=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(d['statusCodeDistribution'].values()))" "$WORK/cmd.out")
   fi

@@ -21,7 +21,16 @@ fn main() -> ExitCode {
     let interrupt = CancellationToken::new();
     let exit = runtime.block_on(async {
         tokio::spawn(watch_signals(interrupt.clone()));
-        orbatch::execute(cli, interrupt).await
+        // The command runs as a task on the worker threads, not on this thread: a future
+        // polled by `block_on` here is woken through a futex on every event (for `run`,
+        // every finished request), which costs more CPU than the request itself.
+        match tokio::spawn(orbatch::execute(cli, interrupt)).await {
+            Ok(exit) => exit,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => orbatch::exit::Exit::Interrupted,
+            },
+        }
     });
     runtime.shutdown_timeout(Duration::from_millis(500));
     ExitCode::from(exit.code())

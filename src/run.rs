@@ -66,6 +66,9 @@ struct Fed {
     kept_errors: u64,
 }
 
+/// Most queue slots the feeder reserves at once.
+const FEED_BATCH: usize = 64;
+
 /// Testing seam: environment-controlled backoff base, so tests of retries do not sleep for
 /// real. `ORBATCH_BACKOFF_BASE_MS=0` makes retries immediate (Retry-After still applies).
 fn backoff_from_env() -> Backoff {
@@ -206,15 +209,22 @@ pub async fn run(
     progress.watch_rate(pacer);
 
     // 5. Feeder (blocking: reads the input's second pass) → pool → writer.
-    let (req_tx, req_rx) = mpsc::channel::<Request>(config.concurrency.saturating_mul(2).max(64));
+    let queue = config.concurrency.saturating_mul(2).max(64);
+    let (req_tx, req_rx) = mpsc::channel::<Request>(queue);
     let (rec_tx, rec_rx) = mpsc::channel(config.concurrency.saturating_mul(2).max(64));
     let writer = writer::spawn(opened.file, rec_rx, progress, stop.clone());
     let prior = opened.prior;
     let retry_errors = config.retry_errors;
     let feeder_stop = stop.clone();
     let skip_tx = rec_tx.clone();
+    let handle = tokio::runtime::Handle::current();
     let feeder = tokio::task::spawn_blocking(move || -> anyhow::Result<Fed> {
         let mut fed = Fed::default();
+        // Queue slots are reserved `FEED_BATCH` at a time: the feeder sleeps until that many
+        // are free, not until one is (which would wake this thread once per request). A row
+        // is still queued as soon as it is read: nothing waits for a batch to fill.
+        let batch = (queue / 4).clamp(1, FEED_BATCH);
+        let mut slots = None;
         // Skips are reported to the progress display in batches.
         let mut unreported: u64 = 0;
         let report = |n: &mut u64| {
@@ -257,9 +267,21 @@ pub async fn run(
                 Decision::New => {}
             }
             report(&mut unreported);
-            if feeder_stop.is_cancelled() || req_tx.blocking_send(req).is_err() {
+            if feeder_stop.is_cancelled() {
                 break;
             }
+            let slot = loop {
+                if let Some(slot) = slots.as_mut().and_then(Iterator::next) {
+                    break Some(slot);
+                }
+                match handle.block_on(req_tx.reserve_many(batch)) {
+                    Ok(permits) => slots = Some(permits),
+                    // The pool is gone (the run stopped): nothing more is sent.
+                    Err(_) => break None,
+                }
+            };
+            let Some(slot) = slot else { break };
+            slot.send(req);
         }
         report(&mut unreported);
         Ok(fed)

@@ -9,6 +9,10 @@ use crate::retry::Failure;
 
 /// Parse a non-streaming chat completion body (HTTP 200).
 pub fn parse_body(bytes: &[u8]) -> Result<Answer, Failure> {
+    // A plain answer is read without building a `Value` tree; anything else is decided here.
+    if let Some(answer) = super::fast::chat(bytes) {
+        return Ok(answer);
+    }
     parse_value(&super::parse_json(bytes)?)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod error;
+mod fast;
 pub mod responses;
 pub mod sse;
 pub mod stream;

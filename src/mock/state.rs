@@ -83,6 +83,9 @@ struct Book {
 pub struct Shared {
     pub config: MockConfig,
     rng: Mutex<SmallRng>,
+    /// Latency jitter has its own RNG: when answers are produced (which depends on timing)
+    /// must not change which faults the fault RNG draws.
+    jitter: Mutex<SmallRng>,
     book: Mutex<Book>,
     id_seq: AtomicU64,
     alternate: AtomicU64,
@@ -103,9 +106,11 @@ const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 impl Shared {
     pub fn new(config: MockConfig) -> Shared {
         let rng = SmallRng::seed_from_u64(config.seed);
+        let jitter = SmallRng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
         Shared {
             config,
             rng: Mutex::new(rng),
+            jitter: Mutex::new(jitter),
             book: Mutex::new(Book::default()),
             id_seq: AtomicU64::new(0),
             alternate: AtomicU64::new(0),
@@ -136,7 +141,11 @@ impl Shared {
     pub fn latency(&self) -> Duration {
         let jitter = match self.config.jitter_ms {
             0 => 0,
-            j => self.rng().random_range(0..=j),
+            j => self
+                .jitter
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .random_range(0..=j),
         };
         Duration::from_millis(self.config.latency_ms + jitter)
     }

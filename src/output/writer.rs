@@ -1,10 +1,12 @@
 //! The single writer: one task owns the output file, appends one record per line, each record
-//! as soon as it arrives, the records that arrived together in one `write` call (whole lines
-//! only, so a crash can tear at most the last line), and keeps the run's tally.
+//! as soon as it arrives (or, when records come faster than one a millisecond, within a
+//! millisecond), the records that arrived together in one `write` call (whole lines only, so a
+//! crash can tear at most the last line), and keeps the run's tally.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -19,6 +21,12 @@ const EXAMPLES: usize = 3;
 
 /// Most records written by one `write` call.
 const BATCH: usize = 256;
+
+/// Writes are at least this far apart: a record that arrives sooner after the last write
+/// waits for the rest of it, with the records that come meanwhile. At a few thousand answers
+/// a second this turns a thread wake-up and a `write` per record into one per millisecond; a
+/// record that arrives later than this after the last write is written at once.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// Totals over the records written by this run.
 #[derive(Debug, Clone, Default)]
@@ -91,11 +99,15 @@ pub fn spawn(
         let mut tally = Tally::default();
         let mut line = Vec::with_capacity(64 * 1024);
         let mut batch: Vec<Box<Record>> = Vec::with_capacity(BATCH);
+        let mut last_write: Option<Instant> = None;
         while let Some(first) = events.blocking_recv() {
+            // Soon after the last write: let the records that are about to come join this one.
+            if let Some(wait) = last_write.and_then(|t| LINGER.checked_sub(t.elapsed())) {
+                std::thread::sleep(wait);
+            }
             // Take whatever else has already arrived: it is written in the same `write` call
             // (whole lines only, so a crash still tears at most the last one), which saves a
-            // system call and a thread wake-up per record when answers come fast. Nothing
-            // waits for a batch to fill: a lone record is written at once.
+            // system call and a thread wake-up per record when answers come fast.
             let mut next = Some(first);
             while let Some(event) = next.take() {
                 match event {
@@ -121,6 +133,7 @@ pub fn spawn(
                 stop.cancel();
                 return (Err(e), progress);
             }
+            last_write = Some(Instant::now());
             for record in batch.drain(..) {
                 tally.add(&record);
                 progress.record(&record, &tally);
