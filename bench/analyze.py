@@ -32,14 +32,19 @@ def gen(n, path):
 def span(path):
     n = ok = 0
     first = last = None
+    latency = 0
     for r in records(path):
         n += 1
         ok += r["status"] == "ok"
         s, e = ms(r["started_at"]), ms(r["finished_at"])
         first = s if first is None else min(first, s)
         last = e if last is None else max(last, e)
+        latency += r["latency_ms"] or 0
     secs = max(last - first, 1) / 1000.0
-    print(json.dumps({"records": n, "ok": ok, "span_s": secs, "rps": n / secs}))
+    # latency_ms is whole milliseconds, cut down: add half a millisecond to its mean.
+    mean_latency_ms = latency / max(n, 1) + 0.5
+    print(json.dumps({"records": n, "ok": ok, "span_s": secs, "rps": n / secs,
+                      "mean_latency_ms": mean_latency_ms}))
 
 
 def peak_window(times, width):

@@ -122,12 +122,15 @@ pub async fn run(
     });
     let input_config = config.input.clone();
     // A resumed run notes every request's key and fingerprint on the way, so that answered
-    // rows need not be shaped again to be skipped.
+    // rows need not be shaped again to be skipped. With no earlier records there is nothing to
+    // skip, and noting would only shape every row twice (without notes nothing is skipped
+    // unparsed; each request is still checked against the output as it is sent).
+    let earlier = !fresh && std::fs::metadata(&config.output).is_ok_and(|m| m.len() > 0);
     let validated = tokio::task::spawn_blocking(move || {
-        if fresh {
-            Input::open(input_config).map(|input| (input, RequestKeys::default()))
-        } else {
+        if earlier {
             Input::open_noting_keys(input_config)
+        } else {
+            Input::open(input_config).map(|input| (input, RequestKeys::default()))
         }
     });
     let (input, keys) = match validated.await? {
