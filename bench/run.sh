@@ -85,12 +85,13 @@ ROWS=()   # markdown table rows
 row() { ROWS+=("| $1 | $2 | $3 | $4 |"); echo "  $1 | $2 | $3 | $4" >&2; }
 
 # ---------------------------------------------------------------- load generator
-# tool_run SECONDS URL → sets TOOL_REQS (requests done) and TOOL_CPU (user+sys seconds)
+# tool_run SECONDS URL [REQUESTS] → sets TOOL_REQS (requests done) and TOOL_CPU (user+sys
+# seconds); with REQUESTS, oha stops after that many (wrk always runs SECONDS)
 TOOL=""
 if command -v oha >/dev/null 2>&1; then TOOL=oha
 elif command -v wrk >/dev/null 2>&1; then TOOL=wrk; fi
 tool_run() {
-  local secs=$1 url=$2
+  local secs=$1 url=$2 count=${3:-}
   if [ "$TOOL" = wrk ]; then
     cat >"$WORK/post.lua" <<LUA
 wrk.method = "POST"
@@ -104,7 +105,9 @@ LUA
     # Recent oha (1.16) spells JSON output `--output-format json`; older versions `-j`.
     local json_flag=(-j)
     oha --help 2>/dev/null | grep -q -- --output-format && json_flag=(--output-format json)
-    timed oha --no-tui "${json_flag[@]}" -z "${secs}s" -c 64 -m POST -H "Authorization: Bearer bench-key" \
+    local amount=(-z "${secs}s")
+    [ -n "$count" ] && amount=(-n "$count")
+    timed oha --no-tui "${json_flag[@]}" "${amount[@]}" -c 64 -m POST -H "Authorization: Bearer bench-key" \
       -T application/json -d "$BODY" "$url/chat/completions"
     TOOL_REQS=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(d['statusCodeDistribution'].values()))" "$WORK/cmd.out")
   fi
@@ -126,18 +129,25 @@ else
 fi
 
 # ---------------------------------------------------------------- 2. CPU per request (latency 0)
-# Three rounds, orbatch and the load generator interleaved; the medians are compared (one run
-# on a shared machine can be 50 % off).
+# Three rounds, orbatch and the load generator interleaved, each against a fresh mock and (oha)
+# for the same number of requests: a mock that has stored a few hundred thousand generations
+# answers less evenly, and fewer answers per wake-up cost the client more CPU per request.
+# The medians are compared (one run on a shared machine can be 50 % off).
+stop_mock
 $PY gen "$CPU_ROWS" "$WORK/cpu.jsonl"
 ORB_US=(); TOOL_USS=(); ORB_RATES=()
 for round in 1 2 3; do
   rm -f "$WORK/cpu.out.jsonl"
+  start_mock 0
   timed "$BIN" run -i "$WORK/cpu.jsonl" -m bench/model -j 64 -q --base-url "$MOCK_URL" -o "$WORK/cpu.out.jsonl"
   ORB_US+=("$(fmt "$(calc "($T_USER + $T_SYS) / $CPU_ROWS * 1e6")" .1f)")
   ORB_RATES+=("$(calc "$CPU_ROWS / $T_WALL")")
+  stop_mock
   if [ -n "$TOOL" ]; then
-    tool_run "$TOOL_SECS" "$MOCK_URL"
+    start_mock 0
+    tool_run "$(( CPU_ROWS / 20000 + 1 ))" "$MOCK_URL" "$CPU_ROWS"
     TOOL_USS+=("$(fmt "$(calc "$TOOL_CPU / $TOOL_REQS * 1e6")" .1f)")
+    stop_mock
   fi
 done
 median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
@@ -145,7 +155,7 @@ ORB_CPU=$(median "${ORB_US[@]}")
 ORB_RATE=$(median "${ORB_RATES[@]}")
 if [ -n "$TOOL" ]; then
   TOOL_US=$(median "${TOOL_USS[@]}")
-  row "CPU per request, latency 0, -j 64 ($CPU_ROWS rows; user+sys ÷ requests; median of 3 interleaved rounds)" \
+  row "CPU per request, latency 0, -j 64 ($CPU_ROWS rows; user+sys ÷ requests; median of 3 interleaved rounds, each on a fresh mock, the load generator for as many requests)" \
       "orbatch $(fmt "$ORB_CPU" .1f) µs · $TOOL $(fmt "$TOOL_US" .1f) µs · ratio $(fmt "$(calc "$ORB_CPU / $TOOL_US")" .2f)×" \
       "≤ 2× the load generator" "orbatch whole process (start-up, validation, writing included), $(fmt "$ORB_RATE" .0f) req/s wall; rounds: orbatch ${ORB_US[*]} µs, $TOOL ${TOOL_USS[*]} µs"
 else
