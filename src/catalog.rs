@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::client::{Client, GetResponse};
-use crate::pool::describe;
+use crate::retry::describe;
 
 /// Prices in USD: per prompt token, per completion token, per request.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

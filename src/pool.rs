@@ -19,8 +19,7 @@ use crate::job::Request;
 use crate::limit::{Pacer, Pause, PauseGate};
 use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
-use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify};
-use crate::text::sanitize;
+use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify, describe};
 
 /// How the pool behaves.
 #[derive(Debug, Clone)]
@@ -305,29 +304,6 @@ impl Pool {
             }
         }
     }
-}
-
-/// A short, safe description of a failure for logs and records.
-pub fn describe(f: &Failure) -> String {
-    let text = match f {
-        Failure::Http { status, error, .. } => match error {
-            Some(e) if !e.message.is_empty() => format!("HTTP {status}: {}", e.message),
-            _ => format!("HTTP {status}"),
-        },
-        Failure::InBody { error } => {
-            if error.message.is_empty() {
-                "the server returned an error inside a 200 response".to_owned()
-            } else {
-                format!("error inside a 200 response: {}", error.message)
-            }
-        }
-        Failure::Connection(m) => format!("connection failed: {m}"),
-        Failure::Timeout => "the attempt timed out (see --timeout)".to_owned(),
-        Failure::Truncated(m) => format!("the stream was cut off: {m}"),
-        Failure::Invalid(m) => format!("invalid response: {m}"),
-        Failure::Unusable { message, .. } => message.clone(),
-    };
-    sanitize(&text)
 }
 
 /// The record of a finished request: its answer, or the error of its final attempt.

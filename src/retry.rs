@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::api::error::ApiError;
 use crate::output::record::ErrorKind;
+use crate::text::sanitize;
 
 /// How an attempt failed, as observed on the wire.
 #[derive(Debug, Clone, PartialEq)]
@@ -278,6 +279,29 @@ impl Backoff {
     pub fn pause(&self, n: u32, unit: f64) -> Duration {
         self.ceiling(n).mul_f64(unit.clamp(0.0, 1.0))
     }
+}
+
+/// A short, safe description of a failure for logs and records.
+pub fn describe(f: &Failure) -> String {
+    let text = match f {
+        Failure::Http { status, error, .. } => match error {
+            Some(e) if !e.message.is_empty() => format!("HTTP {status}: {}", e.message),
+            _ => format!("HTTP {status}"),
+        },
+        Failure::InBody { error } => {
+            if error.message.is_empty() {
+                "the server returned an error inside a 200 response".to_owned()
+            } else {
+                format!("error inside a 200 response: {}", error.message)
+            }
+        }
+        Failure::Connection(m) => format!("connection failed: {m}"),
+        Failure::Timeout => "the attempt timed out (see --timeout)".to_owned(),
+        Failure::Truncated(m) => format!("the stream was cut off: {m}"),
+        Failure::Invalid(m) => format!("invalid response: {m}"),
+        Failure::Unusable { message, .. } => message.clone(),
+    };
+    sanitize(&text)
 }
 
 #[cfg(test)]

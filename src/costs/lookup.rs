@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::wait::Schedule;
 use crate::client::{Client, GetResponse};
-use crate::pool::describe;
 use crate::retry::Failure;
+use crate::retry::describe;
 use crate::text::sanitize;
 
 /// What one lookup answer means.
