@@ -44,6 +44,14 @@ struct Slots {
 }
 
 impl Slots {
+    /// Slots whose first one is free now.
+    fn open(now: Instant) -> Slots {
+        Slots {
+            tat: now,
+            not_before: now,
+        }
+    }
+
     /// Slots that start empty: a full burst is earned first, so the first slot is one period
     /// away.
     fn empty(now: Instant, period: Duration, burst: u32) -> Slots {
@@ -186,10 +194,7 @@ impl Pacer {
         let now = Instant::now();
         let slots = match ceiling {
             Some(c) => Slots::empty(now, period(under_ceiling(c.per_second)), c.burst.get()),
-            None => Slots {
-                tat: now,
-                not_before: now,
-            },
+            None => Slots::open(now),
         };
         Pacer {
             ceiling,
@@ -203,10 +208,7 @@ impl Pacer {
                 unmeasured_429: false,
             }),
             // The free limit is a per-minute count on the server: the first one may go at once.
-            free: Mutex::new(Slots {
-                tat: now,
-                not_before: now,
-            }),
+            free: Mutex::new(Slots::open(now)),
             free_noted: std::sync::atomic::AtomicBool::new(false),
             in_flight: InFlight::new(tokio::sync::Semaphore::MAX_PERMITS),
             ahead: tokio::sync::Semaphore::new(
@@ -275,13 +277,12 @@ impl Pacer {
             {
                 tracing::info!("rate limited: slowing down to {r:.1} requests/s");
             }
-            let ceiling = self.ceiling.map(|c| c.per_second);
             let (rate, tolerance) = match (s.learnt, self.ceiling) {
                 (None, None) => return,
                 // The burst is the user's allowance under their own ceiling; once the server
                 // has pushed back, requests go evenly spaced.
                 (None, Some(c)) => (under_ceiling(c.per_second), tolerance(c)),
-                (Some(l), _) => (ceiling.map_or(l, |c| l.min(c)), Duration::ZERO),
+                (Some(l), c) => (capped(l, c), Duration::ZERO),
             };
             s.slots.reserve(now, period(rate), tolerance)
         };
@@ -302,13 +303,7 @@ impl Pacer {
         let now = Instant::now();
         let mut s = self.lock();
         s.successes.push_back(now);
-        while s
-            .successes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > WINDOW)
-        {
-            s.successes.pop_front();
-        }
+        s.forget_old_successes(now);
         if let Some(rate) = s.learnt {
             // Per success `step / rate`, so about `step` per second at this rate.
             let near_limit = s
@@ -319,11 +314,7 @@ impl Pacer {
             } else {
                 (rate * 0.05).max(0.5)
             };
-            let grown = rate + step / rate;
-            s.learnt = Some(match self.ceiling {
-                Some(c) => grown.min(c.per_second),
-                None => grown,
-            });
+            s.learnt = Some(capped(rate + step / rate, self.ceiling));
         }
     }
 
@@ -359,13 +350,19 @@ fn tolerance(c: Rate) -> Duration {
     period(under_ceiling(c.per_second)) * (c.burst.get() - 1)
 }
 
+/// A learnt rate never goes above the `--rps` ceiling.
+fn capped(rate: f64, ceiling: Option<Rate>) -> f64 {
+    ceiling.map_or(rate, |c| rate.min(c.per_second))
+}
+
 fn period(per_second: f64) -> Duration {
     Duration::try_from_secs_f64(1.0 / per_second).unwrap_or(Duration::from_secs(3600))
 }
 
 impl State {
     /// The multiplicative decrease; `None` when there is no evidence for a first rate yet.
-    fn decrease(&mut self, now: Instant, ceiling: Option<Rate>) -> Option<f64> {
+    /// Keep only the successes of the last `WINDOW`.
+    fn forget_old_successes(&mut self, now: Instant) {
         while self
             .successes
             .front()
@@ -373,6 +370,10 @@ impl State {
         {
             self.successes.pop_front();
         }
+    }
+
+    fn decrease(&mut self, now: Instant, ceiling: Option<Rate>) -> Option<f64> {
+        self.forget_old_successes(now);
         // The first 429 sets the rate from what the server accepted (over the window, or
         // since the first success in it); later ones scale the current rate down. A 429
         // with less than `EVIDENCE` of answers behind it says nothing about the rate the
@@ -393,11 +394,7 @@ impl State {
         // grow back quickly until a 429 at a known rate marks the real limit (else the slow
         // growth near the "limit" would keep the run below it for minutes).
         self.last_limit = self.learnt.map(|_| base);
-        let rate = (base * DECREASE).max(MIN_RATE);
-        self.learnt = Some(match ceiling {
-            Some(c) => rate.min(c.per_second),
-            None => rate,
-        });
+        self.learnt = Some(capped((base * DECREASE).max(MIN_RATE), ceiling));
         self.last_decrease = Some(now);
         self.learnt
     }

@@ -214,7 +214,7 @@ pub async fn run(
     // 5. Feeder (blocking: reads the input's second pass) → pool → writer.
     let queue = config.concurrency.saturating_mul(2).max(64);
     let (req_tx, req_rx) = mpsc::channel::<Request>(queue);
-    let (rec_tx, rec_rx) = mpsc::channel(config.concurrency.saturating_mul(2).max(64));
+    let (rec_tx, rec_rx) = mpsc::channel(queue);
     let writer = writer::spawn(opened.file, rec_rx, progress, stop.clone());
     let prior = opened.prior;
     let retry_errors = config.retry_errors;

@@ -92,6 +92,16 @@ pub struct Shared {
     in_flight: AtomicU64,
 }
 
+/// Drop the instants 1 s or more before `now` (oldest first).
+fn keep_last_second(times: &mut VecDeque<Instant>, now: Instant) {
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+    {
+        times.pop_front();
+    }
+}
+
 /// One inference request being answered (for `--max-in-flight`); ends when dropped.
 pub struct Flight(Arc<Shared>);
 
@@ -167,13 +177,7 @@ impl Shared {
         let first = *book.first_arrival.get_or_insert(now);
         book.stats.arrival_span_s = now.duration_since(first).as_secs_f64();
         book.arrivals.push_back(now);
-        while book
-            .arrivals
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            book.arrivals.pop_front();
-        }
+        keep_last_second(&mut book.arrivals, now);
         book.stats.peak_1s = book.stats.peak_1s.max(book.arrivals.len() as u64);
     }
 
@@ -201,13 +205,7 @@ impl Shared {
     pub fn admit(&self, rps: u32) -> bool {
         let now = Instant::now();
         let mut book = self.book();
-        while book
-            .window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            book.window.pop_front();
-        }
+        keep_last_second(&mut book.window, now);
         if book.window.len() >= rps as usize {
             return false;
         }
