@@ -282,7 +282,8 @@ impl Pacer {
                 // The burst is the user's allowance under their own ceiling; once the server
                 // has pushed back, requests go evenly spaced.
                 (None, Some(c)) => (under_ceiling(c.per_second), tolerance(c)),
-                (Some(l), c) => (capped(l, c), Duration::ZERO),
+                (Some(l), None) => (l, Duration::ZERO),
+                (Some(l), Some(c)) => (l.min(under_ceiling(c.per_second)), Duration::ZERO),
             };
             s.slots.reserve(now, period(rate), tolerance)
         };
@@ -602,6 +603,22 @@ mod tests {
             quick <= 4 + 2,
             "{quick} sends in the second after the change"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_learnt_rate_at_a_high_ceiling_keeps_the_room_for_late_sends() {
+        // The server's rate grew up to the ceiling: the spacing is still the ceiling's, a
+        // little under 1000/s, not exactly 1000/s.
+        let a = Pacer::new(ceiling(1000.0, 1));
+        a.lock().learnt = Some(1000.0);
+        a.ready("a/b").await;
+        let t0 = Instant::now();
+        // Tokio's timer has 1 ms ticks: enough sends that one tick is noise.
+        for _ in 0..5000 {
+            a.ready("a/b").await;
+        }
+        let paced = 5000.0 / t0.elapsed().as_secs_f64();
+        assert!((paced - under_ceiling(1000.0)).abs() < 0.5, "{paced}");
     }
 
     #[tokio::test(start_paused = true)]
