@@ -105,7 +105,7 @@ pub const STDIN_NAME: &str = "<stdin>";
 /// The display name of problems with `-p` / the job file's `[params]`.
 pub const PARAMS_PATH: &str = "--param";
 
-/// `hash::hex128` of `endpoint.as_str()`, a newline, and the compact JSON of `body` (body has no
+/// The xxh3-128 hash, as 32 lowercase hex digits, of `endpoint.as_str()`, a newline, and the compact JSON of `body` (body has no
 /// `stream` key). `Map` is a `BTreeMap`, so the JSON (and the fingerprint) does not depend on
 /// the order in which keys were inserted.
 pub fn fingerprint(endpoint: Endpoint, body: &Map<String, Value>) -> String {

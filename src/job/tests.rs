@@ -495,6 +495,44 @@ fn keep_fields_meta() {
     assert_eq!(reqs[0].meta, None);
 }
 
+/// The fingerprints of requests are persisted in every output file and compared on resume: if
+/// one changed (a serde_json upgrade, `preserve_order` turned on by some dependency, a change in
+/// how floats or non-ASCII text are written), every resumed run would send and pay again.
+/// These literal values are the fingerprints orbatch has always written.
+#[test]
+fn fingerprints_are_pinned_to_literal_values() {
+    // Keys given out of order, nested objects, floats, big integers, escapes, non-ASCII.
+    let body = obj(json!({
+        "temperature": 0.7,
+        "model": "openai/gpt-4o-mini",
+        "top_p": 1e-7,
+        "seed": 18446744073709551615u64,
+        "max_tokens": 256,
+        "provider": {"sort": "price", "order": ["b", "a"], "allow_fallbacks": false},
+        "messages": [
+            {"role": "system", "content": "Be brief.\tTabs, \"quotes\", \\ and \u{7}."},
+            {"role": "user", "content": "Résumé ✓ 日本語 😀 </script>"}
+        ],
+        "stop": null
+    }));
+    assert_eq!(
+        fingerprint(Endpoint::Chat, &body),
+        "a32bbeaa8d2537e602157d6e87a2ed34"
+    );
+    assert_eq!(
+        fingerprint(Endpoint::Responses, &body),
+        "6d46166b238c38d5834adf320e56519c"
+    );
+    // The bytes hashed are exactly these: sorted keys, compact, floats as written, non-ASCII
+    // as UTF-8 (not \u escapes), `/` not escaped.
+    let bytes = format!("chat\n{}", serde_json::to_string(&body).unwrap());
+    assert_eq!(
+        bytes,
+        r#"chat
+{"max_tokens":256,"messages":[{"content":"Be brief.\tTabs, \"quotes\", \\ and \u0007.","role":"system"},{"content":"Résumé ✓ 日本語 😀 </script>","role":"user"}],"model":"openai/gpt-4o-mini","provider":{"allow_fallbacks":false,"order":["b","a"],"sort":"price"},"seed":18446744073709551615,"stop":null,"temperature":0.7,"top_p":1e-7}"#
+    );
+}
+
 #[test]
 fn fingerprint_is_stable_and_sensitive() {
     let a = obj(json!({"model":"m","messages":[{"role":"user","content":"x"}]}));
@@ -507,10 +545,7 @@ fn fingerprint_is_stable_and_sensitive() {
     );
     assert_eq!(
         fingerprint(Endpoint::Chat, &a),
-        crate::hash::hex128(
-            br#"chat
-{"messages":[{"content":"x","role":"user"}],"model":"m"}"#
-        )
+        "cadd5895ccd365c4e89185567867bd2d"
     );
     assert_ne!(
         fingerprint(Endpoint::Chat, &a),
