@@ -1,16 +1,34 @@
 //! Problems found in the input: each one `PATH:LINE: message`, at most [`MAX_PROBLEMS`] kept,
-//! the rest only counted.
+//! the rest only counted. The same message on many lines is one problem with a line range
+//! (`bad.jsonl:4–180: … (177 lines)`), so one systematic mistake does not hide the others.
 
 use std::fmt;
 
 /// How many problems an [`InputError`] lists before it only counts the rest.
 pub const MAX_PROBLEMS: usize = 20;
 
-/// One problem with the input, shown as `PATH:LINE: message` (or `PATH: message` without line).
+/// One problem with the input, shown as `PATH:LINE: message` (or `PATH: message` without line),
+/// or `PATH:FIRST–LAST: message (N lines)` when the same message came from several lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputProblem {
+    /// The first line with this problem.
     pub line: Option<u64>,
+    /// The last line with this problem (the same as `line` when there is one).
+    pub last_line: Option<u64>,
+    /// How many lines had it.
+    pub lines: u64,
     pub message: String,
+}
+
+impl InputProblem {
+    fn new(line: Option<u64>, message: String) -> InputProblem {
+        InputProblem {
+            line,
+            last_line: line,
+            lines: 1,
+            message,
+        }
+    }
 }
 
 /// Why the input cannot be used: up to 20 problems, plus how many more there were.
@@ -28,10 +46,7 @@ impl InputError {
     pub(crate) fn one(path: &str, line: Option<u64>, message: impl Into<String>) -> InputError {
         InputError {
             path: path.to_owned(),
-            problems: vec![InputProblem {
-                line,
-                message: message.into(),
-            }],
+            problems: vec![InputProblem::new(line, message.into())],
             more: 0,
         }
     }
@@ -43,9 +58,17 @@ impl fmt::Display for InputError {
             if i > 0 {
                 writeln!(f)?;
             }
-            match p.line {
-                Some(line) => write!(f, "{}:{}: {}", self.path, line, p.message)?,
-                None => write!(f, "{}: {}", self.path, p.message)?,
+            match (p.line, p.last_line) {
+                (Some(first), Some(last)) if p.lines > 1 => write!(
+                    f,
+                    "{}:{first}\u{2013}{last}: {} ({} lines)",
+                    self.path, p.message, p.lines
+                )?,
+                (Some(line), _) => write!(f, "{}:{}: {}", self.path, line, p.message)?,
+                (None, _) if p.lines > 1 => {
+                    write!(f, "{}: {} ({} times)", self.path, p.message, p.lines)?
+                }
+                (None, _) => write!(f, "{}: {}", self.path, p.message)?,
             }
         }
         if self.more > 0 {
@@ -68,11 +91,16 @@ pub(crate) struct Problems {
 
 impl Problems {
     pub(crate) fn push(&mut self, line: Option<u64>, message: impl Into<String>) {
-        if self.list.len() < MAX_PROBLEMS {
-            self.list.push(InputProblem {
-                line,
-                message: message.into(),
-            });
+        let message = message.into();
+        // At most MAX_PROBLEMS entries: a linear search is cheaper than hashing the message.
+        if let Some(seen) = self.list.iter_mut().find(|p| p.message == message) {
+            seen.lines += 1;
+            if line.is_some() {
+                seen.line = seen.line.or(line);
+                seen.last_line = line;
+            }
+        } else if self.list.len() < MAX_PROBLEMS {
+            self.list.push(InputProblem::new(line, message));
         } else {
             self.more += 1;
         }

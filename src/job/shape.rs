@@ -368,11 +368,7 @@ impl Shaper {
                             kind(other)
                         ));
                     }
-                    None if self.csv => {
-                        return Err(
-                            "row has no \"prompt\" column; add one or pass --template".into()
-                        );
-                    }
+                    None if self.csv => return Err(no_prompt_column(fields)),
                     None => {
                         return Err("row has no \"prompt\", \"messages\" or \"input\" field; add one or pass --template".into());
                     }
@@ -551,4 +547,42 @@ fn item_to_message(n: usize, item: &Value) -> Result<Value, String> {
         _ => return Err(format!("input item {n} has no \"content\" string or parts")),
     };
     Ok(json!({"role": role, "content": content}))
+}
+
+/// The problem of a CSV/TSV row without a `prompt` column: which columns there are, and a
+/// guess at the delimiter when the header was read as one column.
+fn no_prompt_column(fields: &Map<String, Value>) -> String {
+    const SHOWN: usize = 12;
+    let mut names: Vec<String> = fields
+        .keys()
+        .take(SHOWN)
+        .map(|k| format!("{k:?}"))
+        .collect();
+    if fields.len() > SHOWN {
+        names.push(format!("… {} more", fields.len() - SHOWN));
+    }
+    let mut msg = format!(
+        "row has no \"prompt\" column (the header has {}); add one or pass --template",
+        names.join(", ")
+    );
+    // One column whose name holds another delimiter: the file is not separated the way it
+    // was read.
+    if let (1, Some(name)) = (fields.len(), fields.keys().next()) {
+        let hint = [
+            ('\t', "tab", "pass --input-format tsv"),
+            (',', "comma", "pass --input-format csv"),
+            (
+                ';',
+                "semicolon",
+                "orbatch reads , or tab: save it with commas",
+            ),
+            ('|', "pipe", "orbatch reads , or tab: save it with commas"),
+        ]
+        .into_iter()
+        .find(|(c, _, _)| name.contains(*c));
+        if let Some((_, what, fix)) = hint {
+            msg.push_str(&format!("; the header looks {what}-separated: {fix}"));
+        }
+    }
+    msg
 }

@@ -432,12 +432,37 @@ fn deep_nesting_is_a_problem_not_a_crash() {
 
 #[test]
 fn more_than_twenty_problems_are_counted() {
-    let text = "[]\n".repeat(25);
+    // 25 different problems (each line's own duplicate id).
+    let text: String = (0..25)
+        .map(|i| {
+            format!("{{\"id\":\"d{i}\",\"prompt\":\"a\"}}\n{{\"id\":\"d{i}\",\"prompt\":\"b\"}}\n")
+        })
+        .collect();
     let err = jsonl(&text, |_| {}).unwrap_err();
     assert_eq!(err.problems.len(), MAX_PROBLEMS);
     assert_eq!(err.more, 5);
     assert!(err.to_string().ends_with("… and 5 more problems"), "{err}");
     assert_eq!(err.to_string().lines().count(), 21);
+}
+
+#[test]
+fn the_same_problem_on_many_lines_is_one_entry_with_a_range() {
+    let mut text = String::from("{\"prompt\":\"ok\"}\n");
+    text.push_str(&"[1]\n".repeat(177));
+    text.push_str("{\"prompt\":3}\n[2]\n");
+    let err = jsonl(&text, |_| {}).unwrap_err();
+    assert_eq!(err.problems.len(), 2, "{err}");
+    assert_eq!(err.more, 0);
+    let shown = err.to_string().replace(&err.path, "in.jsonl");
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "in.jsonl:2\u{2013}180: expected a JSON object, found an array (178 lines)",
+            "in.jsonl:179: \"prompt\" must be a string, found a number",
+        ],
+        "{shown}"
+    );
 }
 
 #[test]
@@ -642,8 +667,24 @@ fn csv_problems_have_lines() {
         problems(&err),
         vec![(
             Some(2),
-            "row has no \"prompt\" column; add one or pass --template".to_owned()
+            "row has no \"prompt\" column (the header has \"id\", \"text\"); add one or pass \
+             --template"
+                .to_owned()
         )]
+    );
+    // A header read as one column: the delimiter is guessed, and the fix named.
+    let err = csv_run(b"id;prompt\na;x\nb;y\n", InputFormat::Csv, |_| {}).unwrap_err();
+    assert_eq!(
+        err.to_string().replace(&err.path, "in.csv"),
+        "in.csv:2\u{2013}3: row has no \"prompt\" column (the header has \"id;prompt\"); add one \
+         or pass --template; the header looks semicolon-separated: orbatch reads , or tab: save \
+         it with commas (2 lines)"
+    );
+    let err = csv_run(b"id\tprompt\na\tx\n", InputFormat::Csv, |_| {}).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("the header looks tab-separated: pass --input-format tsv"),
+        "{err}"
     );
     let err = csv_run(b"id,id\n", InputFormat::Csv, |_| {}).unwrap_err();
     assert_eq!(
