@@ -23,6 +23,7 @@ h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.1rem;margin-top:2rem}
 .cards{display:flex;flex-wrap:wrap;gap:1rem;margin:1rem 0}
 .card{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;min-width:9rem}
 .card b{display:block;font-size:1.3rem}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{border-bottom:1px solid #e3e3e3;padding:.3rem .6rem;white-space:nowrap}
 th{background:#f5f5f5;text-align:left}td.n,th.n{text-align:right}
@@ -126,7 +127,8 @@ fn opt(v: Option<u64>) -> String {
 fn table(report: &Report) -> String {
     let cells = render::cells(report);
     let class = |n: bool| if n { " class=\"n\"" } else { "" };
-    let mut out = String::from("<table>\n<thead><tr>");
+    // The table scrolls inside its own box: a wide one does not widen the page.
+    let mut out = String::from("<div class=\"scroll\">\n<table>\n<thead><tr>");
     for (h, &n) in cells.header.iter().zip(&cells.numeric) {
         out.push_str(&format!("<th{}>{}</th>", class(n), esc(h)));
     }
@@ -138,7 +140,7 @@ fn table(report: &Report) -> String {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table>\n</div>\n");
     out
 }
 

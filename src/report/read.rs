@@ -14,16 +14,21 @@ use crate::output::record::Record;
 /// Bad lines reported per file; the rest are only counted.
 const MAX_LINE_WARNINGS: u64 = 5;
 
-/// A file that cannot be read.
+/// A file that cannot be reported on.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: cannot read: {source}")]
-pub struct ReadError {
-    pub path: String,
-    pub source: io::Error,
+pub enum ReadError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: String, source: io::Error },
+    /// Lines, but none of them a record: some other file was given.
+    #[error(
+        "{path}: not an orbatch output (none of its {lines} lines is a record); pass the \
+         file `orbatch run` wrote (-o, or INPUT.out.jsonl beside the input)"
+    )]
+    NotAnOutput { path: String, lines: u64 },
 }
 
 fn read_error(path: &Path) -> impl FnOnce(io::Error) -> ReadError + '_ {
-    move |source| ReadError {
+    move |source| ReadError::Io {
         path: path.display().to_string(),
         source,
     }
@@ -58,6 +63,9 @@ pub fn records(
         sidecar: None,
         generations: 0,
     };
+    // Whole lines that are not records (a torn last line is a crashed run's, not a sign of
+    // another kind of file).
+    let mut foreign = 0u64;
     for_each_line(path, |n, line, last| {
         match serde_json::from_slice::<Record>(line) {
             Ok(r) => {
@@ -66,12 +74,19 @@ pub fn records(
             }
             Err(e) => {
                 input.skipped_lines += 1;
+                foreign += u64::from(!last);
                 if input.skipped_lines <= MAX_LINE_WARNINGS {
                     warnings.push(bad_line(&shown, n, last, &e));
                 }
             }
         }
     })?;
+    if input.records == 0 && foreign > 0 {
+        return Err(ReadError::NotAnOutput {
+            path: shown,
+            lines: input.skipped_lines,
+        });
+    }
     if input.skipped_lines > MAX_LINE_WARNINGS {
         warnings.push(format!(
             "{shown}: {} more lines skipped",
@@ -199,15 +214,19 @@ mod tests {
     }
 
     #[test]
-    fn bad_record_lines_are_skipped_with_a_warning() {
+    fn a_file_of_lines_none_a_record_is_not_an_output() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("x.jsonl");
         std::fs::write(&out, "not json\n\n[1]\n{\"id\":").unwrap();
         let mut warnings = Vec::new();
-        let input = records(&out, &mut warnings, |_| panic!("no record")).unwrap();
-        assert_eq!((input.records, input.skipped_lines), (0, 3));
+        let e = records(&out, &mut warnings, |_| panic!("no record")).unwrap_err();
+        assert!(matches!(e, ReadError::NotAnOutput { lines: 3, .. }), "{e}");
         assert_eq!(warnings.len(), 3);
         assert!(warnings[0].contains("x.jsonl:1: skipped"), "{warnings:?}");
         assert!(warnings[2].contains(":4: skipped a torn last line"));
+        // Only a torn line: a run cut off while writing its first record, reported as empty.
+        std::fs::write(&out, "{\"id\":").unwrap();
+        let input = records(&out, &mut Vec::new(), |_| panic!("no record")).unwrap();
+        assert_eq!((input.records, input.skipped_lines), (0, 1));
     }
 }

@@ -194,7 +194,8 @@ async fn an_unreadable_input_exits_2_naming_it() {
 async fn an_empty_input_is_a_report_with_no_rows() {
     let env = Env::new().await;
     let empty = env.write("empty.jsonl", "");
-    let bad = env.write("bad.jsonl", "not a record\n");
+    // A run killed while writing its first record: only a torn line.
+    let bad = env.write("bad.jsonl", "{\"id\":\"q1\",\"mod");
     let done = Cmd::new(&["report", empty.to_str().unwrap(), bad.to_str().unwrap()])
         .args(&["--format", "json"])
         .output()
@@ -204,7 +205,8 @@ async fn an_empty_input_is_a_report_with_no_rows() {
     assert_eq!(v["groups"], json!([]));
     assert_eq!(v["total"]["requests"], 0);
     assert!(
-        done.stderr.contains("bad.jsonl:1: skipped"),
+        done.stderr
+            .contains("bad.jsonl:1: skipped a torn last line"),
         "{}",
         done.stderr
     );
@@ -226,4 +228,39 @@ async fn html_is_one_self_contained_page_with_charts() {
     for bad in ["http://", "https://", "<script src", "<link"] {
         assert!(!html.contains(bad), "{bad} in the page");
     }
+    // The table scrolls in its own box rather than widening the page.
+    assert!(
+        html.contains("<div class=\"scroll\">\n<table>")
+            && html.contains(".scroll{overflow-x:auto"),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_an_output_is_refused() {
+    let env = Env::new().await;
+    // The input given by mistake: lines of JSON, none a record.
+    let input = env.jsonl("q.jsonl", PROMPTS);
+    let done = Cmd::new(&["report", input.to_str().unwrap()])
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains(&format!(
+            "{}: not an orbatch output (none of its 4 lines is a record)",
+            input.display()
+        )),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(done.stdout, "");
+    // An output with some bad lines is still reported (with a warning).
+    run_job(&env, "out.jsonl", &[]).await;
+    let out = env.path("out.jsonl");
+    let mut text = std::fs::read_to_string(&out).unwrap();
+    text.push_str("{\"not\":\"a record\"}\n");
+    std::fs::write(&out, text).unwrap();
+    let done = Cmd::new(&["report", out.to_str().unwrap()]).output().await;
+    done.code(0);
+    assert!(done.stderr.contains("warning"), "{}", done.stderr);
 }
