@@ -27,6 +27,7 @@ pub mod progress;
 pub mod report;
 pub mod retry;
 pub mod run;
+pub mod score;
 pub mod text;
 pub mod ui;
 

@@ -1,0 +1,258 @@
+//! Table-driven tests of every scorer: (spec, answer, expected) → passed, extracted.
+
+use super::*;
+
+/// `(answer, expected, passed, extracted)` rows for one spec.
+fn table(spec: &str, rows: &[(&str, &str, bool, Option<&str>)]) {
+    let scorer = Scorer::parse(spec).unwrap_or_else(|e| panic!("{e}"));
+    for (answer, expected, passed, extracted) in rows {
+        let s = scorer.score(answer, expected);
+        assert_eq!(
+            (s.passed, s.extracted.as_deref()),
+            (*passed, *extracted),
+            "{spec}: answer {answer:?}, expected {expected:?}"
+        );
+        assert_eq!(s.score, if *passed { 1.0 } else { 0.0 });
+    }
+}
+
+#[test]
+fn exact() {
+    table(
+        "exact",
+        &[
+            ("Paris", "Paris", true, Some("Paris")),
+            (" Paris\n", "Paris", true, Some("Paris")),
+            ("paris", "Paris", false, Some("paris")),
+            ("Paris.", "Paris", false, Some("Paris.")),
+            ("", "Paris", false, Some("")),
+        ],
+    );
+    table(
+        "exact:ignore_case,strip_punctuation,collapse_whitespace",
+        &[
+            (
+                "  new   YORK city.",
+                "New York City",
+                true,
+                Some("new york city"),
+            ),
+            ("paris!", "Paris", true, Some("paris")),
+        ],
+    );
+    table(
+        "exact:trim=false",
+        &[(" Paris", "Paris", false, Some(" Paris"))],
+    );
+    table(
+        "exact:i,punct",
+        &[("PARIS?!", "paris", true, Some("paris"))],
+    );
+}
+
+#[test]
+fn contains() {
+    table(
+        "contains:ignore_case",
+        &[
+            ("The capital is PARIS.", "paris", true, Some("paris")),
+            ("The capital is Lyon.", "paris", false, None),
+            ("anything", "", false, None),
+        ],
+    );
+}
+
+#[test]
+fn regex() {
+    table(
+        r"regex:(?i)answer:\s*(\w+)",
+        &[
+            ("Reasoning… Answer: Paris", "Paris", true, Some("Paris")),
+            ("answer: lyon", "Paris", false, Some("lyon")),
+            ("no conclusion", "Paris", false, None),
+        ],
+    );
+    // A named group wins; no group: the whole match; a comma in the pattern is kept.
+    table(
+        r"regex:(?P<x>\d+),(?P<answer>\d+)",
+        &[("1,2", "2", true, Some("2"))],
+    );
+    table(r"regex:\d{2,3}", &[("year 123", "123", true, Some("123"))]);
+}
+
+#[test]
+fn number() {
+    table(
+        "number",
+        &[
+            (
+                "The total is 1,234.5 dollars",
+                "1234.5",
+                true,
+                Some("1,234.5"),
+            ),
+            ("It costs $12.", "12", true, Some("$12")),
+            ("Growth: 12%", "12%", true, Some("12%")),
+            ("-3e2", "-300", true, Some("-3e2")),
+            ("\u{2212}4 degrees", "-4", true, Some("\u{2212}4")),
+            ("about .5", "0.5", true, Some(".5")),
+            // The last number by default: reasoning first, conclusion last.
+            ("2 apples and 3 pears make 5", "5", true, Some("5")),
+            // Hyphens are not signs; digits in words are not numbers.
+            ("pages 2-3", "3", true, Some("3")),
+            ("COVID-19 cases: 7", "7", true, Some("7")),
+            ("GPT4 says 10", "10", true, Some("10")),
+            ("12.0", "12", true, Some("12.0")),
+            ("12.01", "12", false, Some("12.01")),
+            ("no number", "12", false, None),
+            ("12", "twelve", false, Some("12")),
+        ],
+    );
+    table(
+        "number:pick=first",
+        &[("5, then 2 and 3", "5", true, Some("5"))],
+    );
+    table(
+        "number:rel=0.01",
+        &[
+            ("99.5", "100", true, Some("99.5")),
+            ("98", "100", false, Some("98")),
+        ],
+    );
+    table(
+        "number:abs=0.5",
+        &[
+            ("3.4", "3", true, Some("3.4")),
+            ("3.6", "3", false, Some("3.6")),
+        ],
+    );
+}
+
+#[test]
+fn choice() {
+    table(
+        "choice",
+        &[
+            ("The answer is (B).", "B", true, Some("B")),
+            ("**C**", "C", true, Some("C")),
+            ("B) Paris", "B", true, Some("B) Paris")),
+            ("B) Paris", "Paris", true, Some("B) Paris")),
+            ("B) Paris", "Lyon", false, Some("B) Paris")),
+            ("Answer: d", "D", true, Some("D")),
+            ("b", "(B)", true, Some("B")),
+            ("A looks right, but the answer is C", "C", true, Some("C")),
+            ("I pick B because it fits", "B", true, Some("B")),
+            // An article and a letter inside a word are not choices.
+            ("Based on a reading, none", "A", false, None),
+            // Two lone letters: no conclusion.
+            ("A or B", "A", false, None),
+            ("(A) is wrong.\nFinal answer: (D)", "D", true, Some("D")),
+        ],
+    );
+    table(
+        "choice:letters=ABCD",
+        &[
+            ("E) Other", "E", false, None),
+            ("The answer is e", "E", false, None),
+        ],
+    );
+}
+
+#[test]
+fn json() {
+    table(
+        "json:/answer",
+        &[
+            (r#"{"answer": 42}"#, "42", true, Some("42")),
+            (r#"{"answer": 42.0}"#, "42", true, Some("42.0")),
+            (r#"{"answer": "Paris"}"#, "Paris", true, Some("Paris")),
+            (r#"{"answer": "Paris"}"#, "\"Paris\"", true, Some("Paris")),
+            (
+                "```json\n{\"answer\": true}\n```",
+                "true",
+                true,
+                Some("true"),
+            ),
+            (r#"{"answer": [1, 2]}"#, "[1,2.0]", true, Some("[1,2]")),
+            (r#"{"other": 1}"#, "1", false, None),
+            ("not json", "1", false, None),
+        ],
+    );
+    table(
+        "json",
+        &[(r#"{"a":1}"#, r#"{"a":1}"#, true, Some(r#"{"a":1}"#))],
+    );
+    table(
+        "json:/items/1/name",
+        &[(
+            r#"{"items":[{"name":"x"},{"name":"y"}]}"#,
+            "y",
+            true,
+            Some("y"),
+        )],
+    );
+}
+
+#[test]
+fn bad_specs_say_what_would_do() {
+    for (spec, says) in [
+        ("fuzzy", "unknown scorer \"fuzzy\""),
+        ("regex", "give the pattern"),
+        ("regex:(unclosed", "does not compile"),
+        ("number:rel=-1", "tolerance ≥ 0"),
+        ("number:rel=nan", "tolerance ≥ 0"),
+        ("number:pick=middle", "pick=first or pick=last"),
+        ("number:tol=1", "unknown option \"tol\""),
+        ("exact:fold", "unknown option \"fold\""),
+        ("exact:trim=maybe", "trim=true or trim=false"),
+        ("choice:letters=", "give the option letters"),
+        ("choice:letters=A1", "give the option letters"),
+        ("json:answer", "not a JSON pointer"),
+    ] {
+        let e = Scorer::parse(spec).unwrap_err();
+        assert!(e.to_string().contains(says), "{spec}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("--scorer {spec:?}")),
+            "{e}"
+        );
+    }
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    static SCORERS: std::sync::LazyLock<Vec<Scorer>> = std::sync::LazyLock::new(|| {
+        [
+            "exact",
+            "contains:i",
+            r"regex:(\w+)",
+            "number:rel=0.1",
+            "choice",
+            "json:/a",
+        ]
+        .iter()
+        .map(|s| Scorer::parse(s).unwrap())
+        .collect()
+    });
+
+    proptest! {
+        /// Every scorer takes any text without panicking, and scores it 0 or 1.
+        #[test]
+        fn any_text_scores_without_panic(answer in "\\PC{0,80}", expected in "\\PC{0,20}") {
+            for scorer in SCORERS.iter() {
+                let s = scorer.score(&answer, &expected);
+                prop_assert!(s.score == 0.0 || s.score == 1.0);
+            }
+        }
+
+        /// A number written back as the answer is read as itself.
+        #[test]
+        fn numbers_round_trip(x in -1e12f64..1e12) {
+            let text = format!("the result is {x}");
+            let s = Scorer::parse("number").unwrap().score(&text, &x.to_string());
+            prop_assert!(s.passed, "{text}");
+        }
+    }
+}
