@@ -79,6 +79,7 @@ mod csv;
 mod jsonl;
 mod lines;
 mod problems;
+pub mod rows;
 mod shape;
 mod source;
 mod template;

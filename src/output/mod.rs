@@ -41,10 +41,20 @@ fn lock_for_append(path: &Path, create: bool) -> Result<File, AppendError> {
 /// The `/generation` sidecar of an output file: `demo.out.jsonl` → `demo.out.generations.jsonl`
 /// in the same folder; a name that does not end in `.jsonl` gets `.generations.jsonl` appended.
 pub fn sidecar_path(out: &Path) -> PathBuf {
+    beside(out, "generations")
+}
+
+/// `OUT.jsonl` → `OUT.scores.jsonl`: what `orbatch score` wrote for that output.
+pub fn scores_path(out: &Path) -> PathBuf {
+    beside(out, "scores")
+}
+
+/// `OUT.jsonl` → `OUT.<what>.jsonl`, beside it (`out.ndjson` → `out.ndjson.<what>.jsonl`).
+fn beside(out: &Path, what: &str) -> PathBuf {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
-    out.with_file_name(format!("{stem}.generations.jsonl"))
+    out.with_file_name(format!("{stem}.{what}.jsonl"))
 }

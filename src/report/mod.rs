@@ -16,7 +16,7 @@ pub mod html;
 pub mod read;
 pub mod render;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -7,7 +7,7 @@ use crate::output::record::{ErrorKind, Record, RecordError, Status, Usage};
 use super::{Bucket, Generations, GroupBy, Report, aggregate, nice_width};
 
 /// An ok record of `(id, model)` costing `cost`, with one generation id per attempt.
-pub(super) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
+pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
     Record {
         id: id.to_owned(),
         model: model.to_owned(),
@@ -39,7 +39,7 @@ pub(super) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
 }
 
 /// A failed record of `(id, model)`: no usage, `attempts` attempts with a generation id each.
-pub(super) fn failed(id: &str, model: &str, kind: ErrorKind, attempts: u32) -> Record {
+pub(crate) fn failed(id: &str, model: &str, kind: ErrorKind, attempts: u32) -> Record {
     Record {
         status: Status::Error,
         output: None,

@@ -256,3 +256,211 @@ mod props {
         }
     }
 }
+
+mod job {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use serde_json::{Map, Value};
+
+    use crate::endpoint::Endpoint;
+    use crate::job::{InputConfig, InputFormat, InputSource};
+    use crate::output::record::{ErrorKind, Record};
+    use crate::report::tests::{failed, ok};
+    use crate::score::Scorer;
+    use crate::score::job::{ModelTally, ScoreJob, ScoreLine, score};
+
+    fn input(path: &Path) -> InputConfig {
+        InputConfig {
+            source: InputSource::Path(path.to_owned()),
+            format: InputFormat::Csv,
+            models: vec![],
+            endpoint: Endpoint::Chat,
+            template: None,
+            system: None,
+            id_field: None,
+            params: Map::new(),
+            keep_fields: false,
+            limit: None,
+            shard: None,
+        }
+    }
+
+    fn answer(id: &str, model: &str, text: &str) -> Record {
+        let mut r = ok(id, model, 0.001, 10);
+        r.output = Some(text.to_owned());
+        r
+    }
+
+    fn write_records(path: &Path, records: &[Record]) {
+        let text: String = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn lines(path: &Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn records_are_joined_to_rows_by_id_and_the_last_record_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("q.csv");
+        std::fs::write(
+            &csv,
+            "id,prompt,answer,kind\n\
+             q1,Capital of France?,Paris,\n\
+             q2,2+2?,4,number\n\
+             q3,Pick one,B,choice\n\
+             q4,No key,,\n",
+        )
+        .unwrap();
+        let out = dir.path().join("q.out.jsonl");
+        write_records(
+            &out,
+            &[
+                answer("q1", "m/a", "Paris"),
+                answer("q1", "m/b", "Lyon"),
+                answer("q2", "m/a", "It is 4."),
+                // m/b failed q2 first, then a rerun answered it: the last record counts.
+                failed("q2", "m/b", ErrorKind::Transient, 2),
+                answer("q2", "m/b", "5"),
+                answer("q3", "m/a", "The answer is (B)."),
+                failed("q3", "m/b", ErrorKind::Timeout, 1),
+                answer("q4", "m/a", "whatever"),
+                answer("zz", "m/a", "not a row"),
+            ],
+        );
+        let job = ScoreJob {
+            outputs: vec![out.clone()],
+            input: input(&csv),
+            expected: "answer".into(),
+            scorer: Arc::new(Scorer::parse("exact").unwrap()),
+            scorer_field: Some("kind".into()),
+        };
+        let summary = score(&job).unwrap();
+        let dest = dir.path().join("q.out.scores.jsonl");
+        assert_eq!(summary.written, vec![dest.clone()]);
+        let got = lines(&dest);
+        let want = [
+            ScoreLine {
+                id: "q1".into(),
+                model: "m/a".into(),
+                scorer: "exact",
+                score: 1.0,
+                passed: true,
+                extracted: Some("Paris".into()),
+                expected: "Paris".into(),
+            },
+            ScoreLine {
+                id: "q1".into(),
+                model: "m/b".into(),
+                scorer: "exact",
+                score: 0.0,
+                passed: false,
+                extracted: Some("Lyon".into()),
+                expected: "Paris".into(),
+            },
+            ScoreLine {
+                id: "q2".into(),
+                model: "m/a".into(),
+                scorer: "number",
+                score: 1.0,
+                passed: true,
+                extracted: Some("4".into()),
+                expected: "4".into(),
+            },
+            ScoreLine {
+                id: "q2".into(),
+                model: "m/b".into(),
+                scorer: "number",
+                score: 0.0,
+                passed: false,
+                extracted: Some("5".into()),
+                expected: "4".into(),
+            },
+            ScoreLine {
+                id: "q3".into(),
+                model: "m/a".into(),
+                scorer: "choice",
+                score: 1.0,
+                passed: true,
+                extracted: Some("B".into()),
+                expected: "B".into(),
+            },
+        ];
+        let want: Vec<Value> = want
+            .iter()
+            .map(|l| serde_json::to_value(l).unwrap())
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            summary.per_model["m/a"],
+            ModelTally {
+                scored: 3,
+                passed: 3,
+                unanswered: 0,
+                no_expected: 1,
+                not_in_input: 1,
+            }
+        );
+        assert_eq!(
+            summary.per_model["m/b"],
+            ModelTally {
+                scored: 2,
+                passed: 0,
+                unanswered: 1,
+                no_expected: 0,
+                not_in_input: 0,
+            }
+        );
+        assert_eq!(summary.per_model["m/a"].accuracy(), Some(1.0));
+        assert!(
+            summary
+                .warnings
+                .iter()
+                .any(|w| w.contains("1 records have an id that is not a row")),
+            "{:?}",
+            summary.warnings
+        );
+
+        // Rerun with another scorer: the file is replaced, not appended to.
+        let job = ScoreJob {
+            scorer: Arc::new(Scorer::parse("contains:i").unwrap()),
+            scorer_field: None,
+            ..job
+        };
+        score(&job).unwrap();
+        let got = lines(&dest);
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|l| l["scorer"] == "contains"));
+    }
+
+    #[test]
+    fn a_bad_scorer_in_a_row_names_the_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("q.csv");
+        std::fs::write(&csv, "id,prompt,answer,kind\nq1,x,1,fuzzy\nq2,y,2,exact\n").unwrap();
+        let out = dir.path().join("q.out.jsonl");
+        write_records(&out, &[answer("q1", "m", "1")]);
+        let job = ScoreJob {
+            outputs: vec![out],
+            input: input(&csv),
+            expected: "answer".into(),
+            scorer: Arc::new(Scorer::parse("exact").unwrap()),
+            scorer_field: Some("kind".into()),
+        };
+        let e = score(&job).unwrap_err().to_string();
+        assert!(
+            e.ends_with("q.csv:2: scorer field \"kind\": unknown scorer \"fuzzy\"; use exact, contains, regex, number, choice or json"),
+            "{e}"
+        );
+        assert!(!dir.path().join("q.out.scores.jsonl").exists());
+    }
+}

@@ -1,0 +1,283 @@
+//! `orbatch score`: join the records of one or more outputs back to their input rows by id,
+//! score every answer against the row's expected value, and write `OUT.scores.jsonl` beside
+//! each output. Offline and cheap to rerun with another scorer (the file is replaced whole).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Score, Scorer};
+use crate::job::rows::{Row, each_row};
+use crate::job::{InputConfig, InputError};
+use crate::output::record::{Record, Status};
+use crate::output::scores_path;
+use crate::report::read;
+
+/// Longest `extracted` text kept in a score line (an `exact` scorer extracts the whole answer).
+const MAX_EXTRACTED: usize = 500;
+
+/// What to score, resolved from the flags or the job file's `[score]` table.
+#[derive(Debug)]
+pub struct ScoreJob {
+    /// Outputs of `orbatch run` (shards: several).
+    pub outputs: Vec<PathBuf>,
+    pub input: InputConfig,
+    /// The input field holding the expected answer.
+    pub expected: String,
+    /// The scorer of rows that do not name their own.
+    pub scorer: Arc<Scorer>,
+    /// `--scorer-field`: the input field naming a row's own scorer spec (mixed sets).
+    pub scorer_field: Option<String>,
+}
+
+/// Why scoring could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("{0}")]
+    Input(#[from] InputError),
+    #[error("{0}")]
+    Read(#[from] read::ReadError),
+    #[error("{path}: cannot write the scores: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// One line of `OUT.scores.jsonl` (SPEC §8).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScoreLine {
+    pub id: String,
+    pub model: String,
+    pub scorer: &'static str,
+    pub score: f64,
+    pub passed: bool,
+    pub extracted: Option<String>,
+    pub expected: String,
+}
+
+/// Counts per model, for the summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ModelTally {
+    /// Answers scored.
+    pub scored: u64,
+    pub passed: u64,
+    /// Requests whose last record is an error: no answer to score (a rerun retries them).
+    pub unanswered: u64,
+    /// Rows without an expected value: not scored.
+    pub no_expected: u64,
+    /// Records whose id is not a row of the input.
+    pub not_in_input: u64,
+}
+
+/// What `score` did.
+#[derive(Debug, Default)]
+pub struct ScoreSummary {
+    pub per_model: BTreeMap<String, ModelTally>,
+    /// The scores files written, one per output.
+    pub written: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// What the input says about one row.
+struct Expect {
+    expected: Option<String>,
+    scorer: Option<Arc<Scorer>>,
+}
+
+/// Score every output of `job`.
+pub fn score(job: &ScoreJob) -> Result<ScoreSummary, ScoreError> {
+    let rows = expectations(job)?;
+    let mut summary = ScoreSummary::default();
+    for out in &job.outputs {
+        let lines = score_output(out, &rows, &job.scorer, &mut summary)?;
+        let dest = scores_path(out);
+        write_atomically(&dest, &lines).map_err(|source| ScoreError::Write {
+            path: dest.display().to_string(),
+            source,
+        })?;
+        summary.written.push(dest);
+    }
+    Ok(summary)
+}
+
+/// Read the input: each row's expected value and scorer, by id.
+fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
+    let mut specs: HashMap<String, Arc<Scorer>> = HashMap::new();
+    let mut bad_specs = Vec::new();
+    let mut rows = HashMap::new();
+    each_row(&job.input, |row: Row<'_>| {
+        let scorer = job
+            .scorer_field
+            .as_deref()
+            .and_then(|f| row.fields.get(f))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .and_then(|spec| match specs.get(spec) {
+                Some(s) => Some(Arc::clone(s)),
+                None => match Scorer::parse(spec) {
+                    Ok(s) => {
+                        let s = Arc::new(s);
+                        specs.insert(spec.to_owned(), Arc::clone(&s));
+                        Some(s)
+                    }
+                    Err(e) => {
+                        bad_specs.push((row.line, e.message));
+                        None
+                    }
+                },
+            });
+        let expected = match row.fields.get(&job.expected) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        rows.insert(row.id.to_owned(), Expect { expected, scorer });
+    })?;
+    if !bad_specs.is_empty() {
+        let field = job.scorer_field.as_deref().unwrap_or_default();
+        let mut problems = crate::job::InputError {
+            path: input_name(&job.input),
+            problems: Vec::new(),
+            more: 0,
+        };
+        for (line, message) in bad_specs {
+            problems.problems.push(crate::job::InputProblem {
+                line: Some(line),
+                last_line: Some(line),
+                lines: 1,
+                message: format!("scorer field {field:?}: {message}"),
+            });
+        }
+        return Err(problems.into());
+    }
+    Ok(rows)
+}
+
+fn input_name(input: &InputConfig) -> String {
+    match &input.source {
+        crate::job::InputSource::Path(p) => p.display().to_string(),
+        crate::job::InputSource::Stdin => crate::job::STDIN_NAME.to_owned(),
+    }
+}
+
+/// The score lines of one output: the last record of each (id, model), in first-seen order.
+fn score_output(
+    out: &Path,
+    rows: &HashMap<String, Expect>,
+    default: &Scorer,
+    summary: &mut ScoreSummary,
+) -> Result<Vec<ScoreLine>, ScoreError> {
+    // The outcome of each key's latest record; a later record (a rerun) replaces it.
+    enum Outcome {
+        Scored(ScoreLine),
+        Unanswered,
+        NoExpected,
+        NotInInput,
+    }
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut latest: HashMap<(String, String), Outcome> = HashMap::new();
+    read::records(out, &mut summary.warnings, |r: &Record| {
+        let outcome = match rows.get(&r.id) {
+            None => Outcome::NotInInput,
+            Some(Expect { expected: None, .. }) => Outcome::NoExpected,
+            Some(Expect {
+                expected: Some(expected),
+                scorer,
+            }) => match (&r.status, &r.output) {
+                (Status::Ok, Some(answer)) => {
+                    let scorer = scorer.as_deref().unwrap_or(default);
+                    let Score {
+                        score,
+                        passed,
+                        extracted,
+                    } = scorer.score(answer, expected);
+                    Outcome::Scored(ScoreLine {
+                        id: r.id.clone(),
+                        model: r.model.clone(),
+                        scorer: scorer.kind(),
+                        score,
+                        passed,
+                        extracted: extracted.map(clip),
+                        expected: expected.clone(),
+                    })
+                }
+                _ => Outcome::Unanswered,
+            },
+        };
+        let key = (r.id.clone(), r.model.clone());
+        if latest.insert(key.clone(), outcome).is_none() {
+            order.push(key);
+        }
+    })?;
+    let mut lines = Vec::new();
+    let mut not_in_input = 0u64;
+    for key in order {
+        let Some(outcome) = latest.remove(&key) else {
+            continue;
+        };
+        let tally = summary.per_model.entry(key.1).or_default();
+        match outcome {
+            Outcome::Scored(line) => {
+                tally.scored += 1;
+                tally.passed += u64::from(line.passed);
+                lines.push(line);
+            }
+            Outcome::Unanswered => tally.unanswered += 1,
+            Outcome::NoExpected => tally.no_expected += 1,
+            Outcome::NotInInput => {
+                tally.not_in_input += 1;
+                not_in_input += 1;
+            }
+        }
+    }
+    if not_in_input > 0 {
+        summary.warnings.push(format!(
+            "{}: {not_in_input} records have an id that is not a row of the input; is --input \
+             the file this output was run on?",
+            out.display()
+        ));
+    }
+    Ok(lines)
+}
+
+/// At most [`MAX_EXTRACTED`] characters, with `…` when cut.
+fn clip(text: String) -> String {
+    match text.char_indices().nth(MAX_EXTRACTED) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Replace `dest` with `lines`, so that a crash leaves the old file or the new one whole.
+fn write_atomically(dest: &Path, lines: &[ScoreLine]) -> std::io::Result<()> {
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        for line in lines {
+            serde_json::to_writer(&mut w, line)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
+impl ModelTally {
+    /// Share of scored answers that passed; `None` with nothing scored.
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.scored > 0).then(|| self.passed as f64 / self.scored as f64)
+    }
+}
