@@ -6,6 +6,7 @@ mod choice;
 pub mod job;
 mod number;
 mod spec;
+pub mod stats;
 
 #[cfg(test)]
 mod tests;
