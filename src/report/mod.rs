@@ -15,6 +15,7 @@ pub mod command;
 pub mod html;
 pub mod read;
 pub mod render;
+pub mod scores;
 #[cfg(test)]
 pub(crate) mod tests;
 
