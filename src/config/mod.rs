@@ -512,7 +512,7 @@ pub fn parse_param(p: &str) -> Result<(String, Value), UsageError> {
 /// `K/N` with `N ≥ 1` and `K < N` (`--shard` and `shard` in a job file; the caller names
 /// which).
 pub fn parse_shard(s: &str) -> Result<Shard, UsageError> {
-    let bad = || UsageError::new(format!("{s:?}: expected K/N with 0 ≤ K < N, e.g. 0/4"));
+    let bad = || UsageError::new("expected K/N with 0 ≤ K < N, e.g. 0/4");
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
     let index: u64 = k.trim().parse().map_err(|_| bad())?;
     let count: u64 = n.trim().parse().map_err(|_| bad())?;

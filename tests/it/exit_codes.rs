@@ -153,6 +153,22 @@ async fn a_network_failure_is_1_and_a_refused_key_is_3() {
         done.stderr
     );
     assert!(!done.stderr.contains(KEY));
+
+    let input = env.jsonl("r.jsonl", &["x"]);
+    let run = env
+        .run()
+        .input(&input)
+        .args(&["-m", "a/b", "--api-key-env", "MY_ORBATCH_KEY"])
+        .env("MY_ORBATCH_KEY", "sk-wrong")
+        .output()
+        .await;
+    run.code(3);
+    assert!(
+        run.stderr.contains("read from $MY_ORBATCH_KEY"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("OPENROUTER_API_KEY"), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
