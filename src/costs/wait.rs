@@ -115,6 +115,19 @@ mod tests {
         assert!(e.contains("longer than a week"), "{e}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_bounded_duration_or_an_error(text in proptest::prelude::any::<String>(),
+                                                      n in 0u64..100_000_000_000, unit in "(ms|s|m|h|d|)") {
+            for t in [text, format!("{n}{unit}")] {
+                if let Ok(d) = parse_duration(&t) {
+                    proptest::prop_assert!(d <= MAX_WAIT, "{t}");
+                    proptest::prop_assert!(tokio::time::Instant::now().checked_add(d).is_some());
+                }
+            }
+        }
+    }
+
     #[test]
     fn pauses_grow_then_stay_at_a_minute() {
         let s = Schedule::default();
