@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 
 use crate::client::{Client, GetResponse};
+use crate::exit::Failure;
 use crate::retry::describe;
 
 /// Prices in USD: per prompt token, per completion token, per request.
@@ -161,33 +162,35 @@ impl KeyInfo {
 }
 
 /// `GET /models`.
-pub async fn fetch_models(client: &Client) -> anyhow::Result<Catalog> {
+pub async fn fetch_models(client: &Client) -> Result<Catalog, Failure> {
     let resp = get_ok(client, "/models").await?;
-    Catalog::from_json(&resp.body)
+    Ok(Catalog::from_json(&resp.body)?)
 }
 
 /// `GET /key`.
-pub async fn fetch_key(client: &Client) -> anyhow::Result<KeyInfo> {
+pub async fn fetch_key(client: &Client) -> Result<KeyInfo, Failure> {
     let resp = get_ok(client, "/key").await?;
-    KeyInfo::from_json(&resp.body)
+    Ok(KeyInfo::from_json(&resp.body)?)
 }
 
-/// A `GET` that must answer 200; anything else is an error saying what happened.
-async fn get_ok(client: &Client, path: &str) -> anyhow::Result<GetResponse> {
+/// A `GET` that must answer 200. A refused key (401/403) or spent credit (402) is
+/// [`Failure::Refused`]; the network or any other status is [`Failure::Failed`].
+async fn get_ok(client: &Client, path: &str) -> Result<GetResponse, Failure> {
     let resp = client
         .get(path)
         .await
-        .map_err(|f| anyhow::anyhow!("GET {path}: {}", describe(&f)))?;
+        .map_err(|f| Failure::failed(format!("GET {path}: {}", describe(&f))))?;
     if resp.status != 200 {
         let message = resp
             .error()
             .map(|e| crate::text::sanitize(&e.message))
             .unwrap_or_default();
-        let hint = match resp.status {
-            401 | 403 => " (check the API key)",
-            _ => "",
-        };
-        bail!("GET {path}: HTTP {} {message}{hint}", resp.status);
+        let what = format!("GET {path}: HTTP {} {message}", resp.status);
+        return Err(match resp.status {
+            401 | 403 => Failure::Refused(format!("{} (the API key was refused)", what.trim_end())),
+            402 => Failure::Refused(format!("{} (out of credit)", what.trim_end())),
+            _ => Failure::failed(what.trim_end()),
+        });
     }
     Ok(resp)
 }

@@ -1,15 +1,18 @@
 //! Command-line syntax only (clap derive). Doc comments are the help text. Nothing below
 //! `config` sees these types.
 
-use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::exit::EXIT_CODES_HELP;
+use crate::job::Shard;
 
 /// Run bulk prompts against OpenRouter and keep an exact audit of what each row, model and
 /// job cost.
 #[derive(Debug, Parser)]
-#[command(name = "orbatch", version, about, max_term_width = 100)]
+#[command(name = "orbatch", version, about, max_term_width = 100, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,18 +21,24 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send every (row × model) request and write one JSONL record each.
+    #[command(after_help = EXIT_CODES_HELP)]
     Run(Box<RunArgs>),
     /// Validate a job and estimate its requests, tokens and cost; sends no prompt.
+    #[command(after_help = EXIT_CODES_HELP)]
     Plan(Box<RunArgs>),
     /// Serve a local OpenRouter-compatible mock API (for tests, demos and benchmarks).
     MockServer(MockServerArgs),
     /// Look up the exact cost of every generation id of an output file (GET /generation).
+    #[command(after_help = EXIT_CODES_HELP)]
     Costs(CostsArgs),
     /// List models and their prices per million tokens (GET /models).
+    #[command(after_help = EXIT_CODES_HELP)]
     Models(ModelsArgs),
     /// Show the API key's label, limit, remaining credit and usage (GET /key).
+    #[command(after_help = EXIT_CODES_HELP)]
     Key(KeyArgs),
     /// Summarise output files: counts, ok %, tokens, spend (inline and exact), latency, errors.
+    #[command(after_help = EXIT_CODES_HELP)]
     Report(ReportArgs),
 }
 
@@ -82,32 +91,40 @@ pub struct RunArgs {
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
 
-    /// Requests in flight at most [default: 32].
-    #[arg(short = 'j', long, value_name = "N")]
-    pub concurrency: Option<NonZeroUsize>,
+    /// Requests in flight at most, 1 to 65536 [default: 32].
+    #[arg(short = 'j', long, value_name = "N", allow_negative_numbers = true)]
+    pub concurrency: Option<u64>,
 
-    /// Requests per second at most (the bucket starts empty).
-    #[arg(long, value_name = "X", conflicts_with = "rpm")]
+    /// Requests per second at most, 0.0000167 (one per 1,000 minutes) to 1000000 (the
+    /// bucket starts empty).
+    #[arg(
+        long,
+        value_name = "X",
+        conflicts_with = "rpm",
+        allow_negative_numbers = true
+    )]
     pub rps: Option<f64>,
 
-    /// Requests per minute at most.
-    #[arg(long, value_name = "X")]
+    /// Requests per minute at most, 0.001 to 60000000.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub rpm: Option<f64>,
 
-    /// Requests that may start together after an idle spell under --rps/--rpm [default: 1].
-    #[arg(long, value_name = "N")]
-    pub burst: Option<NonZeroU32>,
+    /// Requests that may start together after an idle spell under --rps/--rpm, 1 to 10000
+    /// [default: 1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub burst: Option<u64>,
 
-    /// Attempts per request, including the first [default: 6].
-    #[arg(long, value_name = "N")]
-    pub max_attempts: Option<NonZeroU32>,
+    /// Attempts per request, including the first, 1 to 100 [default: 6].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_attempts: Option<u64>,
 
-    /// Seconds per attempt [default: 300].
-    #[arg(long, value_name = "SECS")]
+    /// Seconds per attempt, 0.001 to 86400 (a day) [default: 300].
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub timeout: Option<f64>,
 
-    /// Stop dispatching before spend (earlier runs on this output included) could pass USD.
-    #[arg(long, value_name = "USD")]
+    /// Stop dispatching before spend (earlier runs on this output included) could pass USD
+    /// (0 to 1000000).
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
     pub max_cost: Option<f64>,
 
     /// Stream answers (SSE); records the time to the first token.
@@ -115,12 +132,12 @@ pub struct RunArgs {
     pub stream: bool,
 
     /// Only the first N rows of the input.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<u64>,
 
     /// Only rows whose stable id hash mod N == K (run N shards in parallel).
-    #[arg(long, value_name = "K/N")]
-    pub shard: Option<String>,
+    #[arg(long, value_name = "K/N", value_parser = crate::config::parse_shard)]
+    pub shard: Option<Shard>,
 
     /// On resume, send rows whose last record is an error again (the default).
     #[arg(long, overrides_with = "no_retry_errors")]
@@ -154,7 +171,7 @@ pub struct RunArgs {
 }
 
 /// Where API calls go, shared by every command that talks to OpenRouter.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct ApiArgs {
     /// API base URL [default: $OPENROUTER_BASE_URL, else https://openrouter.ai/api/v1].
     #[arg(long, value_name = "URL")]
@@ -164,21 +181,18 @@ pub struct ApiArgs {
     #[arg(long)]
     pub mock: bool,
 
-    /// The environment variable holding the API key.
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_KEY_ENV)]
-    pub api_key_env: String,
+    /// The environment variable holding the API key [default: OPENROUTER_API_KEY].
+    #[arg(long, value_name = "NAME")]
+    pub api_key_env: Option<String>,
 }
 
 /// Where the key is read from unless `--api-key-env` says otherwise.
 pub const DEFAULT_KEY_ENV: &str = "OPENROUTER_API_KEY";
 
-impl Default for ApiArgs {
-    fn default() -> Self {
-        ApiArgs {
-            base_url: None,
-            mock: false,
-            api_key_env: DEFAULT_KEY_ENV.to_owned(),
-        }
+impl ApiArgs {
+    /// The variable the key is read from: `--api-key-env`, else the default.
+    pub fn key_env(&self) -> &str {
+        self.api_key_env.as_deref().unwrap_or(DEFAULT_KEY_ENV)
     }
 }
 
@@ -213,14 +227,15 @@ pub struct CostsArgs {
     pub out: PathBuf,
 
     /// How long to keep asking for generations OpenRouter does not know yet (90s, 10m, 1h,
-    /// or seconds); those still unknown then stay pending for a rerun.
+    /// or seconds; at most a week); those still unknown then stay pending for a rerun.
     #[arg(long, value_name = "DURATION", default_value = "10m",
           value_parser = crate::costs::parse_duration)]
     pub wait: std::time::Duration,
 
-    /// Lookups in flight at most.
-    #[arg(short = 'j', long, value_name = "N", default_value = "8")]
-    pub concurrency: NonZeroUsize,
+    /// Lookups in flight at most, 1 to 1024.
+    #[arg(short = 'j', long, value_name = "N", default_value = "8",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub concurrency: u64,
 
     #[command(flatten)]
     pub api: ApiArgs,
@@ -320,8 +335,12 @@ pub enum ReportFormatArg {
     Html,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `--input-format`, and `input_format` in a job file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InputFormatArg {
+    #[value(alias = "ndjson")]
+    #[serde(alias = "ndjson")]
     Jsonl,
     Csv,
     Tsv,

@@ -27,15 +27,6 @@ impl ApiKey {
         ApiKey(key.into())
     }
 
-    /// Read the key from the environment variable `var`.
-    pub fn from_env(var: &str) -> Option<ApiKey> {
-        std::env::var(var)
-            .ok()
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-            .map(ApiKey)
-    }
-
     fn header(&self) -> Option<HeaderValue> {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", self.0)).ok()?;
         v.set_sensitive(true);

@@ -28,6 +28,7 @@ pub mod report;
 pub mod retry;
 pub mod run;
 pub mod score;
+pub mod stdout;
 pub mod text;
 pub mod ui;
 
@@ -35,71 +36,84 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, ReportArgs, RunArgs};
 use crate::config::RunConfig;
-use crate::exit::{Exit, UsageError};
+use crate::exit::{Exit, Failure, Outcome};
+use crate::pool::StopReason;
 
-/// Run one parsed command line to completion. Messages go to stderr; the caller turns the
-/// result into the process exit code. `interrupt` is cancelled on the first Ctrl-C.
+/// Run one parsed command line to completion. Messages go to stderr; the exit code comes
+/// from the typed outcome ([`exit::code_of`]), the caller turns it into the process code.
+/// `interrupt` is cancelled on the first Ctrl-C.
 pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
-    let result = match cli.command {
+    let outcome = match cli.command {
         Command::Run(args) => run_command(&args, interrupt).await,
         Command::Plan(args) => plan_command(&args).await,
         Command::MockServer(args) => {
             ui::init_logging(false, 0);
-            mock::serve(args.config, args.port).await.map(|()| Exit::Ok)
+            mock::serve(args.config, args.port)
+                .await
+                .map(|()| Exit::Ok)
+                .map_err(Failure::from)
         }
         Command::Costs(args) => commands::costs::command(&args, interrupt).await,
         Command::Models(args) => commands::models::command(&args).await,
         Command::Key(args) => commands::key::command(&args).await,
         Command::Report(args) => report_command(&args).await,
     };
-    result.unwrap_or_else(|e| {
-        let msg = text::printable(&format!("{e:#}"));
-        if msg.contains('\n') {
-            // A list of problems (e.g. one per bad input line): one per line, unprefixed,
-            // so each stays a clickable `PATH:LINE: message`.
-            eprintln!("orbatch: error: nothing was sent; fix these problems and rerun:\n{msg}");
-        } else {
-            eprintln!("orbatch: error: {msg}");
-        }
-        if e.downcast_ref::<UsageError>().is_some() {
-            Exit::Usage
-        } else {
-            Exit::Stopped
-        }
-    })
+    if let Err(failure) = &outcome {
+        tell(failure);
+    }
+    exit::code_of(&outcome)
 }
 
-async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> anyhow::Result<Exit> {
+/// The failure on stderr.
+fn tell(failure: &Failure) {
+    let msg = text::printable(&failure.to_string());
+    match failure {
+        // A list of problems (e.g. one per bad input line): one per line, unprefixed, so
+        // each stays a clickable `PATH:LINE: message`.
+        Failure::Usage(_) if msg.contains('\n') => {
+            eprintln!("orbatch: error: nothing was sent; fix these problems and rerun:\n{msg}");
+        }
+        _ => eprintln!("orbatch: error: {msg}"),
+    }
+}
+
+async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> Outcome {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
     let config = RunConfig::resolve(args, &|k| std::env::var(k).ok())?;
     let quiet = config.quiet;
+    let key_env = config.key_env.clone();
     let summary = run::run(config, ui::progress(quiet), interrupt).await?;
     if !quiet {
         eprint!("{}", ui::summary(&summary, &rerun_hint()));
+        if matches!(summary.stopped, Some(StopReason::Auth(_))) {
+            eprintln!("  the key was read from ${key_env}");
+        }
     }
     Ok(summary.exit())
 }
 
-async fn plan_command(args: &RunArgs) -> anyhow::Result<Exit> {
+async fn plan_command(args: &RunArgs) -> Outcome {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
     // The catalogue is public: plan works without a key, and then skips the credit check.
     let config = RunConfig::resolve_with(args, &|k| std::env::var(k).ok(), config::Key::Optional)?;
     let have_key = !matches!(config.target, config::Target::Remote { key: None, .. });
-    let plan = plan::plan(&config, have_key).await?;
-    print!("{}", plan.render());
+    let plan = plan::plan(&config, have_key)
+        .await
+        .map_err(|f| f.with_key_hint(&config.key_env))?;
+    stdout::write(plan.render().as_bytes())?;
     for w in plan.warnings() {
         eprintln!("orbatch: warning: {w}");
     }
     if !have_key {
         eprintln!(
             "orbatch: note: {} is not set; the key's credit was not checked",
-            args.api.api_key_env
+            config.key_env
         );
     }
     Ok(Exit::Ok)
 }
 
-async fn report_command(args: &ReportArgs) -> anyhow::Result<Exit> {
+async fn report_command(args: &ReportArgs) -> Outcome {
     let opts = report::command::ReportOptions::from_args(args);
     tokio::task::spawn_blocking(move || report::command::run(&opts)).await?
 }

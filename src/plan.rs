@@ -12,7 +12,7 @@ use crate::catalog::{Catalog, KeyInfo, fetch_key, fetch_models};
 use crate::config::RunConfig;
 use crate::connect::{ClientOptions, Connection};
 use crate::estimate;
-use crate::exit::UsageError;
+use crate::exit::{Failure, UsageError};
 use crate::job::{Input, Request};
 use crate::mock::MockConfig;
 use crate::output::resume::{self, Decision, Prior};
@@ -196,13 +196,14 @@ impl Plan {
 /// Build the plan for a resolved run configuration: validate the input (exit 2 on a
 /// problem, like `run`), read every request that `run` would send (an existing output is
 /// read, not changed: what it answered is skipped), then price it with `/models` and, when
-/// `check_key`, compare with `/key`.
-pub async fn plan(config: &RunConfig, check_key: bool) -> anyhow::Result<Plan> {
+/// `check_key`, compare with `/key`. A refused key is [`Failure::Refused`], a network or
+/// server failure [`Failure::Failed`].
+pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> {
     let input_config = config.input.clone();
     let output = config.output.clone();
     let retry_errors = config.retry_errors;
     let fresh = config.fresh;
-    let mut plan = tokio::task::spawn_blocking(move || -> anyhow::Result<Plan> {
+    let mut plan = tokio::task::spawn_blocking(move || -> Result<Plan, UsageError> {
         let input = Input::open(input_config).map_err(|e| UsageError::new(e.to_string()))?;
         let prior = if fresh {
             Prior::default()

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::budget::Budget;
 use crate::config::RunConfig;
 use crate::connect::{ClientOptions, Connection};
-use crate::exit::{Exit, UsageError};
+use crate::exit::{Exit, Failure, UsageError};
 use crate::job::{Input, Request, RequestKeys};
 use crate::limit::Pacer;
 use crate::mock::MockConfig;
@@ -109,7 +109,7 @@ pub async fn run(
     config: RunConfig,
     progress: Box<dyn Progress>,
     interrupt: CancellationToken,
-) -> anyhow::Result<RunSummary> {
+) -> Result<RunSummary, Failure> {
     let started = Instant::now();
     // 1. Every input problem, before anything is sent; meanwhile, on another thread, an
     //    existing output is locked and read (not changed) for resume.

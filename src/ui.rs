@@ -208,7 +208,7 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
     }
     match &s.stopped {
         Some(StopReason::Auth(m)) => out.push_str(&format!(
-            "  stopped: the API key was refused ({m}); check OPENROUTER_API_KEY, then rerun\n"
+            "  stopped: the API key was refused ({m}); check the API key, then rerun\n"
         )),
         Some(StopReason::Credits(m)) => out.push_str(&format!(
             "  stopped: out of credit ({m}); add credit at https://openrouter.ai/settings/credits, then rerun\n"

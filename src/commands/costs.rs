@@ -6,13 +6,13 @@ use super::connect;
 use crate::cli::CostsArgs;
 use crate::config::Key;
 use crate::costs::{self, CostsConfig, CostsReport, Schedule};
-use crate::exit::{Exit, UsageError};
+use crate::exit::{Exit, Failure, Outcome, UsageError};
 use crate::text::usd;
 use crate::ui;
 
 /// Run `orbatch costs`. Exit 0 when every id is in the sidecar, 1 when some are pending or
-/// failed, 3 when the key was refused, 130 when interrupted.
-pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> anyhow::Result<Exit> {
+/// failed (or the lookups could not run), 3 when the key was refused, 130 when interrupted.
+pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> Outcome {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
     if args.api.mock {
         return Err(UsageError::new(
@@ -24,7 +24,8 @@ pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> anyhow::
     let config = CostsConfig {
         out: args.out.clone(),
         wait: args.wait,
-        concurrency: args.concurrency.get(),
+        // clap keeps it within 1..=1024.
+        concurrency: usize::try_from(args.concurrency).unwrap_or(1),
         schedule: Schedule::from_env(),
     };
     let prepared = costs::prepare(&config)?;
@@ -54,10 +55,10 @@ pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> anyhow::
         eprint!("{}", summary(&report, &args.out.display().to_string()));
     }
     if let Some(message) = &report.tally.refused {
-        anyhow::bail!(
+        return Err(Failure::Refused(format!(
             "the API key was refused ({message}); check ${} (ids looked up so far are kept)",
-            args.api.api_key_env
-        );
+            args.api.key_env()
+        )));
     }
     Ok(if report.tally.interrupted {
         Exit::Interrupted

@@ -1,32 +1,28 @@
 //! `orbatch key`: the key's account state (`GET /key`) as a small table on stdout. Only the
 //! server's masked label is shown, never the key itself.
 
-use std::io::Write;
-
 use comfy_table::{Table, presets};
 
 use super::connect;
 use crate::catalog::{self, KeyInfo};
 use crate::cli::{KeyArgs, TableFormat};
 use crate::config::Key;
-use crate::exit::Exit;
-use crate::text::sanitize;
-use crate::text::usd;
-use crate::ui;
+use crate::exit::{Exit, Outcome};
+use crate::text::{sanitize, usd};
+use crate::{stdout, ui};
 
 /// Run `orbatch key`.
-pub async fn command(args: &KeyArgs) -> anyhow::Result<Exit> {
+pub async fn command(args: &KeyArgs) -> Outcome {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
     let conn = connect(&args.api, Key::Required).await?;
     let result = catalog::fetch_key(&conn.client).await;
     conn.close().await;
-    let info = result?;
-    let mut stdout = std::io::stdout().lock();
-    match args.format {
-        TableFormat::Table => writeln!(stdout, "{}", table(&info))?,
-        TableFormat::Json => writeln!(stdout, "{}", json(&info))?,
-    }
-    stdout.flush()?;
+    let info = result.map_err(|f| f.with_key_hint(args.api.key_env()))?;
+    let text = match args.format {
+        TableFormat::Table => format!("{}\n", table(&info)),
+        TableFormat::Json => format!("{}\n", json(&info)),
+    };
+    stdout::write(text.as_bytes())?;
     Ok(Exit::Ok)
 }
 

@@ -9,8 +9,9 @@ pub mod models;
 use std::time::Duration;
 
 use crate::cli::ApiArgs;
-use crate::config::{Key, resolve_target};
+use crate::config::{Job, Key, resolve_target};
 use crate::connect::{ClientOptions, Connection};
+use crate::exit::Failure;
 use crate::mock::MockConfig;
 
 /// Per-request timeout of these commands' `GET`s.
@@ -18,11 +19,11 @@ const GET_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Open the API the flags point at (the in-process mock with `--mock`); `key` says whether
 /// the command can go on without an API key.
-async fn connect(api: &ApiArgs, key: Key) -> anyhow::Result<Connection> {
-    let target = resolve_target(api, None, None, &|k| std::env::var(k).ok(), key)?;
+async fn connect(api: &ApiArgs, key: Key) -> Result<Connection, Failure> {
+    let target = resolve_target(api, &Job::default(), &|k| std::env::var(k).ok(), key)?;
     let options = ClientOptions {
         timeout: Some(GET_TIMEOUT),
         ..ClientOptions::default()
     };
-    Connection::open(&target, options, MockConfig::default()).await
+    Ok(Connection::open(&target, options, MockConfig::default()).await?)
 }

@@ -1,8 +1,6 @@
 //! `orbatch models`: the model catalogue (`GET /models`) as a table or JSON on stdout, prices
 //! per million tokens. Only the data goes to stdout, so the output can be piped.
 
-use std::io::Write;
-
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use serde::Serialize;
 
@@ -10,8 +8,8 @@ use super::connect;
 use crate::catalog::{self, ModelInfo};
 use crate::cli::{ModelsArgs, TableFormat};
 use crate::config::Key;
-use crate::exit::Exit;
-use crate::ui;
+use crate::exit::{Exit, Outcome};
+use crate::{stdout, ui};
 
 /// One row of the listing; prices are USD per million tokens.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,12 +46,12 @@ pub fn matches(m: &ModelInfo, search: &str) -> bool {
 }
 
 /// Run `orbatch models`.
-pub async fn command(args: &ModelsArgs) -> anyhow::Result<Exit> {
+pub async fn command(args: &ModelsArgs) -> Outcome {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
     let conn = connect(&args.api, Key::Optional).await?;
     let result = catalog::fetch_models(&conn.client).await;
     conn.close().await;
-    let catalog = result?;
+    let catalog = result.map_err(|f| f.with_key_hint(args.api.key_env()))?;
     let rows: Vec<ModelRow> = catalog
         .models
         .iter()
@@ -62,11 +60,12 @@ pub async fn command(args: &ModelsArgs) -> anyhow::Result<Exit> {
         .collect();
     let text = match args.format {
         TableFormat::Table => format!("{}\n", table(&rows)),
-        TableFormat::Json => format!("{}\n", serde_json::to_string_pretty(&rows)?),
+        TableFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?
+        ),
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    stdout::write(text.as_bytes())?;
     if !args.verbosity.quiet {
         eprintln!(
             "{} of {} models{}; prices in USD per million tokens",

@@ -45,39 +45,29 @@ impl Schedule {
     }
 }
 
-/// Parse a duration: `90s`, `10m`, `1h`, `1h30m`, `500ms`, or plain seconds (`45`, `2.5`).
+/// The longest `--wait`: a week. OpenRouter knows a generation within minutes (FACTS §5.2);
+/// the bound keeps `now + wait` far from any overflow.
+pub const MAX_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parse a duration: `90s`, `10m`, `1h`, `1h30m`, `500ms` (jiff's friendly format, which also
+/// takes `1 hour 30 minutes` and ISO 8601 `PT1H`), or plain seconds (`45`, `2.5`); at most
+/// [`MAX_WAIT`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     let bad = || format!("{text:?} is not a duration: use e.g. 90s, 10m, 1h, 1h30m or seconds");
-    if s.is_empty() {
-        return Err(bad());
+    let duration = match s.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| bad())?,
+        Err(_) => {
+            let signed: jiff::SignedDuration = s.parse().map_err(|_| bad())?;
+            Duration::try_from(signed).map_err(|_| bad())?
+        }
+    };
+    if duration > MAX_WAIT {
+        return Err(format!(
+            "{text:?} is longer than a week (168h), the most it can be"
+        ));
     }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (number, tail) = rest.split_at(digits);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let value: f64 = number.parse().map_err(|_| bad())?;
-        let scale = match unit {
-            "ms" => 0.001,
-            "s" | "sec" | "secs" => 1.0,
-            "m" | "min" | "mins" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
-        rest = next;
-    }
-    Ok(total)
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -99,9 +89,42 @@ mod tests {
 
     #[test]
     fn bad_durations_say_what_is_expected() {
-        for bad in ["", "m", "10x", "-5", "1h-2m", "ten minutes", "10m5"] {
+        for bad in [
+            "",
+            "m",
+            "10x",
+            "-5",
+            "1h-2m",
+            "ten minutes",
+            "10m5",
+            "nan",
+            "-1m",
+        ] {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.contains("e.g. 90s"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_longer_than_a_week_are_refused() {
+        assert_eq!(parse_duration("168h"), Ok(MAX_WAIT));
+        for long in ["99999999h", "169h", "1e300", "99999999999999999999h"] {
+            assert!(parse_duration(long).is_err(), "{long}");
+        }
+        let e = parse_duration("99999999h").unwrap_err();
+        assert!(e.contains("longer than a week"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_bounded_duration_or_an_error(text in proptest::prelude::any::<String>(),
+                                                      n in 0u64..100_000_000_000, unit in "(ms|s|m|h|d|)") {
+            for t in [text, format!("{n}{unit}")] {
+                if let Ok(d) = parse_duration(&t) {
+                    proptest::prop_assert!(d <= MAX_WAIT, "{t}");
+                    proptest::prop_assert!(tokio::time::Instant::now().checked_add(d).is_some());
+                }
+            }
         }
     }
 

@@ -2,13 +2,14 @@
 //! aggregate, render, and write to stdout or `-o PATH`.
 
 use std::collections::HashSet;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use super::read::{self, ReadError};
 use super::{Aggregator, Generations, GroupBy, Report, html, render};
 use crate::cli::{ReportArgs, ReportByArg, ReportFormatArg};
-use crate::exit::{Exit, UsageError};
+use crate::exit::{Exit, Outcome, UsageError};
+use crate::stdout;
 
 /// How the report is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,7 @@ impl ReportOptions {
 }
 
 /// Run `orbatch report`. An unreadable input or an unwritable `-o` is a usage error (exit 2).
-pub fn run(opts: &ReportOptions) -> anyhow::Result<Exit> {
+pub fn run(opts: &ReportOptions) -> Outcome {
     let mut warnings = Vec::new();
     let report = build(opts, &mut warnings).map_err(|e| UsageError::new(e.to_string()))?;
     if !opts.quiet {
@@ -130,16 +131,11 @@ pub fn render_as(format: Format, report: &Report, width: Option<u16>) -> String 
 }
 
 /// Write `bytes` to `path`, or to stdout. A closed pipe (`| head`) is not an error.
-fn write(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+fn write(path: Option<&Path>, bytes: &[u8]) -> Result<(), crate::exit::Failure> {
     match path {
         Some(p) => std::fs::write(p, bytes).map_err(|e| {
             UsageError::new(format!("{}: cannot write the report: {e}", p.display())).into()
         }),
-        None => match io::stdout().lock().write_all(bytes) {
-            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-                Err(anyhow::anyhow!("cannot write the report to stdout: {e}"))
-            }
-            _ => Ok(()),
-        },
+        None => stdout::write(bytes),
     }
 }

@@ -4,6 +4,7 @@
 mod budget;
 mod catalog;
 mod costs;
+mod exit_codes;
 mod faults;
 mod input_errors;
 mod plan;

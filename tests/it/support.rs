@@ -75,6 +75,7 @@ pub struct Cmd {
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<Vec<u8>>,
+    stdout: Option<std::process::Stdio>,
 }
 
 impl Cmd {
@@ -87,6 +88,7 @@ impl Cmd {
                 ("ORBATCH_BACKOFF_BASE_MS".into(), "1".into()),
             ],
             stdin: None,
+            stdout: None,
         }
     }
 
@@ -118,6 +120,17 @@ impl Cmd {
         self
     }
 
+    /// Send stdout there instead of capturing it.
+    pub fn stdout(mut self, to: std::process::Stdio) -> Cmd {
+        self.stdout = Some(to);
+        self
+    }
+
+    /// The command line, for messages.
+    pub fn line(&self) -> String {
+        format!("orbatch {}", self.args.join(" "))
+    }
+
     pub fn stdin(mut self, bytes: &[u8]) -> Cmd {
         self.stdin = Some(bytes.to_vec());
         self
@@ -137,12 +150,16 @@ impl Cmd {
     }
 
     /// Run to completion.
-    pub async fn output(self) -> Done {
+    pub async fn output(mut self) -> Done {
         use tokio::io::AsyncWriteExt;
         let started = Instant::now();
         let mut c = self.command();
         c.stdin(std::process::Stdio::piped());
-        c.stdout(std::process::Stdio::piped());
+        c.stdout(
+            self.stdout
+                .take()
+                .unwrap_or_else(std::process::Stdio::piped),
+        );
         c.stderr(std::process::Stdio::piped());
         let mut child = c.spawn().expect("spawn orbatch");
         let mut stdin = child.stdin.take().expect("stdin");

@@ -1,0 +1,523 @@
+//! Resolving what the user asked for — flags, then the job file, then defaults — into one
+//! validated [`RunConfig`]. Two stages, as ripgrep's low and high args: [`given`] holds each
+//! setting with where it came from, then small phases here turn them into checked values, so
+//! every error names the flag, or the job-file key and the file. All cross-flag rules live
+//! here; nothing downstream sees clap or raw strings.
+
+pub mod given;
+pub mod job_file;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::cli::{ApiArgs, DEFAULT_KEY_ENV, InputFormatArg, RunArgs};
+use crate::client::ApiKey;
+use crate::endpoint::Endpoint;
+use crate::exit::UsageError;
+use crate::job::{InputConfig, InputFormat, InputSource, Shard};
+use crate::limit::Rate;
+
+use given::{Given, Origin, pick};
+pub use job_file::{Job, JobFile};
+
+/// The public OpenRouter API.
+pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";
+pub const DEFAULT_CONCURRENCY: usize = 32;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+pub const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The built-in mock server, started in-process (`--mock`).
+    Mock,
+    /// A real API. `key` is `None` only for commands that work without one (the catalogue
+    /// is public); `run` always has one.
+    Remote {
+        base_url: String,
+        key: Option<ApiKey>,
+    },
+}
+
+/// Everything `run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub input: InputConfig,
+    pub output: PathBuf,
+    /// 1 to [`given::MAX_CONCURRENCY`].
+    pub concurrency: usize,
+    pub rate: Option<Rate>,
+    /// 1 to [`given::MAX_ATTEMPTS`].
+    pub max_attempts: u32,
+    /// Within [`given::TIMEOUT_SECS`].
+    pub timeout: Duration,
+    /// Use SSE streaming.
+    pub stream: bool,
+    /// `--max-cost` in USD, 0 to [`given::MAX_COST_USD`].
+    pub max_cost: Option<f64>,
+    pub retry_errors: bool,
+    pub fresh: bool,
+    pub target: Target,
+    /// The environment variable the key is read from (for messages).
+    pub key_env: String,
+    pub app_url: Option<String>,
+    pub app_title: Option<String>,
+    pub quiet: bool,
+}
+
+/// Whether a command needs the API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Required,
+    /// Go on without one (public endpoints such as `/models`).
+    Optional,
+}
+
+impl RunConfig {
+    /// Flags win over the job file, the job file over defaults. `env` reads environment
+    /// variables (a parameter so tests need not touch the process environment).
+    pub fn resolve(
+        args: &RunArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RunConfig, UsageError> {
+        RunConfig::resolve_with(args, env, Key::Required)
+    }
+
+    /// As [`RunConfig::resolve`], saying whether a missing key is an error (`plan` can do
+    /// without one).
+    pub fn resolve_with(
+        args: &RunArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+        key: Key,
+    ) -> Result<RunConfig, UsageError> {
+        let job = match &args.job {
+            Some(path) => Job::load(path)?,
+            None => Job::default(),
+        };
+        RunConfig::from_job(args, &job, env, key)
+    }
+
+    /// Resolve the flags against a job file already read (`Job::default()` for none).
+    pub fn from_job(
+        args: &RunArgs,
+        job: &Job,
+        env: &dyn Fn(&str) -> Option<String>,
+        key: Key,
+    ) -> Result<RunConfig, UsageError> {
+        let s = Sources { args, job };
+        let input = s.input()?;
+        let output = s.output(&input.source)?;
+        let pace = s.pace()?;
+        let key_env = s.key_env();
+        Ok(RunConfig {
+            output,
+            concurrency: pace.concurrency,
+            rate: pace.rate,
+            max_attempts: pace.max_attempts,
+            timeout: pace.timeout,
+            stream: args.stream || job.file.stream.unwrap_or(false),
+            max_cost: s.max_cost()?,
+            retry_errors: s.retry_errors(),
+            fresh: args.fresh,
+            target: resolve_target(&args.api, job, env, key)?,
+            key_env,
+            app_url: args.app_url.clone().or(job.file.app_url.clone()),
+            app_title: args.app_title.clone().or(job.file.app_title.clone()),
+            quiet: args.verbosity.quiet,
+            input,
+        })
+    }
+}
+
+/// How fast and how hard requests go.
+struct Pace {
+    concurrency: usize,
+    rate: Option<Rate>,
+    max_attempts: u32,
+    timeout: Duration,
+}
+
+/// The low stage: the flags and the job file, side by side.
+struct Sources<'a> {
+    args: &'a RunArgs,
+    job: &'a Job,
+}
+
+impl Sources<'_> {
+    /// The flag's value if given, else the job file's, with where it came from.
+    fn pick<T>(
+        &self,
+        flag: Option<T>,
+        name: &'static str,
+        job: Option<T>,
+        key: &'static str,
+    ) -> Option<Given<T>> {
+        pick(flag, name, job, key, &self.job.path)
+    }
+
+    /// A whole-number setting from a flag (`u64`) or the file (any TOML integer).
+    fn whole(
+        &self,
+        flag: Option<u64>,
+        name: &'static str,
+        job: Option<i64>,
+        key: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, UsageError> {
+        self.pick(flag.map(i128::from), name, job.map(i128::from), key)
+            .map(|g| given::whole(&g, range))
+            .transpose()
+    }
+
+    /// What to send: rows, models, endpoint, template, parameters, selection.
+    fn input(&self) -> Result<InputConfig, UsageError> {
+        let (args, job) = (self.args, &self.job.file);
+        let (source, format) = self.source()?;
+        Ok(InputConfig {
+            source,
+            format,
+            models: self.models()?,
+            endpoint: args
+                .endpoint
+                .map(Endpoint::from)
+                .or(job.endpoint)
+                .unwrap_or_default(),
+            template: self.template()?,
+            system: args.system.clone().or(job.system.clone()),
+            id_field: args.id_field.clone().or(job.id_field.clone()),
+            params: self.params()?,
+            keep_fields: args.keep_fields || job.keep_fields.unwrap_or(false),
+            limit: self.whole(args.limit, "--limit", job.limit, "limit", 0..=u64::MAX)?,
+            shard: args.shard.or(job.shard),
+        })
+    }
+
+    /// Where rows come from and how they are written.
+    fn source(&self) -> Result<(InputSource, InputFormat), UsageError> {
+        let job = self.job;
+        let arg = match (&self.args.input, &job.file.input) {
+            (Some(i), _) => i.clone(),
+            (None, Some(i)) if i == "-" => i.clone(),
+            (None, Some(i)) => job.resolve(Path::new(i)).to_string_lossy().into_owned(),
+            (None, None) => {
+                return Err(UsageError::new(
+                    "no input: pass --input PATH (or a job file with input = \"…\")",
+                ));
+            }
+        };
+        let format = self
+            .args
+            .input_format
+            .or(job.file.input_format)
+            .map(InputFormat::from);
+        input_source(&arg, format)
+    }
+
+    fn output(&self, source: &InputSource) -> Result<PathBuf, UsageError> {
+        Ok(match (&self.args.output, &self.job.file.output) {
+            (Some(o), _) => o.clone(),
+            (None, Some(o)) => self.job.resolve(o),
+            (None, None) => match source {
+                InputSource::Path(p) => default_output(p),
+                InputSource::Stdin => {
+                    return Err(UsageError::new(
+                        "reading rows from stdin: pass --output PATH",
+                    ));
+                }
+            },
+        })
+    }
+
+    fn models(&self) -> Result<Vec<String>, UsageError> {
+        let flags = (!self.args.models.is_empty()).then(|| self.args.models.clone());
+        let Some(models) = self.pick(flags, "-m/--model", self.job.file.models.clone(), "models")
+        else {
+            return Ok(Vec::new());
+        };
+        if let Some(empty) = models.value.iter().find(|m| m.trim().is_empty()) {
+            return Err(models.error(format!("{empty:?}"), "a model id is empty"));
+        }
+        Ok(models.value)
+    }
+
+    /// Any flag's template beats any job file's; a file's is read now.
+    fn template(&self) -> Result<Option<String>, UsageError> {
+        let (args, job) = (self.args, &self.job.file);
+        Ok(
+            match (
+                &args.template,
+                &args.template_file,
+                &job.template,
+                &job.template_file,
+            ) {
+                (Some(t), _, _, _) => Some(t.clone()),
+                (None, Some(f), _, _) => Some(read_template(f)?),
+                (None, None, Some(t), _) => Some(t.clone()),
+                (None, None, None, Some(f)) => Some(read_template(&self.job.resolve(f))?),
+                _ => None,
+            },
+        )
+    }
+
+    /// The job file's `[params]`, then each `--param` over them.
+    fn params(&self) -> Result<Map<String, Value>, UsageError> {
+        let mut params = self.job.file.params.clone().unwrap_or_default();
+        for p in &self.args.params {
+            let (k, v) = parse_param(p)?;
+            params.insert(k, v);
+        }
+        Ok(params)
+    }
+
+    fn pace(&self) -> Result<Pace, UsageError> {
+        let (args, job) = (self.args, &self.job.file);
+        let concurrency = self
+            .whole(
+                args.concurrency,
+                "-j/--concurrency",
+                job.concurrency,
+                "concurrency",
+                1..=given::MAX_CONCURRENCY,
+            )?
+            .map_or(DEFAULT_CONCURRENCY, |n| n as usize);
+        let max_attempts = self
+            .whole(
+                args.max_attempts,
+                "--max-attempts",
+                job.max_attempts,
+                "max_attempts",
+                1..=given::MAX_ATTEMPTS,
+            )?
+            .map_or(DEFAULT_MAX_ATTEMPTS, |n| n as u32);
+        let timeout = self
+            .pick(args.timeout, "--timeout", job.timeout, "timeout")
+            .unwrap_or(Given::new(DEFAULT_TIMEOUT_SECS, Origin::Default));
+        Ok(Pace {
+            concurrency,
+            rate: self.rate()?,
+            max_attempts,
+            timeout: given::seconds(&timeout)?,
+        })
+    }
+
+    /// `--rps` or `--rpm` (clap keeps them apart; the job file may set one), and `--burst`.
+    fn rate(&self) -> Result<Option<Rate>, UsageError> {
+        let (args, job) = (self.args, &self.job.file);
+        if args.rps.is_none() && args.rpm.is_none() && job.rps.is_some() && job.rpm.is_some() {
+            return Err(UsageError::new(format!(
+                "{}: sets both rps and rpm; keep one",
+                self.job.path.display()
+            )));
+        }
+        let burst = self
+            .whole(
+                args.burst,
+                "--burst",
+                job.burst,
+                "burst",
+                1..=given::MAX_BURST,
+            )?
+            .and_then(|b| std::num::NonZeroU32::new(b as u32))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let rps = self.pick(
+            args.rps,
+            "--rps",
+            job.rps.filter(|_| args.rpm.is_none()),
+            "rps",
+        );
+        let rpm = self.pick(
+            args.rpm,
+            "--rpm",
+            job.rpm.filter(|_| args.rps.is_none()),
+            "rpm",
+        );
+        let per_second = match (rps, rpm) {
+            (Some(r), _) => Some(given::number(&r, given::RPS, "requests per second")?),
+            (None, Some(r)) => Some(given::number(&r, given::RPM, "requests per minute")? / 60.0),
+            (None, None) => None,
+        };
+        Ok(per_second.map(|per_second| Rate { per_second, burst }))
+    }
+
+    fn max_cost(&self) -> Result<Option<f64>, UsageError> {
+        self.pick(
+            self.args.max_cost,
+            "--max-cost",
+            self.job.file.max_cost,
+            "max_cost",
+        )
+        .map(|g| given::number(&g, 0.0..=given::MAX_COST_USD, "USD"))
+        .transpose()
+    }
+
+    fn retry_errors(&self) -> bool {
+        if self.args.no_retry_errors {
+            false
+        } else if self.args.retry_errors {
+            true
+        } else {
+            self.job.file.retry_errors.unwrap_or(true)
+        }
+    }
+
+    fn key_env(&self) -> String {
+        key_env(&self.args.api, self.job.file.api_key_env.as_deref()).to_owned()
+    }
+}
+
+/// The variable holding the key: `--api-key-env`, else the job file's `api_key_env`, else
+/// `OPENROUTER_API_KEY`.
+fn key_env<'a>(api: &'a ApiArgs, job_key_env: Option<&'a str>) -> &'a str {
+    api.api_key_env
+        .as_deref()
+        .or(job_key_env)
+        .unwrap_or(DEFAULT_KEY_ENV)
+}
+
+/// Decide where API calls go: the in-process mock, or a base URL with a key from the
+/// environment. Flag beats environment beats job file (`Job::default()` for none) beats
+/// default.
+pub fn resolve_target(
+    api: &ApiArgs,
+    job: &Job,
+    env: &dyn Fn(&str) -> Option<String>,
+    need: Key,
+) -> Result<Target, UsageError> {
+    if api.mock {
+        return Ok(Target::Mock);
+    }
+    let key_env = key_env(api, job.file.api_key_env.as_deref());
+    let key = env(key_env)
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .map(ApiKey::new);
+    if key.is_none() && need == Key::Required {
+        return Err(UsageError::new(format!(
+            "no API key: set {key_env} (create one at https://openrouter.ai/keys), or pass \
+             --mock to try orbatch against the built-in mock server"
+        )));
+    }
+    let base_url = match (
+        &api.base_url,
+        env("OPENROUTER_BASE_URL").filter(|u| !u.trim().is_empty()),
+    ) {
+        (Some(u), _) => Given::new(u.clone(), Origin::Flag("--base-url")),
+        (None, Some(u)) => Given::new(u, Origin::Env("OPENROUTER_BASE_URL")),
+        (None, None) => pick(None, "", job.file.base_url.clone(), "base_url", &job.path)
+            .unwrap_or(Given::new(DEFAULT_BASE_URL.to_owned(), Origin::Default)),
+    };
+    if !(base_url.value.starts_with("http://") || base_url.value.starts_with("https://")) {
+        return Err(base_url.error(
+            format!("{:?}", base_url.value),
+            "expected an http:// or https:// URL",
+        ));
+    }
+    Ok(Target::Remote {
+        base_url: base_url.value,
+        key,
+    })
+}
+
+impl From<InputFormatArg> for InputFormat {
+    fn from(f: InputFormatArg) -> InputFormat {
+        match f {
+            InputFormatArg::Jsonl => InputFormat::Jsonl,
+            InputFormatArg::Csv => InputFormat::Csv,
+            InputFormatArg::Tsv => InputFormat::Tsv,
+        }
+    }
+}
+
+impl From<crate::cli::EndpointArg> for Endpoint {
+    fn from(e: crate::cli::EndpointArg) -> Endpoint {
+        match e {
+            crate::cli::EndpointArg::Chat => Endpoint::Chat,
+            crate::cli::EndpointArg::Responses => Endpoint::Responses,
+        }
+    }
+}
+
+fn input_source(
+    arg: &str,
+    format: Option<InputFormat>,
+) -> Result<(InputSource, InputFormat), UsageError> {
+    if arg == "-" {
+        let f = format.ok_or_else(|| {
+            UsageError::new("reading rows from stdin: pass --input-format jsonl|csv|tsv")
+        })?;
+        return Ok((InputSource::Stdin, f));
+    }
+    let path = PathBuf::from(arg);
+    let format = match format {
+        Some(f) => f,
+        None => {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            match ext.as_str() {
+                "jsonl" | "ndjson" => InputFormat::Jsonl,
+                "csv" => InputFormat::Csv,
+                "tsv" | "tab" => InputFormat::Tsv,
+                _ => {
+                    return Err(UsageError::new(format!(
+                        "{arg}: cannot tell the format from the extension; pass --input-format \
+                         jsonl|csv|tsv"
+                    )));
+                }
+            }
+        }
+    };
+    Ok((InputSource::Path(path), format))
+}
+
+/// `data/q.jsonl` → `data/q.out.jsonl`.
+pub fn default_output(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "orbatch".to_owned());
+    input.with_file_name(format!("{stem}.out.jsonl"))
+}
+
+fn read_template(path: &Path) -> Result<String, UsageError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        UsageError::new(format!(
+            "{}: cannot read the template file: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// `KEY=VALUE`: VALUE as JSON if it parses, else as a string.
+pub fn parse_param(p: &str) -> Result<(String, Value), UsageError> {
+    let (k, v) = p.split_once('=').ok_or_else(|| {
+        UsageError::new(format!(
+            "--param {p:?}: expected KEY=VALUE, e.g. temperature=0"
+        ))
+    })?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(UsageError::new(format!("--param {p:?}: the key is empty")));
+    }
+    let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+    Ok((k.to_owned(), value))
+}
+
+/// `K/N` with `N ≥ 1` and `K < N` (`--shard` and `shard` in a job file; the caller names
+/// which).
+pub fn parse_shard(s: &str) -> Result<Shard, UsageError> {
+    let bad = || UsageError::new("expected K/N with 0 ≤ K < N, e.g. 0/4");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let index: u64 = k.trim().parse().map_err(|_| bad())?;
+    let count: u64 = n.trim().parse().map_err(|_| bad())?;
+    if count == 0 || index >= count {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
+}
