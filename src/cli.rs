@@ -40,6 +40,11 @@ pub enum Command {
     /// Summarise output files: counts, ok %, tokens, spend (inline and exact), latency, errors.
     #[command(after_help = EXIT_CODES_HELP)]
     Report(ReportArgs),
+    /// Score the answers of output files against the input's expected values, offline:
+    /// writes OUT.scores.jsonl beside each output (replaced on every run) and shows accuracy
+    /// per model. `report` then adds intervals, cost per correct answer and model pairs.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Score(ScoreArgs),
 }
 
 /// `orbatch run`: every option can also be set in the job file; a flag wins over the file.
@@ -239,6 +244,63 @@ pub struct CostsArgs {
 
     #[command(flatten)]
     pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// The scorer kinds and their options, for `orbatch score --help`.
+const SCORERS_HELP: &str = "How answers are scored: KIND[:OPTS].
+  exact[:ignore_case,collapse_whitespace,strip_punctuation,trim=false]
+        the whole answer equals the expected value (both trimmed)
+  contains[:the same options]
+        the expected value appears in the answer
+  regex:PATTERN
+        group 1 (or the group named answer, or the whole match) equals the expected
+        value; flags go inline, e.g. 'regex:(?i)answer:\\s*(\\w+)'
+  number[:abs=X,rel=X,pick=first|last]
+        the last (or first) number of the answer is within tolerance of the expected
+        one; reads 1,234.5  $12  12%  -3e2
+  choice[:letters=ABCD]
+        the option letter chosen (\"The answer is (B)\", \"**B**\", \"B) Paris\"); the
+        expected value is the letter or the option's text
+  json[:/pointer]
+        the answer parsed as JSON (inside one code fence, if fenced); the value at the
+        pointer equals the expected value (numbers by value)";
+
+/// `orbatch score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Output files of `orbatch run` (shards: several; each gets its own scores file).
+    #[arg(value_name = "OUT.jsonl", required = true)]
+    pub outputs: Vec<PathBuf>,
+
+    /// The input the outputs were run on (its rows are joined to the records by id).
+    #[arg(short, long, value_name = "PATH")]
+    pub input: String,
+
+    /// Input format (default: from the file extension).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub input_format: Option<InputFormatArg>,
+
+    /// Which field is the row id, as given to `run` (default id, then custom_id, else the
+    /// 1-based row number).
+    #[arg(long, value_name = "NAME")]
+    pub id_field: Option<String>,
+
+    /// The input field holding each row's expected answer; rows without one are not scored.
+    #[arg(long, value_name = "FIELD")]
+    pub expected: String,
+
+    /// How answers are scored: exact, contains, regex:PATTERN, number, choice or json, each
+    /// with options (--help lists them).
+    #[arg(long, value_name = "KIND[:OPTS]", default_value = "exact", long_help = SCORERS_HELP)]
+    pub scorer: String,
+
+    /// An input field naming a row's own scorer (mixed sets); rows where it is empty use
+    /// --scorer.
+    #[arg(long, value_name = "FIELD")]
+    pub scorer_field: Option<String>,
 
     #[command(flatten)]
     pub verbosity: Verbosity,

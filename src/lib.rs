@@ -57,6 +57,7 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
         Command::Models(args) => commands::models::command(&args).await,
         Command::Key(args) => commands::key::command(&args).await,
         Command::Report(args) => report_command(&args).await,
+        Command::Score(args) => score_command(args).await,
     };
     if let Err(failure) = &outcome {
         tell(failure);
@@ -116,6 +117,10 @@ async fn plan_command(args: &RunArgs) -> Outcome {
 async fn report_command(args: &ReportArgs) -> Outcome {
     let opts = report::command::ReportOptions::from_args(args);
     tokio::task::spawn_blocking(move || report::command::run(&opts)).await?
+}
+
+async fn score_command(args: cli::ScoreArgs) -> Outcome {
+    tokio::task::spawn_blocking(move || score::command::run(&args)).await?
 }
 
 /// The command line as typed, to tell the user what to rerun.

@@ -441,7 +441,7 @@ impl From<crate::cli::EndpointArg> for Endpoint {
     }
 }
 
-fn input_source(
+pub(crate) fn input_source(
     arg: &str,
     format: Option<InputFormat>,
 ) -> Result<(InputSource, InputFormat), UsageError> {

@@ -3,6 +3,7 @@
 //! it extracted, so a wrong score can be checked by eye.
 
 mod choice;
+pub mod command;
 pub mod job;
 mod number;
 mod spec;

@@ -13,5 +13,6 @@ mod resume;
 mod retries;
 mod run_basic;
 mod schema;
+mod score;
 mod streaming;
 mod support;

@@ -1,0 +1,154 @@
+//! `orbatch score` end to end: a real run against the mock, expected answers in the input,
+//! `OUT.scores.jsonl` and the accuracy table checked line by line; bad scorer specs exit 2.
+
+use serde_json::Value;
+
+use crate::support::{Cmd, Env, records};
+
+fn csv_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_scored_against_the_expected_column() {
+    let env = Env::new().await;
+    let rows = [
+        ("q1", "first"),
+        ("q2", "second"),
+        ("q3", "third"),
+        ("q4", "[[mock:400]] x"),
+    ];
+    let write_input = |expected: &dyn Fn(&str) -> String| {
+        let mut text = String::from("id,prompt,answer\n");
+        for (id, prompt) in rows {
+            text.push_str(&format!(
+                "{id},{},{}\n",
+                csv_quote(prompt),
+                csv_quote(&expected(id))
+            ));
+        }
+        env.write("q.csv", &text)
+    };
+    let input = write_input(&|_| "unknown yet".to_owned());
+    let out = env.path("q.out.jsonl");
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "-m", "m/b", "-q", "-o", out.to_str().unwrap()])
+        .output()
+        .await;
+    done.code(1);
+    // The expected answers: m/a's own answers (so m/a is right on q1 and q2), except on q3,
+    // which neither model said; q4 failed for both, so it has nothing to score.
+    let recs = records(&out);
+    let a_said = |id: &str| {
+        recs.iter()
+            .find(|r| r["id"] == id && r["model"] == "m/a")
+            .and_then(|r| r["output"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    write_input(&|id| match id {
+        "q3" => "nobody said this".into(),
+        "q4" => "never answered".into(),
+        _ => a_said(id),
+    });
+    let done = Cmd::new(&[
+        "score",
+        out.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+    ])
+    .args(&["--expected", "answer", "--scorer", "exact"])
+    .output()
+    .await;
+    done.code(0);
+    let scores_path = env.path("q.out.scores.jsonl");
+    assert!(
+        done.stderr
+            .contains(&format!("wrote {}", scores_path.display())),
+        "{}",
+        done.stderr
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&scores_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 3 answered rows × 2 models.
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    for l in &lines {
+        let id = l["id"].as_str().unwrap();
+        let model = l["model"].as_str().unwrap();
+        let want_pass = model == "m/a" && id != "q3";
+        assert_eq!(l["passed"], want_pass, "{l}");
+        assert_eq!(l["score"], if want_pass { 1.0 } else { 0.0 });
+        assert_eq!(l["scorer"], "exact");
+        let said = recs
+            .iter()
+            .find(|r| r["id"] == id && r["model"] == model)
+            .unwrap()["output"]
+            .as_str()
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert_eq!(l["extracted"], said.as_str());
+    }
+    // The table: best first, with what could not be scored.
+    let table: Vec<&str> = done.stdout.lines().filter(|l| l.contains("m/")).collect();
+    assert_eq!(table.len(), 2, "{}", done.stdout);
+    assert!(
+        table[0].contains("m/a") && table[0].contains("66.7%"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        table[1].contains("m/b") && table[1].contains("0.0%"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains("2 requests have no answer"),
+        "{}",
+        done.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_scorer_specs_and_inputs_exit_2() {
+    let env = Env::new().await;
+    let input = env.write("q.csv", "id,prompt,answer\nq1,x,1\n");
+    let out = env.write("q.out.jsonl", "");
+    for (args, says) in [
+        (
+            vec!["--scorer", "regex:(oops"],
+            "--scorer \"regex:(oops\": the pattern does not compile",
+        ),
+        (vec!["--scorer", "fuzzy"], "unknown scorer \"fuzzy\""),
+        (
+            vec!["--scorer", "number:rel=-1"],
+            "expected a tolerance ≥ 0",
+        ),
+    ] {
+        let done = Cmd::new(&[
+            "score",
+            out.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+        ])
+        .args(&["--expected", "answer"])
+        .args(&args)
+        .output()
+        .await;
+        done.code(2);
+        assert!(done.stderr.contains(says), "{args:?}: {}", done.stderr);
+    }
+    // An input that cannot be read names the file; nothing is written.
+    let done = Cmd::new(&["score", out.to_str().unwrap(), "-i", "missing.csv"])
+        .args(&["--expected", "answer"])
+        .output()
+        .await;
+    done.code(2);
+    assert!(done.stderr.contains("missing.csv"), "{}", done.stderr);
+    assert!(!env.path("q.out.scores.jsonl").exists());
+}
