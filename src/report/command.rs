@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use super::read::{self, ReadError};
-use super::{Aggregator, Generations, GroupBy, Report, html, render};
+use super::{Aggregator, Generations, GroupBy, Report, html, render, scores};
 use crate::cli::{ReportArgs, ReportByArg, ReportFormatArg};
 use crate::exit::{Exit, Outcome, UsageError};
 use crate::stdout;
@@ -89,10 +89,28 @@ pub fn build(opts: &ReportOptions, warnings: &mut Vec<String>) -> Result<Report,
         sidecars.push(read::sidecar(path, &mut generations, warnings)?);
     }
     let any_sidecar = sidecars.iter().any(Option::is_some);
-    let mut agg = Aggregator::new(opts.by, any_sidecar.then_some(&generations));
+    let generations = any_sidecar.then_some(&generations);
+    let mut score_files = Vec::new();
+    let mut score_lines = Vec::new();
+    for path in &inputs {
+        if let Some((file, lines)) = read::score_lines(path, warnings)? {
+            score_files.push(file.display().to_string());
+            score_lines.extend(lines);
+        }
+    }
+    let mut agg = Aggregator::new(opts.by, generations);
+    // Scores are per model whatever `--by` is: their spend and latency come from a second
+    // aggregation by model in the same pass.
+    let mut by_model = (!score_files.is_empty() && opts.by != GroupBy::Model)
+        .then(|| Aggregator::new(GroupBy::Model, generations));
     let mut read_inputs = Vec::new();
     for (path, sidecar) in inputs.iter().zip(sidecars) {
-        let mut input = read::records(path, warnings, |r| agg.add(r))?;
+        let mut input = read::records(path, warnings, |r| {
+            agg.add(r);
+            if let Some(m) = by_model.as_mut() {
+                m.add(r);
+            }
+        })?;
         if let Some((side, count)) = sidecar {
             input.sidecar = Some(side.display().to_string());
             input.generations = count;
@@ -101,6 +119,13 @@ pub fn build(opts: &ReportOptions, warnings: &mut Vec<String>) -> Result<Report,
     }
     let mut report = agg.finish();
     report.inputs = read_inputs;
+    if !score_files.is_empty() {
+        let model_rows = match by_model {
+            Some(m) => m.finish().groups,
+            None => report.groups.clone(),
+        };
+        report.scores = Some(scores::scores(score_files, score_lines, &model_rows));
+    }
     Ok(report)
 }
 

@@ -3,6 +3,7 @@
 //! distribution and the outcomes of each group. Pure: returns the page as a `String`.
 
 use super::render::{self, percent};
+use super::scores::{self, Scores};
 use super::{Bucket, Report, Row};
 use crate::output::record::ErrorKind;
 use crate::text::usd;
@@ -28,6 +29,7 @@ table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{border-bottom:1px solid #e3e3e3;padding:.3rem .6rem;white-space:nowrap}
 th{background:#f5f5f5;text-align:left}td.n,th.n{text-align:right}
 tr:last-child td{font-weight:600;border-top:2px solid #bbb}
+table.plain tr:last-child td{font-weight:400;border-top:1px solid #e3e3e3}
 svg text{font:12px system-ui,sans-serif;fill:#222}
 .legend span{display:inline-block;margin-right:1rem}
 .legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-1px}
@@ -59,8 +61,128 @@ pub fn html(report: &Report) -> String {
         "<h2>Outcomes by {by}</h2>\n{}",
         outcomes_chart(report)
     ));
+    if let Some(sc) = &report.scores {
+        page.push_str(&scores_section(sc));
+    }
     page.push_str("</body>\n</html>\n");
     page
+}
+
+/// Accuracy against spend (with the Wilson interval and the Pareto front), then the scores
+/// and pairs tables.
+fn scores_section(s: &Scores) -> String {
+    let mut out = format!("<h2>Accuracy against spend</h2>\n{}", accuracy_chart(s));
+    for (title, cells) in scores::sections(s) {
+        out.push_str(&format!(
+            "<h2>{}</h2>\n{}",
+            esc(&title),
+            cells_table(&cells, "plain")
+        ));
+    }
+    out.push_str("<ul>\n");
+    for n in scores::notes(s) {
+        out.push_str(&format!("<li>{}</li>\n", esc(&n)));
+    }
+    out.push_str("</ul>\n");
+    out
+}
+
+/// A scatter of accuracy (y, with its 95 % interval) against spend (x), the Pareto front
+/// joined by a dashed line and its points filled.
+fn accuracy_chart(s: &Scores) -> String {
+    let points: Vec<_> = s
+        .models
+        .iter()
+        .filter_map(|m| Some((m, m.spend?, m.accuracy?)))
+        .collect();
+    if points.is_empty() {
+        return "<p class=\"muted\">No model has both a spend and a score.</p>\n".to_owned();
+    }
+    let (plot_w, plot_h, left, top) = (640.0, 260.0, 56.0, 12.0);
+    let max_spend = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    let x_of = |spend: f64| {
+        if max_spend > 0.0 {
+            left + spend / (max_spend * 1.1) * plot_w
+        } else {
+            left + plot_w / 2.0
+        }
+    };
+    let y_of = |acc: f64| top + (1.0 - acc) * plot_h;
+    let mut body = String::new();
+    // Grid: accuracy every 25 %; spend labelled at 0 and at the largest.
+    for q in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let y = y_of(q);
+        body.push_str(&format!(
+            "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#e3e3e3\"/>\n",
+            left + plot_w
+        ));
+        body.push_str(&text(
+            left - 6.0,
+            y + 4.0,
+            "end",
+            &format!("{:.0}%", q * 100.0),
+        ));
+    }
+    let axis_y = top + plot_h + 18.0;
+    body.push_str(&text(left, axis_y, "middle", "$0"));
+    body.push_str(&text(x_of(max_spend), axis_y, "middle", &usd(max_spend)));
+    body.push_str(&text(left + plot_w / 2.0, axis_y + 18.0, "middle", "spend"));
+    let mut front: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.0.pareto)
+        .map(|p| (x_of(p.1), y_of(p.2)))
+        .collect();
+    front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if front.len() > 1 {
+        let path: Vec<String> = front
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect();
+        body.push_str(&format!(
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{EXACT_COLOUR}\" \
+             stroke-dasharray=\"4 3\"/>\n",
+            path.join(" ")
+        ));
+    }
+    for (m, spend, acc) in &points {
+        let (x, y) = (x_of(*spend), y_of(*acc));
+        if let (Some(lo), Some(hi)) = (m.ci_low, m.ci_high) {
+            body.push_str(&format!(
+                "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>\n",
+                y_of(hi),
+                y_of(lo)
+            ));
+        }
+        let (fill, stroke) = if m.pareto {
+            (EXACT_COLOUR, EXACT_COLOUR)
+        } else {
+            ("#fff", INLINE_COLOUR)
+        };
+        let tip = format!(
+            "{}: {:.1}% correct, {} spent{}",
+            m.model,
+            acc * 100.0,
+            usd(*spend),
+            if m.pareto { " (best value)" } else { "" }
+        );
+        body.push_str(&format!(
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"{fill}\" stroke=\"{stroke}\" \
+             stroke-width=\"2\"><title>{}</title></circle>\n",
+            esc(&tip)
+        ));
+        body.push_str(&text(x + 8.0, y - 6.0, "start", &m.model));
+    }
+    let mut out = svg(
+        left + plot_w + 160.0,
+        top + plot_h + 44.0,
+        "accuracy against spend",
+        &body,
+    );
+    out.push_str(&legend(&[
+        (EXACT_COLOUR, "on the Pareto front (best value)"),
+        (INLINE_COLOUR, "other models; lines: 95% interval"),
+    ]));
+    out
 }
 
 /// Escape text for HTML content and attribute values.
@@ -125,10 +247,18 @@ fn opt(v: Option<u64>) -> String {
 }
 
 fn table(report: &Report) -> String {
-    let cells = render::cells(report);
+    cells_table(&render::cells(report), "")
+}
+
+/// `cells` as an HTML table in a box that scrolls (a wide table does not widen the page);
+/// `class_name` is the table's class (`plain`: no total row).
+fn cells_table(cells: &render::Cells, class_name: &str) -> String {
     let class = |n: bool| if n { " class=\"n\"" } else { "" };
-    // The table scrolls inside its own box: a wide one does not widen the page.
-    let mut out = String::from("<div class=\"scroll\">\n<table>\n<thead><tr>");
+    let mut out = if class_name.is_empty() {
+        String::from("<div class=\"scroll\">\n<table>\n<thead><tr>")
+    } else {
+        format!("<div class=\"scroll\">\n<table class=\"{class_name}\">\n<thead><tr>")
+    };
     for (h, &n) in cells.header.iter().zip(&cells.numeric) {
         out.push_str(&format!("<th{}>{}</th>", class(n), esc(h)));
     }

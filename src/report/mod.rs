@@ -86,6 +86,9 @@ pub struct Report {
     pub spend: Spend,
     /// `latency_ms` of the ok requests in equal-width buckets (for charts).
     pub latency_histogram: Vec<Bucket>,
+    /// Accuracy per model and pairs of models, when `OUT.scores.jsonl` files were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<scores::Scores>,
 }
 
 /// One output file read into the report.
@@ -372,6 +375,7 @@ impl<'g> Aggregator<'g> {
             total: total.row(TOTAL, exact),
             spend: spend(&total.paid, exact),
             latency_histogram: buckets(&total.latency),
+            scores: None,
         }
     }
 }

@@ -153,6 +153,31 @@ pub fn sidecar(
     Ok(Some((path, read)))
 }
 
+/// The score lines of `out`'s `.scores.jsonl` (from `orbatch score`), if it has one: its path
+/// and lines. Lines that are not score lines are skipped with a warning.
+pub fn score_lines(
+    out: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<(PathBuf, Vec<super::scores::Line>)>, ReadError> {
+    let path = crate::output::scores_path(out);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let shown = path.display().to_string();
+    let mut lines = Vec::new();
+    let mut bad = 0u64;
+    for_each_line(&path, |n, line, _| match serde_json::from_slice(line) {
+        Ok(l) => lines.push(l),
+        Err(e) => {
+            bad += 1;
+            if bad <= MAX_LINE_WARNINGS {
+                warnings.push(format!("{shown}:{n}: skipped: not a score line ({e})"));
+            }
+        }
+    })?;
+    Ok(Some((path, lines)))
+}
+
 /// Call `f(line_number, line, is_torn_last_line)` for every non-blank line of `path`. A
 /// line is "torn" when it is the last one and lacks its newline. Invalid UTF-8 is left to
 /// the JSON parser to reject, line by line.

@@ -3,7 +3,7 @@
 
 use comfy_table::{CellAlignment, Table, presets};
 
-use super::{Report, Row};
+use super::{Report, Row, scores};
 use crate::text::usd;
 
 /// A percentage with one decimal: `91.7%`.
@@ -179,18 +179,7 @@ const HIDE_FIRST: &[&str] = &[
 /// the least useful columns are left out until the table fits, and a note says which.
 pub fn table(report: &Report, width: Option<u16>) -> String {
     let cells = cells(report);
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .force_no_tty()
-        .set_header(cells.header.clone());
-    for row in cells.rows {
-        t.add_row(row);
-    }
-    for (i, &numeric) in cells.numeric.iter().enumerate() {
-        if let (true, Some(c)) = (numeric, t.column_mut(i)) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    let mut t = comfy(&cells);
     let mut text = t.to_string();
     let mut hidden = Vec::new();
     let fits = |text: &str, w: u16| text.lines().all(|l| l.chars().count() <= usize::from(w));
@@ -221,12 +210,37 @@ pub fn table(report: &Report, width: Option<u16>) -> String {
         out.push_str(&n);
         out.push('\n');
     }
+    if let Some(sc) = &report.scores {
+        for (title, cells) in scores::sections(sc) {
+            out.push_str(&format!("\n{title}\n{}\n", comfy(&cells)));
+        }
+        for n in scores::notes(sc) {
+            out.push_str(&n);
+            out.push('\n');
+        }
+    }
     out
 }
 
-/// A GitHub-flavoured Markdown table, then the notes as a list.
-pub fn md(report: &Report) -> String {
-    let cells = cells(report);
+/// A terminal table of `cells`: numbers right-aligned, no colours.
+fn comfy(cells: &Cells) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED)
+        .force_no_tty()
+        .set_header(cells.header.clone());
+    for row in &cells.rows {
+        t.add_row(row.clone());
+    }
+    for (i, &numeric) in cells.numeric.iter().enumerate() {
+        if let (true, Some(c)) = (numeric, t.column_mut(i)) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// A GitHub-flavoured Markdown table of `cells`.
+fn md_table(cells: &Cells) -> String {
     let line = |cells: &[String]| {
         let escaped: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
         format!("| {} |\n", escaped.join(" | "))
@@ -241,9 +255,24 @@ pub fn md(report: &Report) -> String {
     for row in &cells.rows {
         out.push_str(&line(row));
     }
+    out
+}
+
+/// A GitHub-flavoured Markdown table, then the notes as a list (and the scores sections).
+pub fn md(report: &Report) -> String {
+    let mut out = md_table(&cells(report));
     out.push('\n');
     for n in notes(report) {
         out.push_str(&format!("- {}\n", n.replace('|', "\\|")));
+    }
+    if let Some(sc) = &report.scores {
+        for (title, cells) in scores::sections(sc) {
+            out.push_str(&format!("\n### {title}\n\n{}", md_table(&cells)));
+        }
+        out.push('\n');
+        for n in scores::notes(sc) {
+            out.push_str(&format!("- {}\n", n.replace('|', "\\|")));
+        }
     }
     out
 }
@@ -279,7 +308,20 @@ pub fn csv(report: &Report) -> String {
         w.write_record(&line).expect("CSV into memory");
     }
     let bytes = w.into_inner().expect("CSV into memory");
-    String::from_utf8_lossy(&bytes).into_owned()
+    let mut out = String::from_utf8_lossy(&bytes).into_owned();
+    // Scores: two more tables, each after a blank line with its own header.
+    if let Some(sc) = &report.scores {
+        for (header, rows) in scores::csv_tables(sc) {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            for line in std::iter::once(header).chain(rows) {
+                w.write_record(&line).expect("CSV into memory");
+            }
+            let bytes = w.into_inner().expect("CSV into memory");
+            out.push('\n');
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    out
 }
 
 fn csv_row(r: &Row) -> Vec<String> {

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::Row;
+use super::render::Cells;
 use crate::score::stats::{Paired, wilson};
+use crate::text::usd;
 
 /// Below this p-value a pair's difference is called significant.
 pub const ALPHA: f64 = 0.05;
@@ -55,6 +57,9 @@ pub struct ModelScore {
     /// `spend / passed`; `null` without a correct answer or a known spend.
     pub cost_per_correct: Option<f64>,
     pub latency_p50_ms: Option<u64>,
+    /// On the accuracy/spend Pareto front: it has a correct answer, and no other model is at
+    /// least as accurate for at most the spend, and better in one of the two.
+    pub pareto: bool,
 }
 
 /// Two models compared on the rows both were scored on.
@@ -138,9 +143,23 @@ pub fn scores(
                 spend_source,
                 cost_per_correct: spend.filter(|_| passed > 0).map(|s| s / passed as f64),
                 latency_p50_ms: row.and_then(|r| r.latency_ms.p50),
+                pareto: false,
             }
         })
         .collect();
+    let points: Vec<Option<(f64, f64)>> = model_scores
+        .iter()
+        // A model with no correct answer is no value at any price.
+        .map(|m| Some((m.spend?, m.accuracy.filter(|_| m.passed > 0)?)))
+        .collect();
+    for (i, m) in model_scores.iter_mut().enumerate() {
+        let Some((spend, acc)) = points[i] else {
+            continue;
+        };
+        m.pareto = !points.iter().enumerate().any(|(j, q)| {
+            q.is_some_and(|(s2, a2)| j != i && s2 <= spend && a2 >= acc && (s2 < spend || a2 > acc))
+        });
+    }
     // Best first; ties by name, so the order is stable.
     model_scores.sort_by(|x, y| {
         y.accuracy
@@ -185,6 +204,206 @@ pub fn scores(
         models: model_scores,
         pairs,
     }
+}
+
+/// `0.9` → `90.0%`.
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn or_dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "-".to_owned())
+}
+
+/// A p-value as a reader takes it in: `0.0391`, `<0.0001`.
+pub fn p_text(p: f64) -> String {
+    if p < 1e-4 {
+        "<0.0001".to_owned()
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// What a pair's numbers allow one to say.
+pub fn verdict(pair: &Pair) -> String {
+    match &pair.better {
+        Some(m) => format!("{m} better"),
+        None if pair.rows == 0 => "no shared rows".to_owned(),
+        None => "no significant difference".to_owned(),
+    }
+}
+
+/// The two tables of the section, titled, for the terminal, Markdown and HTML.
+pub(crate) fn sections(s: &Scores) -> Vec<(String, Cells)> {
+    let models = Cells {
+        header: [
+            "model",
+            "scored",
+            "correct",
+            "accuracy",
+            "95% CI",
+            "mean score",
+            "spend",
+            "per correct",
+            "p50 ms",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        numeric: vec![false, true, true, true, true, true, true, true, true],
+        rows: s
+            .models
+            .iter()
+            .map(|m| {
+                vec![
+                    if m.pareto {
+                        format!("{} ★", m.model)
+                    } else {
+                        m.model.clone()
+                    },
+                    m.scored.to_string(),
+                    m.passed.to_string(),
+                    or_dash(m.accuracy.map(pct)),
+                    match (m.ci_low, m.ci_high) {
+                        (Some(lo), Some(hi)) => format!("{}–{}", pct(lo), pct(hi)),
+                        _ => "-".to_owned(),
+                    },
+                    or_dash(m.mean_score.map(|x| format!("{x:.3}"))),
+                    or_dash(m.spend.map(|x| format!("{} ({})", usd(x), m.spend_source))),
+                    or_dash(m.cost_per_correct.map(usd)),
+                    or_dash(m.latency_p50_ms.map(|x| x.to_string())),
+                ]
+            })
+            .collect(),
+    };
+    let pairs = Cells {
+        header: [
+            "A",
+            "B",
+            "rows",
+            "both right",
+            "only A",
+            "only B",
+            "both wrong",
+            "p (McNemar)",
+            "verdict",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        numeric: vec![false, false, true, true, true, true, true, true, false],
+        rows: s
+            .pairs
+            .iter()
+            .map(|p| {
+                vec![
+                    p.a.clone(),
+                    p.b.clone(),
+                    p.rows.to_string(),
+                    p.counts.both_right.to_string(),
+                    p.counts.only_a.to_string(),
+                    p.counts.only_b.to_string(),
+                    p.counts.both_wrong.to_string(),
+                    p_text(p.p_value),
+                    verdict(p),
+                ]
+            })
+            .collect(),
+    };
+    let mut out = vec![(format!("Scores ({})", s.scorers.join(", ")), models)];
+    if !s.pairs.is_empty() {
+        out.push(("Models compared on the same rows".to_owned(), pairs));
+    }
+    out
+}
+
+/// The lines under the scores tables.
+pub fn notes(s: &Scores) -> Vec<String> {
+    let mut notes = vec![format!(
+        "scores: {}; 95% CI is the Wilson interval; ★ = best value (no other model is as \
+         accurate for less); a pair is called only when the exact McNemar p < {ALPHA}",
+        s.files.join(", ")
+    )];
+    if s.models.iter().any(|m| m.spend_source == "inline") {
+        notes.push(
+            "spend marked (inline) is usage.cost; run `orbatch costs` until every id is \
+             confirmed for exact spend"
+                .to_owned(),
+        );
+    }
+    notes
+}
+
+/// The section as two CSV tables (header, rows), with plain numbers.
+pub(crate) fn csv_tables(s: &Scores) -> Vec<(Vec<String>, Vec<Vec<String>>)> {
+    let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let models = (
+        [
+            "model",
+            "scored",
+            "correct",
+            "accuracy",
+            "ci_low",
+            "ci_high",
+            "mean_score",
+            "spend_usd",
+            "spend_source",
+            "cost_per_correct_usd",
+            "latency_p50_ms",
+            "pareto",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        s.models
+            .iter()
+            .map(|m| {
+                vec![
+                    m.model.clone(),
+                    m.scored.to_string(),
+                    m.passed.to_string(),
+                    f(m.accuracy),
+                    f(m.ci_low),
+                    f(m.ci_high),
+                    f(m.mean_score),
+                    f(m.spend),
+                    m.spend_source.to_owned(),
+                    f(m.cost_per_correct),
+                    m.latency_p50_ms.map(|x| x.to_string()).unwrap_or_default(),
+                    m.pareto.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    let pairs = (
+        [
+            "a",
+            "b",
+            "rows",
+            "both_right",
+            "only_a",
+            "only_b",
+            "both_wrong",
+            "p_value",
+            "better",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        s.pairs
+            .iter()
+            .map(|p| {
+                vec![
+                    p.a.clone(),
+                    p.b.clone(),
+                    p.rows.to_string(),
+                    p.counts.both_right.to_string(),
+                    p.counts.only_a.to_string(),
+                    p.counts.only_b.to_string(),
+                    p.counts.both_wrong.to_string(),
+                    p.p_value.to_string(),
+                    p.better.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    );
+    vec![models, pairs]
 }
 
 #[cfg(test)]
@@ -260,6 +479,40 @@ mod tests {
         assert_eq!(ca.p_value, 1.0);
         assert_eq!(ca.better, None);
         assert_eq!(s.pairs.len(), 3);
+        // Same spend each: only the most accurate is on the front.
+        let front: Vec<&str> = s
+            .models
+            .iter()
+            .filter(|m| m.pareto)
+            .map(|m| m.model.as_str())
+            .collect();
+        assert_eq!(front, ["m/c"]);
+    }
+
+    #[test]
+    fn the_pareto_front_keeps_cheaper_models_that_are_less_accurate() {
+        let mut lines = Vec::new();
+        let mut records = Vec::new();
+        // (model, correct of 10, cost a request)
+        for (model, right, cost) in [("big", 9, 0.01), ("small", 7, 0.001), ("bad", 6, 0.002)] {
+            for i in 0..10 {
+                lines.push(line(&format!("q{i}"), model, i < right));
+                records.push(ok(&format!("q{i}"), model, cost, 50));
+            }
+        }
+        let report = aggregate(GroupBy::Model, None, &records);
+        let s = scores(Vec::new(), lines.clone(), &report.groups);
+        let pareto = |m: &str| s.models.iter().find(|x| x.model == m).unwrap().pareto;
+        assert!(pareto("big") && pareto("small") && !pareto("bad"));
+        // The cheapest model, never right, is not "best value".
+        for i in 0..10 {
+            lines.push(line(&format!("q{i}"), "free", false));
+            records.push(ok(&format!("q{i}"), "free", 0.0, 50));
+        }
+        let report = aggregate(GroupBy::Model, None, &records);
+        let s = scores(Vec::new(), lines, &report.groups);
+        let pareto = |m: &str| s.models.iter().find(|x| x.model == m).unwrap().pareto;
+        assert!(pareto("big") && pareto("small") && !pareto("free"));
     }
 
     #[test]

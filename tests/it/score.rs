@@ -112,6 +112,60 @@ async fn answers_are_scored_against_the_expected_column() {
         "{}",
         done.stdout
     );
+    // The report carries the scores: accuracy with its interval, spend, pairs.
+    let report = Cmd::new(&["report", out.to_str().unwrap(), "--format", "json"])
+        .output()
+        .await;
+    report.code(0);
+    let v: Value = serde_json::from_str(&report.stdout).unwrap();
+    let sc = &v["scores"];
+    assert_eq!(sc["files"][0], scores_path.display().to_string());
+    assert_eq!(sc["scorers"], serde_json::json!(["exact"]));
+    let a = &sc["models"][0];
+    assert_eq!(a["model"], "m/a");
+    assert_eq!(
+        (a["scored"].as_u64(), a["passed"].as_u64()),
+        (Some(3), Some(2))
+    );
+    // Wilson 2/3: (0.2077, 0.9385).
+    assert!((a["ci_low"].as_f64().unwrap() - 0.2077).abs() < 1e-3, "{a}");
+    assert!(
+        (a["ci_high"].as_f64().unwrap() - 0.9385).abs() < 1e-3,
+        "{a}"
+    );
+    assert_eq!(a["spend_source"], "inline");
+    let spend_a: f64 = recs
+        .iter()
+        .filter(|r| r["model"] == "m/a")
+        .filter_map(|r| r["usage"]["cost"].as_f64())
+        .sum();
+    assert!((a["spend"].as_f64().unwrap() - spend_a).abs() < 1e-9, "{a}");
+    assert!((a["cost_per_correct"].as_f64().unwrap() - spend_a / 2.0).abs() < 1e-9);
+    let pair = &sc["pairs"][0];
+    assert_eq!(
+        (pair["a"].as_str(), pair["b"].as_str()),
+        (Some("m/a"), Some("m/b"))
+    );
+    assert_eq!(pair["rows"], 3);
+    assert_eq!(
+        (pair["only_a"].as_u64(), pair["only_b"].as_u64()),
+        (Some(2), Some(0))
+    );
+    // Two discordant rows, both for A: p = 2 · 0.25 = 0.5, not significant.
+    assert_eq!(pair["p_value"], 0.5);
+    assert_eq!(pair["better"], Value::Null);
+    for (format, want) in [
+        ("table", "Models compared on the same rows"),
+        ("md", "### Scores (exact)"),
+        ("csv", "model,scored,correct,accuracy,ci_low,ci_high"),
+        ("html", "<h2>Accuracy against spend</h2>"),
+    ] {
+        let done = Cmd::new(&["report", out.to_str().unwrap(), "--format", format])
+            .output()
+            .await;
+        done.code(0);
+        assert!(done.stdout.contains(want), "{format}: {}", done.stdout);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
