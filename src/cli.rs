@@ -45,6 +45,10 @@ pub enum Command {
     /// per model. `report` then adds intervals, cost per correct answer and model pairs.
     #[command(after_help = EXIT_CODES_HELP)]
     Score(ScoreArgs),
+    /// Join the input rows back to their records: every input column, plus per model the
+    /// output, status, error kind, tokens, spend and score, as CSV or JSONL.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Export(ExportArgs),
 }
 
 /// `orbatch run`: every option can also be set in the job file; a flag wins over the file.
@@ -304,6 +308,59 @@ pub struct ScoreArgs {
 
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// `orbatch export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output files of `orbatch run` (shards: several, merged). Their `.generations.jsonl`
+    /// and `.scores.jsonl` sidecars are read when they exist.
+    #[arg(value_name = "OUT.jsonl", required = true)]
+    pub outputs: Vec<PathBuf>,
+
+    /// The input the outputs were run on (a file: it is read twice).
+    #[arg(short, long, value_name = "PATH")]
+    pub input: String,
+
+    /// Input format (default: from the file extension).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub input_format: Option<InputFormatArg>,
+
+    /// Which field is the row id, as given to `run`.
+    #[arg(long, value_name = "NAME")]
+    pub id_field: Option<String>,
+
+    /// csv or jsonl [default: from the -o extension, else csv].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<ExportFormatArg>,
+
+    /// long: a line per (row, model); wide: a line per row, columns per model.
+    #[arg(long, value_enum, default_value_t = ExportShapeArg::Long)]
+    pub shape: ExportShapeArg,
+
+    /// Write to PATH instead of stdout (replaced whole, never left half-written).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Keep CSV cells that start with = + - @ as they are (by default they get a leading '
+    /// so that a spreadsheet shows them instead of running them as formulas).
+    #[arg(long)]
+    pub raw: bool,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormatArg {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportShapeArg {
+    Long,
+    Wide,
 }
 
 /// `orbatch report`.

@@ -15,6 +15,7 @@ pub mod costs;
 pub mod endpoint;
 pub mod estimate;
 pub mod exit;
+pub mod export;
 pub mod hash;
 pub mod inflight;
 pub mod job;
@@ -58,6 +59,7 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
         Command::Key(args) => commands::key::command(&args).await,
         Command::Report(args) => report_command(&args).await,
         Command::Score(args) => score_command(args).await,
+        Command::Export(args) => export_command(args).await,
     };
     if let Err(failure) = &outcome {
         tell(failure);
@@ -121,6 +123,10 @@ async fn report_command(args: &ReportArgs) -> Outcome {
 
 async fn score_command(args: cli::ScoreArgs) -> Outcome {
     tokio::task::spawn_blocking(move || score::command::run(&args)).await?
+}
+
+async fn export_command(args: cli::ExportArgs) -> Outcome {
+    tokio::task::spawn_blocking(move || export::command::run(&args)).await?
 }
 
 /// The command line as typed, to tell the user what to rerun.

@@ -57,6 +57,26 @@ pub struct InputConfig {
     pub shard: Option<Shard>,
 }
 
+impl InputConfig {
+    /// The config of commands that read the rows back without sending them (`score`,
+    /// `export`): the whole input, ids as `run` gave them.
+    pub fn rows_only(source: InputSource, format: InputFormat, id_field: Option<String>) -> Self {
+        InputConfig {
+            source,
+            format,
+            models: Vec::new(),
+            endpoint: Endpoint::Chat,
+            template: None,
+            system: None,
+            id_field,
+            params: Map::new(),
+            keep_fields: false,
+            limit: None,
+            shard: None,
+        }
+    }
+}
+
 /// One unit of work: a (row × model) request body ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {

@@ -207,6 +207,11 @@ impl Generations {
         self.cost.get(&hash64(id.as_bytes())).copied()
     }
 
+    /// The `total_cost` of generation `id` in USD, if a sidecar has it.
+    pub fn cost_of(&self, id: &str) -> Option<f64> {
+        self.get(id).map(Picos::usd)
+    }
+
     pub fn len(&self) -> usize {
         self.cost.len()
     }

@@ -42,19 +42,7 @@ fn resolve(args: &ScoreArgs) -> Result<ScoreJob, UsageError> {
     }
     Ok(ScoreJob {
         outputs: args.outputs.clone(),
-        input: InputConfig {
-            source,
-            format,
-            models: Vec::new(),
-            endpoint: crate::endpoint::Endpoint::Chat,
-            template: None,
-            system: None,
-            id_field: args.id_field.clone(),
-            params: serde_json::Map::new(),
-            keep_fields: false,
-            limit: None,
-            shard: None,
-        },
+        input: InputConfig::rows_only(source, format, args.id_field.clone()),
         expected: args.expected.clone(),
         scorer: Arc::new(scorer),
         scorer_field: args.scorer_field.clone(),

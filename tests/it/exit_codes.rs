@@ -96,6 +96,23 @@ async fn a_closed_stdout_ends_every_command_quietly_with_exit_0() {
             .input(&input)
             .base_url(&url),
         Cmd::new(&["costs", out, "--wait", "0"]).base_url(&url),
+        Cmd::new(&[
+            "score",
+            out,
+            "-i",
+            input.to_str().unwrap(),
+            "--expected",
+            "prompt",
+        ]),
+        Cmd::new(&["export", out, "-i", input.to_str().unwrap()]),
+        Cmd::new(&[
+            "export",
+            out,
+            "-i",
+            input.to_str().unwrap(),
+            "--format",
+            "jsonl",
+        ]),
     ];
     for cmd in commands {
         let line = cmd.line();

@@ -5,6 +5,7 @@ mod budget;
 mod catalog;
 mod costs;
 mod exit_codes;
+mod export;
 mod faults;
 mod input_errors;
 mod plan;
