@@ -254,7 +254,7 @@ pub struct CostsArgs {
 }
 
 /// The scorer kinds and their options, for `orbatch score --help`.
-const SCORERS_HELP: &str = "How answers are scored: KIND[:OPTS].
+const SCORERS_HELP: &str = "How answers are scored: KIND[:OPTS] [default: exact].
   exact[:ignore_case,collapse_whitespace,strip_punctuation,trim=false]
         the whole answer equals the expected value (both trimmed)
   contains[:the same options]
@@ -275,13 +275,19 @@ const SCORERS_HELP: &str = "How answers are scored: KIND[:OPTS].
 /// `orbatch score`.
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Output files of `orbatch run` (shards: several; each gets its own scores file).
-    #[arg(value_name = "OUT.jsonl", required = true)]
+    /// Output files of `orbatch run` (shards: several; each gets its own scores file)
+    /// [default: the job file's output].
+    #[arg(value_name = "OUT.jsonl")]
     pub outputs: Vec<PathBuf>,
+
+    /// A job file: its input, id_field, output and [score] table (expected, scorer,
+    /// scorer_field) are used where no flag says otherwise.
+    #[arg(long, value_name = "JOB.toml")]
+    pub job: Option<PathBuf>,
 
     /// The input the outputs were run on (its rows are joined to the records by id).
     #[arg(short, long, value_name = "PATH")]
-    pub input: String,
+    pub input: Option<String>,
 
     /// Input format (default: from the file extension).
     #[arg(long, value_enum, value_name = "FORMAT")]
@@ -294,12 +300,12 @@ pub struct ScoreArgs {
 
     /// The input field holding each row's expected answer; rows without one are not scored.
     #[arg(long, value_name = "FIELD")]
-    pub expected: String,
+    pub expected: Option<String>,
 
     /// How answers are scored: exact, contains, regex:PATTERN, number, choice or json, each
-    /// with options (--help lists them).
-    #[arg(long, value_name = "KIND[:OPTS]", default_value = "exact", long_help = SCORERS_HELP)]
-    pub scorer: String,
+    /// with options (--help lists them) [default: exact].
+    #[arg(long, value_name = "KIND[:OPTS]", long_help = SCORERS_HELP)]
+    pub scorer: Option<String>,
 
     /// An input field naming a row's own scorer (mixed sets); rows where it is empty use
     /// --scorer.

@@ -45,6 +45,20 @@ pub struct JobFile {
     pub app_title: Option<String>,
     /// Merged into every request body.
     pub params: Option<Map<String, Value>>,
+    /// How `orbatch score` (and `run`, as it goes) scores the answers.
+    pub score: Option<ScoreTable>,
+}
+
+/// The job file's `[score]` table: the same names as `orbatch score`'s flags.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreTable {
+    /// The input field with each row's expected answer.
+    pub expected: String,
+    /// `KIND[:OPTS]`, as `--scorer` (default `exact`).
+    pub scorer: Option<String>,
+    /// The input field naming a row's own scorer.
+    pub scorer_field: Option<String>,
 }
 
 /// A job file and where it is.

@@ -67,6 +67,47 @@ pub struct RunConfig {
     pub app_url: Option<String>,
     pub app_title: Option<String>,
     pub quiet: bool,
+    /// The job file's `[score]` table, checked (a bad scorer is refused before anything is
+    /// sent).
+    pub score: Option<ScoreSettings>,
+}
+
+/// How answers are scored: from `orbatch score`'s flags or the job file's `[score]` table.
+#[derive(Debug, Clone)]
+pub struct ScoreSettings {
+    pub expected: String,
+    pub scorer: std::sync::Arc<crate::score::Scorer>,
+    pub scorer_field: Option<String>,
+}
+
+impl ScoreSettings {
+    /// The `[score]` table of `job`, checked; errors name the key and the file.
+    pub fn from_job(job: &Job) -> Result<Option<ScoreSettings>, UsageError> {
+        let Some(t) = &job.file.score else {
+            return Ok(None);
+        };
+        let at = |key: &str, value: &str, problem: &str| {
+            UsageError::new(format!(
+                "{key} = {value:?} in {} [score]: {problem}",
+                job.path.display()
+            ))
+        };
+        if t.expected.trim().is_empty() {
+            return Err(at(
+                "expected",
+                &t.expected,
+                "name the input field with the answers",
+            ));
+        }
+        let spec = t.scorer.as_deref().unwrap_or("exact");
+        let scorer =
+            crate::score::Scorer::parse(spec).map_err(|e| at("scorer", spec, &e.message))?;
+        Ok(Some(ScoreSettings {
+            expected: t.expected.clone(),
+            scorer: std::sync::Arc::new(scorer),
+            scorer_field: t.scorer_field.clone(),
+        }))
+    }
 }
 
 /// Whether a command needs the API key.
@@ -128,6 +169,7 @@ impl RunConfig {
             app_url: args.app_url.clone().or(job.file.app_url.clone()),
             app_title: args.app_title.clone().or(job.file.app_title.clone()),
             quiet: args.verbosity.quiet,
+            score: ScoreSettings::from_job(job)?,
             input,
         })
     }

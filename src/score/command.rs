@@ -2,6 +2,7 @@
 //! and show accuracy per model (stdout: the table; stderr: notes).
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 
 use comfy_table::{CellAlignment, Table, presets};
@@ -9,9 +10,9 @@ use comfy_table::{CellAlignment, Table, presets};
 use super::Scorer;
 use super::job::{ScoreJob, ScoreSummary, score};
 use crate::cli::ScoreArgs;
-use crate::config::input_source;
+use crate::config::{Job, ScoreSettings, default_output, input_source};
 use crate::exit::{Exit, Failure, Outcome, UsageError};
-use crate::job::{InputConfig, InputFormat};
+use crate::job::{InputConfig, InputFormat, InputSource};
 
 /// Run `orbatch score`.
 pub fn run(args: &ScoreArgs) -> Outcome {
@@ -32,20 +33,72 @@ pub fn run(args: &ScoreArgs) -> Outcome {
     Ok(Exit::Ok)
 }
 
+/// Flags first, then the job file (`--job`): its input, id field, output and `[score]` table.
 fn resolve(args: &ScoreArgs) -> Result<ScoreJob, UsageError> {
-    let scorer = Scorer::parse(&args.scorer).map_err(|e| UsageError::new(e.to_string()))?;
-    let (source, format) = input_source(&args.input, args.input_format.map(InputFormat::from))?;
-    if args.expected.trim().is_empty() {
+    let job = match &args.job {
+        Some(path) => Job::load(path)?,
+        None => Job::default(),
+    };
+    let from_job = ScoreSettings::from_job(&job)?;
+    let input_arg = match (&args.input, &job.file.input) {
+        (Some(i), _) => i.clone(),
+        (None, Some(i)) => job.resolve(Path::new(i)).to_string_lossy().into_owned(),
+        (None, None) => {
+            return Err(UsageError::new(
+                "no input: pass --input PATH, the file the outputs were run on (or --job)",
+            ));
+        }
+    };
+    let format = args
+        .input_format
+        .or(job.file.input_format)
+        .map(InputFormat::from);
+    let (source, format) = input_source(&input_arg, format)?;
+    let outputs = if !args.outputs.is_empty() {
+        args.outputs.clone()
+    } else if let Some(o) = &job.file.output {
+        vec![job.resolve(o)]
+    } else if let (Some(_), InputSource::Path(p)) = (&args.job, &source) {
+        vec![default_output(p)]
+    } else {
+        return Err(UsageError::new(
+            "no output to score: pass OUT.jsonl (the file `orbatch run` wrote)",
+        ));
+    };
+    let expected = match (&args.expected, &from_job) {
+        (Some(e), _) => e.clone(),
+        (None, Some(s)) => s.expected.clone(),
+        (None, None) => {
+            return Err(UsageError::new(
+                "--expected FIELD: name the input field with the expected answers (or give a \
+                 job file with a [score] table)",
+            ));
+        }
+    };
+    if expected.trim().is_empty() {
         return Err(UsageError::new(
             "--expected: name the input field with the expected answers",
         ));
     }
+    let scorer = match (&args.scorer, &from_job) {
+        (Some(spec), _) => {
+            Arc::new(Scorer::parse(spec).map_err(|e| UsageError::new(e.to_string()))?)
+        }
+        (None, Some(s)) => Arc::clone(&s.scorer),
+        (None, None) => {
+            Arc::new(Scorer::parse("exact").map_err(|e| UsageError::new(e.to_string()))?)
+        }
+    };
+    let id_field = args.id_field.clone().or(job.file.id_field.clone());
     Ok(ScoreJob {
-        outputs: args.outputs.clone(),
-        input: InputConfig::rows_only(source, format, args.id_field.clone()),
-        expected: args.expected.clone(),
-        scorer: Arc::new(scorer),
-        scorer_field: args.scorer_field.clone(),
+        outputs,
+        input: InputConfig::rows_only(source, format, id_field),
+        expected,
+        scorer,
+        scorer_field: args
+            .scorer_field
+            .clone()
+            .or(from_job.and_then(|s| s.scorer_field)),
     })
 }
 

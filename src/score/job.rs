@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{Score, Scorer};
 use crate::job::rows::{Row, each_row};
-use crate::job::{InputConfig, InputError};
+use crate::job::{InputConfig, InputError, InputProblem};
 use crate::output::record::{Record, Status};
 use crate::output::scores_path;
 use crate::report::read;
@@ -110,7 +110,14 @@ fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
     let mut specs: HashMap<String, Arc<Scorer>> = HashMap::new();
     let mut bad_specs = Vec::new();
     let mut rows = HashMap::new();
+    let mut with_field = 0u64;
+    let mut columns: Vec<String> = Vec::new();
     each_row(&job.input, |row: Row<'_>| {
+        if row.fields.contains_key(&job.expected) {
+            with_field += 1;
+        } else if columns.is_empty() {
+            columns = row.fields.keys().cloned().collect();
+        }
         let scorer = job
             .scorer_field
             .as_deref()
@@ -140,15 +147,36 @@ fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
         };
         rows.insert(row.id.to_owned(), Expect { expected, scorer });
     })?;
+    if with_field == 0 && !rows.is_empty() {
+        return Err(InputError {
+            path: input_name(&job.input),
+            problems: vec![InputProblem {
+                line: None,
+                last_line: None,
+                lines: 1,
+                message: format!(
+                    "no row has the field {:?} named by --expected (the rows have {})",
+                    job.expected,
+                    columns
+                        .iter()
+                        .map(|c| format!("{c:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }],
+            more: 0,
+        }
+        .into());
+    }
     if !bad_specs.is_empty() {
         let field = job.scorer_field.as_deref().unwrap_or_default();
-        let mut problems = crate::job::InputError {
+        let mut problems = InputError {
             path: input_name(&job.input),
             problems: Vec::new(),
             more: 0,
         };
         for (line, message) in bad_specs {
-            problems.problems.push(crate::job::InputProblem {
+            problems.problems.push(InputProblem {
                 line: Some(line),
                 last_line: Some(line),
                 lines: 1,

@@ -112,6 +112,35 @@ async fn answers_are_scored_against_the_expected_column() {
         "{}",
         done.stdout
     );
+    // The same from a job file's [score] table, with another scorer: the file is replaced.
+    let job = env.write(
+        "eval.toml",
+        "input = \"q.csv\"\noutput = \"q.out.jsonl\"\nmodels = [\"m/a\", \"m/b\"]\n\
+         [score]\nexpected = \"answer\"\nscorer = \"contains:ignore_case\"\n",
+    );
+    let by_job = Cmd::new(&["score", "--job", job.to_str().unwrap(), "-q"])
+        .output()
+        .await;
+    by_job.code(0);
+    let rescored = std::fs::read_to_string(&scores_path).unwrap();
+    assert_eq!(rescored.lines().count(), 6);
+    assert!(
+        rescored
+            .lines()
+            .all(|l| l.contains("\"scorer\":\"contains\"")),
+        "{rescored}"
+    );
+    // Back to exact for the report below.
+    Cmd::new(&[
+        "score",
+        out.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+    ])
+    .args(&["--expected", "answer", "-q"])
+    .output()
+    .await
+    .code(0);
     // The report carries the scores: accuracy with its interval, spend, pairs.
     let report = Cmd::new(&["report", out.to_str().unwrap(), "--format", "json"])
         .output()
@@ -197,6 +226,48 @@ async fn bad_scorer_specs_and_inputs_exit_2() {
         done.code(2);
         assert!(done.stderr.contains(says), "{args:?}: {}", done.stderr);
     }
+    // A field no row has: the columns are listed.
+    let done = Cmd::new(&[
+        "score",
+        out.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+    ])
+    .args(&["--expected", "gold"])
+    .output()
+    .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains(
+            "no row has the field \"gold\" named by --expected (the rows have \"answer\", \"id\", \"prompt\")"
+        ),
+        "{}",
+        done.stderr
+    );
+    // A job file's [score] table: a bad scorer names the key and the file, for `score` and
+    // for `run` and `plan` (before anything is sent).
+    let job = env.write(
+        "eval.toml",
+        "input = \"q.csv\"\nmodels = [\"m/a\"]\n[score]\nexpected = \"answer\"\nscorer = \"number:rel=x\"\n",
+    );
+    for cmd in [
+        Cmd::new(&["score", "--job", job.to_str().unwrap()]),
+        env.run().arg(job.to_str().unwrap()),
+        Cmd::new(&["plan", job.to_str().unwrap(), "--mock"]),
+    ] {
+        let line = cmd.line();
+        let done = cmd.output().await;
+        done.code(2);
+        assert!(
+            done.stderr.contains(&format!(
+                "scorer = \"number:rel=x\" in {} [score]: rel=\"x\": expected a tolerance",
+                job.display()
+            )),
+            "{line}: {}",
+            done.stderr
+        );
+    }
+    assert_eq!(env.stats().requests, 0);
     // An input that cannot be read names the file; nothing is written.
     let done = Cmd::new(&["score", out.to_str().unwrap(), "-i", "missing.csv"])
         .args(&["--expected", "answer"])
