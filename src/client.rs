@@ -347,11 +347,21 @@ fn body_failure(e: reqwest::Error) -> Failure {
     }
 }
 
-/// The JSON body of an attempt: the request body plus `stream` when streaming.
+/// The JSON body of an attempt: the request body plus `stream` when streaming, and for a
+/// streamed chat request `stream_options.include_usage` unless the row set `stream_options`
+/// itself: OpenRouter sends usage anyway, but OpenAI-compatible servers (vLLM, LiteLLM,
+/// llama.cpp) send it only when asked, and without it tokens and cost are unknown. Neither is
+/// part of the fingerprint, so switching transport does not resend answered rows.
 fn request_body(req: &Request, stream: bool) -> serde_json::Result<Vec<u8>> {
     if stream {
         let mut body = req.body.clone();
         body.insert("stream".into(), true.into());
+        if req.endpoint == crate::endpoint::Endpoint::Chat && !body.contains_key("stream_options") {
+            body.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
         serde_json::to_vec(&body)
     } else {
         serde_json::to_vec(&req.body)
@@ -396,6 +406,33 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_chat_asks_for_usage_unless_the_row_says_otherwise() {
+        let body = |req: &Request, stream| -> serde_json::Value {
+            serde_json::from_slice(&request_body(req, stream).unwrap()).unwrap()
+        };
+        let mut req = crate::job::test_request("m", None);
+        let plain = body(&req, false);
+        assert!(plain.get("stream").is_none() && plain.get("stream_options").is_none());
+        let streamed = body(&req, true);
+        assert_eq!(streamed["stream"], true);
+        assert_eq!(
+            streamed["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+        req.body.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": false}),
+        );
+        assert_eq!(
+            body(&req, true)["stream_options"],
+            serde_json::json!({"include_usage": false})
+        );
+        req.endpoint = crate::endpoint::Endpoint::Responses;
+        req.body.remove("stream_options");
+        assert!(body(&req, true).get("stream_options").is_none());
+    }
 
     #[test]
     fn key_never_shows_in_debug() {
