@@ -26,6 +26,7 @@ pub mod plan;
 pub mod pool;
 pub mod progress;
 pub mod report;
+pub mod rerun;
 pub mod retry;
 pub mod run;
 pub mod score;
@@ -132,8 +133,9 @@ async fn export_command(args: cli::ExportArgs) -> Outcome {
 /// The command line as typed, to tell the user what to rerun.
 fn rerun_hint() -> String {
     // `args_os`: `args` panics on an argument that is not UTF-8.
-    let args = std::env::args_os()
+    let args: Vec<String> = std::env::args_os()
         .skip(1)
-        .map(|a| a.to_string_lossy().into_owned());
-    text::shell_line(std::iter::once("orbatch".to_owned()).chain(args))
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    rerun::hint(&args)
 }
