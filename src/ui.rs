@@ -206,7 +206,14 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
             out.push_str(&format!("    {e}\n"));
         }
     }
+    if let Some(failure) = &s.failure {
+        out.push_str(&format!(
+            "  stopped: {failure}\n  rerun the same command to finish the job (recorded rows are skipped)\n"
+        ));
+    }
     match &s.stopped {
+        // Said above, with its cause.
+        _ if s.failure.is_some() => {}
         Some(StopReason::Auth(m)) => out.push_str(&format!(
             "  stopped: the API key was refused ({m}); check OPENROUTER_API_KEY, then rerun\n"
         )),
@@ -223,7 +230,7 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         None => {}
     }
     let failed = t.failed + s.kept_errors;
-    if failed > 0 && s.stopped.is_none() {
+    if failed > 0 && s.stopped.is_none() && s.failure.is_none() {
         out.push_str(&format!(
             "  {failed} failed: rerun `{command_hint}` to retry them (answered rows are skipped)\n"
         ));
