@@ -1,5 +1,6 @@
-//! The open-file limit. A run at `-j N` holds about N sockets (2N with `--mock`, whose server
-//! end is in the same process); past the soft `RLIMIT_NOFILE` every new connection fails with
+//! The open-file limit. A run at `-j N` holds about N sockets (measured at `-j 1024`: 1,222
+//! descriptors at most, and 2,779 with `--mock`, whose server ends are in the same process and
+//! whose connections close later); past the soft `RLIMIT_NOFILE` every new connection fails with
 //! "too many open files", which would be retried as a connection error until the run gave
 //! up. So it is checked once, before anything is sent: the soft limit is raised (up to the
 //! hard one) when needed, or the run is refused with what to do. Unix only.
@@ -21,11 +22,17 @@ pub(crate) enum Plan {
     Refuse,
 }
 
+/// Descriptors a request in flight may need, in quarters: a connection and a quarter more
+/// for connections being replaced; with `--mock` three (both ends, and closing ones).
+fn quarters_per_request(mock: bool) -> u64 {
+    if mock { 12 } else { 5 }
+}
+
 /// Open files a run at `concurrency` needs, `mock` when its server is in this process.
 pub(crate) fn needed(concurrency: usize, mock: bool) -> u64 {
-    let per_request = if mock { 2 } else { 1 };
     (concurrency as u64)
-        .saturating_mul(per_request)
+        .saturating_mul(quarters_per_request(mock))
+        .div_ceil(4)
         .saturating_add(MARGIN)
 }
 
@@ -42,8 +49,7 @@ pub(crate) fn plan(needed: u64, soft: u64, hard: u64) -> Plan {
 
 /// The refusal: how many files, the limit, and what to run.
 fn refusal(concurrency: usize, mock: bool, needed: u64, limit: u64, why: &str) -> UsageError {
-    let per_request = if mock { 2 } else { 1 };
-    let fits = limit.saturating_sub(MARGIN) / per_request;
+    let fits = limit.saturating_sub(MARGIN).saturating_mul(4) / quarters_per_request(mock);
     UsageError::new(format!(
         "-j {concurrency} needs up to {needed} open files{}, but {why} {limit}; run \
          `ulimit -n {needed}` in this shell first (raising the hard limit may need root or \
@@ -112,9 +118,10 @@ mod tests {
 
     #[test]
     fn the_mock_needs_both_ends_and_huge_values_saturate() {
-        assert_eq!(needed(1024, false), 1024 + MARGIN);
-        assert_eq!(needed(1024, true), 2048 + MARGIN);
-        assert_eq!(needed(usize::MAX, true), u64::MAX);
+        assert_eq!(needed(1024, false), 1280 + MARGIN);
+        assert_eq!(needed(1024, true), 3072 + MARGIN);
+        assert_eq!(needed(1, false), 2 + MARGIN);
+        assert_eq!(needed(usize::MAX, true), u64::MAX / 4 + 1 + MARGIN);
     }
 
     #[test]
@@ -122,9 +129,9 @@ mod tests {
         let msg = refusal(1024, true, needed(1024, true), 512, "the hard limit is").to_string();
         assert_eq!(
             msg,
-            "-j 1024 needs up to 2112 open files (--mock holds both ends), but the hard limit \
-             is 512; run `ulimit -n 2112` in this shell first (raising the hard limit may need \
-             root or /etc/security/limits.conf), or use -j 224 or less"
+            "-j 1024 needs up to 3136 open files (--mock holds both ends), but the hard limit \
+             is 512; run `ulimit -n 3136` in this shell first (raising the hard limit may need \
+             root or /etc/security/limits.conf), or use -j 149 or less"
         );
     }
 }
