@@ -298,6 +298,8 @@ async fn feed_and_drain(
         stop: started.stop.clone(),
     }
     .spawn();
+    // A feeder that stops on a changed input closes the queue: what it queued from the part
+    // read before is still sent, and everything sent is recorded before this returns.
     Arc::clone(&started.pool).run(req_rx, rec_tx).await;
     let fed = feeder.await.unwrap_or_else(|e| Fed {
         failure: Some(task_failure("the input reader", e)),
@@ -367,9 +369,14 @@ fn summarize(
     }
     let mut failures: Vec<String> = write_failure.into_iter().collect();
     if unwritten.written() > 0 {
+        let n = unwritten.written();
+        let (noun, them) = if n == 1 {
+            ("request", "it")
+        } else {
+            ("requests", "them")
+        };
         failures.push(format!(
-            "{} answered requests ({} spent) could not be recorded; a rerun sends them again",
-            unwritten.written(),
+            "{n} answered {noun} ({} spent) could not be recorded; a rerun sends {them} again",
             usd(unwritten.cost)
         ));
     }

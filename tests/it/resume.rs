@@ -483,9 +483,9 @@ async fn a_write_error_stops_the_run_and_says_what_was_not_recorded() {
         out.display()
     );
     assert!(stderr.contains(&prefix), "{stderr}");
-    // "…; N answered requests ($X spent) could not be recorded; …"
+    // "…; N answered request(s) ($X spent) could not be recorded; …"
     let before = stderr
-        .split(" answered requests (")
+        .split(" answered request")
         .next()
         .filter(|b| b.len() < stderr.len())
         .unwrap_or_else(|| panic!("no count of unrecorded requests: {stderr}"));
