@@ -41,7 +41,9 @@ async fn jsonl_rows_become_complete_records() {
     let recs = records(&env.path("q.out.jsonl"));
     assert_eq!(recs.len(), 3);
     let prompts = ["What is 2+2?", "Name a colour.", "Say hi."];
-    for (r, prompt) in recs.iter().zip(prompts) {
+    for (i, prompt) in prompts.iter().enumerate() {
+        // Records come in the order answers do.
+        let r = record(&recs, &format!("r{}", i + 1));
         for f in FIELDS {
             assert!(r.get(*f).is_some(), "record lacks {f}: {r}");
         }
