@@ -7,20 +7,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::Budget;
-use crate::config::RunConfig;
+use crate::client::Client;
+use crate::config::{RunConfig, Target};
 use crate::connect::{ClientOptions, Connection};
 use crate::exit::{Exit, Failure, UsageError};
 use crate::job::{Input, Request, RequestKeys};
 use crate::limit::Pacer;
 use crate::mock::MockConfig;
-use crate::output::resume::{self, Decision};
-use crate::output::writer::{self, Event, Tally};
+use crate::output::resume::{self, Opened, ReadAhead};
+use crate::output::writer::{self, Tally};
 use crate::pool::{Pool, PoolConfig, StopReason};
 use crate::progress::Progress;
 use crate::retry::Backoff;
+use crate::text::usd;
+use feed::{Fed, Feeder};
 
 /// What happened, for the summary and the exit code.
 #[derive(Debug, Clone)]
@@ -42,12 +46,18 @@ pub struct RunSummary {
     pub tally: Tally,
     pub wall: Duration,
     pub stopped: Option<StopReason>,
+    /// What went wrong after requests were sent (the input changed, the output could not be
+    /// written, a task panicked): the run stopped early, yet recorded what was answered.
+    pub failure: Option<String>,
     pub warnings: Vec<String>,
 }
 
 impl RunSummary {
     /// The exit code of SPEC §5.
     pub fn exit(&self) -> Exit {
+        if self.failure.is_some() {
+            return Exit::Stopped;
+        }
         match &self.stopped {
             Some(StopReason::Interrupted) => Exit::Interrupted,
             Some(_) => Exit::Stopped,
@@ -56,18 +66,6 @@ impl RunSummary {
         }
     }
 }
-
-/// Counts from the feeder: what the output file's history decided.
-#[derive(Debug, Default)]
-struct Fed {
-    skipped_done: u64,
-    changed: u64,
-    retried_errors: u64,
-    kept_errors: u64,
-}
-
-/// Most queue slots the feeder reserves at once.
-const FEED_BATCH: usize = 64;
 
 /// Testing seam: environment-controlled backoff base, so tests of retries do not sleep for
 /// real. `ORBATCH_BACKOFF_BASE_MS=0` makes retries immediate (Retry-After still applies).
@@ -103,19 +101,49 @@ fn demo_mock_config() -> MockConfig {
     }
 }
 
-/// Run a job. Usage errors (bad input, unusable output) come back as `Err` before anything
-/// is sent; everything after that is in the summary.
+/// Run a job. Problems found before anything is sent (bad input, unusable output, not enough
+/// open files) come back as `Err(UsageError)`; once something was sent, every failure (the
+/// input changed, the output could not be written, a task panicked) is in the summary, after
+/// every answered request was recorded.
 pub async fn run(
     config: RunConfig,
     progress: Box<dyn Progress>,
     interrupt: CancellationToken,
 ) -> Result<RunSummary, Failure> {
     let started = Instant::now();
-    // 1. Every input problem, before anything is sent; meanwhile, on another thread, an
-    //    existing output is locked and read (not changed) for resume.
-    let fresh = config.fresh;
+    fds::ensure(config.concurrency, matches!(config.target, Target::Mock))?;
+    let (input, keys, ahead) = validate_input(&config).await?;
+    let opened = open_output(&config, ahead).await?;
+    let connection = connect(&config).await?;
+    let budget = budget(&config, &connection.client, opened.prior.spent).await?;
+    let pool = start_pool(&config, connection.client.clone(), budget);
+    let on_interrupt = stop_on_interrupt(&pool.pool, interrupt);
+    let warnings = opened.warnings.clone();
+    let counts = Counts {
+        input: input.display_name().to_owned(),
+        rows: input.rows(),
+        requests: input.request_count(),
+    };
+    let drained = feed_and_drain(&config, &pool, input, keys, opened, progress).await;
+    on_interrupt.abort();
+    connection.close().await;
+    summarize(
+        &config,
+        counts,
+        &pool.pool,
+        drained,
+        warnings,
+        started.elapsed(),
+    )
+}
+
+/// Every input problem, before anything is sent; meanwhile, on another thread, an existing
+/// output is locked and read (not changed) for resume.
+async fn validate_input(
+    config: &RunConfig,
+) -> Result<(Input, RequestKeys, Option<ReadAhead>), Failure> {
     let stop_reading = Arc::new(AtomicBool::new(false));
-    let ahead = (!fresh).then(|| {
+    let ahead = (!config.fresh).then(|| {
         let out_path = config.output.clone();
         let stop = Arc::clone(&stop_reading);
         tokio::task::spawn_blocking(move || resume::read_ahead(&out_path, &stop))
@@ -125,7 +153,7 @@ pub async fn run(
     // rows need not be shaped again to be skipped. With no earlier records there is nothing to
     // skip, and noting would only shape every row twice (without notes nothing is skipped
     // unparsed; each request is still checked against the output as it is sent).
-    let earlier = !fresh && std::fs::metadata(&config.output).is_ok_and(|m| m.len() > 0);
+    let earlier = !config.fresh && std::fs::metadata(&config.output).is_ok_and(|m| m.len() > 0);
     let validated = tokio::task::spawn_blocking(move || {
         if earlier {
             Input::open_noting_keys(input_config)
@@ -148,39 +176,65 @@ pub async fn run(
         Some(ahead) => ahead.await?,
         None => None,
     };
-    // 2. The output: locked, repaired, and read back for resume.
+    Ok((input, keys, ahead))
+}
+
+/// The output: locked, repaired, and read back for resume.
+async fn open_output(
+    config: &RunConfig,
+    ahead: Option<ReadAhead>,
+) -> Result<Opened, Failure> {
     let out_path = config.output.clone();
+    let fresh = config.fresh;
     let opened = tokio::task::spawn_blocking(move || resume::open_after(&out_path, fresh, ahead))
         .await?
         .map_err(|e| UsageError::new(e.to_string()))?;
     for w in &opened.warnings {
         tracing::warn!("{w}");
     }
-    // 3. Where to send.
-    let connection = Connection::open(
-        &config.target,
-        ClientOptions {
-            timeout: Some(config.timeout),
-            app_url: config.app_url.clone(),
-            app_title: config.app_title.clone(),
-        },
-        demo_mock_config(),
-    )
-    .await
-    .map_err(|e| UsageError::new(e.to_string()))?;
-    let client = connection.client.clone();
+    Ok(opened)
+}
 
-    // 4. Under --max-cost: prices from the catalogue, and what this output already cost.
-    let budget = match config.max_cost {
-        None => None,
-        Some(cap) => {
-            let catalog = crate::catalog::fetch_models(&client)
-                .await
-                .map_err(|e| UsageError::new(format!("--max-cost needs model prices: {e:#}")))?;
-            Some(Arc::new(Budget::new(cap, opened.prior.spent, catalog)))
-        }
+/// Where to send: the API, or the in-process mock.
+async fn connect(config: &RunConfig) -> Result<Connection, Failure> {
+    let options = ClientOptions {
+        timeout: Some(config.timeout),
+        app_url: config.app_url.clone(),
+        app_title: config.app_title.clone(),
     };
+    let connection = Connection::open(&config.target, options, demo_mock_config())
+        .await
+        .map_err(|e| UsageError::new(e.to_string()))?;
+    Ok(connection)
+}
 
+/// Under --max-cost: prices from the catalogue, and what this output already cost.
+async fn budget(
+    config: &RunConfig,
+    client: &Client,
+    spent: f64,
+) -> Result<Option<Arc<Budget>>, Failure> {
+    let Some(cap) = config.max_cost else {
+        return Ok(None);
+    };
+    let catalog = crate::catalog::fetch_models(client)
+        .await
+        .map_err(|e| match e {
+            // A refused key is a refused key (exit 3), whichever request met it first.
+            Failure::Refused(m) => Failure::Refused(m).with_key_hint(&config.key_env),
+            other => UsageError::new(format!("--max-cost needs model prices: {other:#}")).into(),
+        })?;
+    Ok(Some(Arc::new(Budget::new(cap, spent, catalog))))
+}
+
+/// The pool, with its pacer and the token that stops it.
+struct Started {
+    pool: Arc<Pool>,
+    pacer: Arc<Pacer>,
+    stop: CancellationToken,
+}
+
+fn start_pool(config: &RunConfig, client: Client, budget: Option<Arc<Budget>>) -> Started {
     let stop = CancellationToken::new();
     let pacer = Arc::new(pacer_from_env(config.rate).concurrency(config.concurrency));
     let pool = Arc::new(Pool::new(
@@ -195,124 +249,204 @@ pub async fn run(
         stop.clone(),
         budget,
     ));
-    let on_interrupt = {
-        let pool = Arc::clone(&pool);
-        let interrupt = interrupt.clone();
-        tokio::spawn(async move {
-            interrupt.cancelled().await;
-            pool.stop(StopReason::Interrupted);
-        })
-    };
+    Started { pool, pacer, stop }
+}
 
-    let rows = input.rows();
-    let input_name = input.display_name().to_owned();
-    let requests = input.request_count();
-    let mut progress = progress;
-    progress.start(requests);
-    progress.watch_rate(pacer);
+/// The first Ctrl-C stops dispatching; requests in flight finish.
+fn stop_on_interrupt(pool: &Arc<Pool>, interrupt: CancellationToken) -> JoinHandle<()> {
+    let pool = Arc::clone(pool);
+    tokio::spawn(async move {
+        interrupt.cancelled().await;
+        pool.stop(StopReason::Interrupted);
+    })
+}
 
-    // 5. Feeder (blocking: reads the input's second pass) → pool → writer.
+/// What the input held, for the summary.
+struct Counts {
+    input: String,
+    rows: u64,
+    requests: u64,
+}
+
+/// What the feeder and the writer did.
+struct Drained {
+    fed: Fed,
+    tally: Tally,
+    /// The writer's failure (or panic), as the summary says it.
+    write_failure: Option<String>,
+    /// Records received by the writer after a write failure (answered, not recorded).
+    unwritten: Tally,
+}
+
+/// Feeder (blocking: reads the input's second pass) → pool → writer, until the input runs
+/// out or the run stops; returns once every request sent has reached the writer.
+async fn feed_and_drain(
+    config: &RunConfig,
+    started: &Started,
+    input: Input,
+    keys: RequestKeys,
+    opened: Opened,
+    mut progress: Box<dyn Progress>,
+) -> Drained {
+    progress.start(input.request_count());
+    progress.watch_rate(Arc::clone(&started.pacer));
     let queue = config.concurrency.saturating_mul(2).max(64);
     let (req_tx, req_rx) = mpsc::channel::<Request>(queue);
     let (rec_tx, rec_rx) = mpsc::channel(queue);
-    let writer = writer::spawn(opened.file, rec_rx, progress, stop.clone());
-    let prior = opened.prior;
-    let retry_errors = config.retry_errors;
-    let feeder_stop = stop.clone();
-    let skip_tx = rec_tx.clone();
-    let handle = tokio::runtime::Handle::current();
-    let feeder = tokio::task::spawn_blocking(move || -> anyhow::Result<Fed> {
-        let mut fed = Fed::default();
-        // Queue slots are reserved `FEED_BATCH` at a time: the feeder sleeps until that many
-        // are free, not until one is (which would wake this thread once per request). A row
-        // is still queued as soon as it is read: nothing waits for a batch to fill.
-        let batch = (queue / 4).clamp(1, FEED_BATCH);
-        let mut slots = None;
-        // Skips are reported to the progress display in batches.
-        let mut unreported: u64 = 0;
-        let report = |n: &mut u64| {
-            if *n > 0 {
-                let _ = skip_tx.blocking_send(Event::Skipped(std::mem::take(n)));
-            }
-        };
-        // Rows whose every request is answered are skipped without being shaped again.
-        let skips = keys.resolve(|key, fingerprint| prior.is_done(key, fingerprint));
-        let mut requests = input
-            .requests_skipping(skips)
-            .map_err(|e| UsageError::new(e.to_string()))?;
-        loop {
-            let next = requests.next();
-            let skipped = requests.take_skipped();
-            if skipped > 0 {
-                fed.skipped_done += skipped;
-                unreported += skipped;
-                if unreported >= 4096 {
-                    report(&mut unreported);
-                }
-            }
-            let Some(req) = next else { break };
-            let req = req.map_err(|e| UsageError::new(e.to_string()))?;
-            match prior.decide(&req.id, &req.model, &req.fingerprint, retry_errors) {
-                Decision::Done => {
-                    fed.skipped_done += 1;
-                    unreported += 1;
-                    if unreported >= 4096 {
-                        report(&mut unreported);
-                    }
-                    continue;
-                }
-                Decision::KeepError => {
-                    fed.kept_errors += 1;
-                    continue;
-                }
-                Decision::Changed => fed.changed += 1,
-                Decision::RetryError => fed.retried_errors += 1,
-                Decision::New => {}
-            }
-            report(&mut unreported);
-            if feeder_stop.is_cancelled() {
-                break;
-            }
-            let slot = loop {
-                if let Some(slot) = slots.as_mut().and_then(Iterator::next) {
-                    break Some(slot);
-                }
-                match handle.block_on(req_tx.reserve_many(batch)) {
-                    Ok(permits) => slots = Some(permits),
-                    // The pool is gone (the run stopped): nothing more is sent.
-                    Err(_) => break None,
-                }
-            };
-            let Some(slot) = slot else { break };
-            slot.send(req);
-        }
-        report(&mut unreported);
-        Ok(fed)
+    let writer = writer::spawn(opened.file, rec_rx, progress, started.stop.clone());
+    let feeder = Feeder {
+        input,
+        keys,
+        prior: opened.prior,
+        retry_errors: config.retry_errors,
+        requests: req_tx,
+        queue,
+        events: rec_tx.clone(),
+        stop: started.stop.clone(),
+    }
+    .spawn();
+    // A feeder that stops on a changed input closes the queue: what it queued from the part
+    // read before is still sent, and everything sent is recorded before this returns.
+    Arc::clone(&started.pool).run(req_rx, rec_tx).await;
+    let fed = feeder.await.unwrap_or_else(|e| Fed {
+        failure: Some(task_failure("the input reader", e)),
+        ..Fed::default()
     });
-    Arc::clone(&pool).run(req_rx, rec_tx).await;
-    let fed = feeder.await??;
-    let (tally, mut progress) = writer.await?;
-    progress.finish();
-    let tally = tally.map_err(|e| {
-        anyhow::anyhow!(
-            "{}: cannot write the output file: {e}",
-            config.output.display()
-        )
-    })?;
-    on_interrupt.abort();
-    connection.close().await;
+    match writer.await {
+        Ok(mut written) => {
+            written.progress.finish();
+            let (write_failure, unwritten) = match written.failure {
+                None => (None, Tally::default()),
+                Some(f) => (
+                    Some(format!(
+                        "{}: cannot write the output file: {}",
+                        config.output.display(),
+                        f.error
+                    )),
+                    f.unwritten,
+                ),
+            };
+            Drained {
+                fed,
+                tally: written.tally,
+                write_failure,
+                unwritten,
+            }
+        }
+        Err(e) => Drained {
+            fed,
+            tally: Tally::default(),
+            write_failure: Some(task_failure("the output writer", e)),
+            unwritten: Tally::default(),
+        },
+    }
+}
+
+/// A task that ended without its result: what to tell the user.
+fn task_failure(task: &str, e: tokio::task::JoinError) -> String {
+    let why = match e.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned()),
+        Err(_) => "cancelled".to_owned(),
+    };
+    format!("internal error: {task} stopped ({why}); please report it")
+}
+
+/// The summary, or a usage error when the input changed before anything was sent.
+fn summarize(
+    config: &RunConfig,
+    counts: Counts,
+    pool: &Pool,
+    drained: Drained,
+    warnings: Vec<String>,
+    wall: Duration,
+) -> Result<RunSummary, Failure> {
+    let Drained {
+        fed,
+        tally,
+        write_failure,
+        unwritten,
+    } = drained;
+    let sent = tally.attempts + unwritten.attempts > 0 || unwritten.written() > 0;
+    if let (false, None, Some(failure)) = (sent, &write_failure, &fed.failure) {
+        return Err(UsageError::new(failure.clone()).into());
+    }
+    let mut failures: Vec<String> = write_failure.into_iter().collect();
+    if unwritten.written() > 0 {
+        let n = unwritten.written();
+        let (noun, them) = if n == 1 {
+            ("request", "it")
+        } else {
+            ("requests", "them")
+        };
+        failures.push(format!(
+            "{n} answered {noun} ({} spent) could not be recorded; a rerun sends {them} again",
+            usd(unwritten.cost)
+        ));
+    }
+    failures.extend(fed.failure);
     Ok(RunSummary {
-        input: input_name,
+        input: counts.input,
         output: config.output.clone(),
-        rows,
-        requests,
+        rows: counts.rows,
+        requests: counts.requests,
         skipped_done: fed.skipped_done,
         changed: fed.changed,
         retried_errors: fed.retried_errors,
         kept_errors: fed.kept_errors,
         tally,
-        wall: started.elapsed(),
+        wall,
         stopped: pool.stop_reason(),
-        warnings: opened.warnings,
+        failure: (!failures.is_empty()).then(|| failures.join("; ")),
+        warnings,
     })
+}
+
+mod fds;
+mod feed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(stopped: Option<StopReason>, failed: u64, failure: Option<&str>) -> RunSummary {
+        RunSummary {
+            input: "in.jsonl".into(),
+            output: "out.jsonl".into(),
+            rows: 2,
+            requests: 2,
+            skipped_done: 0,
+            changed: 0,
+            retried_errors: 0,
+            kept_errors: 0,
+            tally: Tally {
+                ok: 1,
+                failed,
+                ..Tally::default()
+            },
+            wall: Duration::from_secs(1),
+            stopped,
+            failure: failure.map(str::to_owned),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A failure after sending is "stopped early" (3), whatever else happened: never 2.
+    #[test]
+    fn a_failure_after_sending_exits_3() {
+        assert_eq!(summary(None, 0, None).exit(), Exit::Ok);
+        assert_eq!(summary(None, 1, None).exit(), Exit::RowsFailed);
+        assert_eq!(summary(None, 1, Some("x")).exit(), Exit::Stopped);
+        assert_eq!(
+            summary(Some(StopReason::Interrupted), 0, Some("x")).exit(),
+            Exit::Stopped
+        );
+        assert_eq!(
+            summary(Some(StopReason::Interrupted), 0, None).exit(),
+            Exit::Interrupted
+        );
+    }
 }

@@ -1,11 +1,11 @@
 //! The terminal side of a run: the progress bar (stderr, only on a terminal), the end
 //! summary, and logging setup. Everything here is presentation; the core never prints.
 
-use std::io::IsTerminal;
-use std::sync::Arc;
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, WeakProgressBar};
 
 use crate::limit::Pacer;
 use crate::output::record::Record;
@@ -32,17 +32,71 @@ pub fn lookup_bar(quiet: bool, total: usize) -> Option<ProgressBar> {
     }
     let bar = new_bar(total as u64);
     bar.enable_steady_tick(Duration::from_millis(250));
+    show_logs_above(&bar);
     Some(bar)
 }
 
 /// A bar on stderr: spinner, elapsed time, the bar, done/total, then a message.
 fn new_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(8));
-    let style =
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
+    bar.set_style(bar_style());
     bar
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// The bar on the terminal, if one is drawn: log lines are written with it hidden, so that
+/// they do not tear it (see [`LogWriter`]).
+static SHOWN: Mutex<Option<WeakProgressBar>> = Mutex::new(None);
+
+/// Log lines from now on are written above `bar` (until it is dropped or another is shown).
+fn show_logs_above(bar: &ProgressBar) {
+    *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.downgrade());
+}
+
+/// Log lines go to stderr plainly again.
+fn forget_bar() {
+    *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Run `write` with the shown bar, if any, cleared; the bar is drawn again after it.
+fn write_above_bar(write: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    let bar = SHOWN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(WeakProgressBar::upgrade);
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
+/// Where `tracing` writes: stderr, with the progress bar (if one is shown) cleared for the
+/// line and drawn again below it.
+struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
+impl Write for LogWriter {
+    /// One call per event: the formatter writes each whole line at once.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_above_bar(|| io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
 }
 
 /// Update the `costs` bar.
@@ -88,6 +142,7 @@ impl Progress for Bar {
         self.bar.set_length(total);
         self.bar.enable_steady_tick(Duration::from_millis(250));
         self.started = Instant::now();
+        show_logs_above(&self.bar);
     }
 
     fn watch_rate(&mut self, rate: Arc<Pacer>) {
@@ -101,33 +156,17 @@ impl Progress for Bar {
 
     fn record(&mut self, _record: &Record, t: &Tally) {
         self.bar.inc(1);
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = t.written() as f64 / secs;
         let remaining = self
             .bar
             .length()
             .unwrap_or(0)
             .saturating_sub(self.bar.position());
-        let eta = if rate > 0.0 {
-            format_duration(Duration::from_secs_f64(remaining as f64 / rate))
-        } else {
-            "?".to_owned()
+        let limits = Limits {
+            rate: self.rate.as_ref().and_then(|r| r.rate()),
+            in_flight: self.rate.as_ref().and_then(|r| r.in_flight().reduced()),
         };
-        let mut limit = match self.rate.as_ref().and_then(|r| r.rate()) {
-            Some(r) => format!(" (limited to {r:.1})"),
-            None => String::new(),
-        };
-        if let Some(n) = self.rate.as_ref().and_then(|r| r.in_flight().reduced()) {
-            limit.push_str(&format!(" (≤ {n} in flight)"));
-        }
-        self.bar.set_message(format!(
-            "ok {} err {} · {:.1} req/s{limit} · {} tok · {} · ETA {eta}",
-            t.ok,
-            t.failed,
-            rate,
-            t.prompt_tokens + t.completion_tokens,
-            usd(t.cost)
-        ));
+        self.bar
+            .set_message(status(t, self.started.elapsed(), remaining, limits));
     }
 
     fn note(&mut self, message: &str) {
@@ -135,8 +174,44 @@ impl Progress for Bar {
     }
 
     fn finish(&mut self) {
+        forget_bar();
         self.bar.finish_and_clear();
     }
+}
+
+/// What limits the run now, shown after its rate.
+#[derive(Debug, Clone, Copy, Default)]
+struct Limits {
+    /// The learnt sending rate, requests/s.
+    rate: Option<f64>,
+    /// The reduced number of requests in flight.
+    in_flight: Option<usize>,
+}
+
+/// The bar's message: `ok 12 err 1 · 3.4 req/s · 1234 tok · $0.01 · ETA 5.0s`.
+fn status(t: &Tally, elapsed: Duration, remaining: u64, limits: Limits) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = t.written() as f64 / secs;
+    let eta = if rate > 0.0 {
+        format_duration(Duration::from_secs_f64(remaining as f64 / rate))
+    } else {
+        "?".to_owned()
+    };
+    let mut limit = match limits.rate {
+        Some(r) => format!(" (limited to {r:.1})"),
+        None => String::new(),
+    };
+    if let Some(n) = limits.in_flight {
+        limit.push_str(&format!(" (≤ {n} in flight)"));
+    }
+    format!(
+        "ok {} err {} · {:.1} req/s{limit} · {} tok · {} · ETA {eta}",
+        t.ok,
+        t.failed,
+        rate,
+        t.prompt_tokens + t.completion_tokens,
+        usd(t.cost)
+    )
 }
 
 /// `1m05s`, `12.3s`.
@@ -206,7 +281,14 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
             out.push_str(&format!("    {e}\n"));
         }
     }
+    if let Some(failure) = &s.failure {
+        out.push_str(&format!(
+            "  stopped: {failure}\n  rerun the same command to finish the job (recorded rows are skipped)\n"
+        ));
+    }
     match &s.stopped {
+        // Said above, with its cause.
+        _ if s.failure.is_some() => {}
         Some(StopReason::Auth(m)) => out.push_str(&format!(
             "  stopped: the API key was refused ({m}); check the API key, then rerun\n"
         )),
@@ -223,7 +305,7 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         None => {}
     }
     let failed = t.failed + s.kept_errors;
-    if failed > 0 && s.stopped.is_none() {
+    if failed > 0 && s.stopped.is_none() && s.failure.is_none() {
         out.push_str(&format!(
             "  {failed} failed: rerun `{command_hint}` to retry them (answered rows are skipped)\n"
         ));
@@ -245,7 +327,7 @@ pub fn init_logging(quiet: bool, verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(LogWriter)
         .with_target(false)
         .try_init();
 }
@@ -280,5 +362,56 @@ mod tests {
             },
         );
         assert_eq!(bar.message(), "found 4 · 5 not known yet");
+    }
+
+    use indicatif::{InMemoryTerm, TermLike};
+
+    /// A bar at a fixed state, drawn on a 140-column terminal.
+    fn drawn_bar() -> (ProgressBar, InMemoryTerm) {
+        let term = InMemoryTerm::new(4, 140);
+        let bar = ProgressBar::with_draw_target(
+            Some(1000),
+            ProgressDrawTarget::term_like(Box::new(term.clone())),
+        )
+        .with_elapsed(Duration::from_secs(83));
+        bar.set_style(bar_style());
+        bar.set_position(250);
+        let tally = Tally {
+            ok: 240,
+            failed: 10,
+            attempts: 262,
+            prompt_tokens: 12_000,
+            completion_tokens: 3_456,
+            cost: 0.0421,
+            ..Tally::default()
+        };
+        let limits = Limits {
+            rate: Some(12.5),
+            in_flight: Some(6),
+        };
+        bar.set_message(status(&tally, Duration::from_secs(50), 750, limits));
+        bar.force_draw();
+        (bar, term)
+    }
+
+    #[test]
+    fn the_run_bar_line() {
+        let (_bar, term) = drawn_bar();
+        insta::assert_snapshot!(term.contents());
+    }
+
+    /// A log line is written with the bar cleared, then the bar is drawn again below it:
+    /// nothing is written into the bar's line.
+    #[test]
+    fn log_lines_go_above_the_bar() {
+        let (bar, term) = drawn_bar();
+        let alone = term.contents();
+        show_logs_above(&bar);
+        write_above_bar(|| term.write_line(" WARN rate limited: slowing down")).unwrap();
+        forget_bar();
+        assert_eq!(
+            term.contents(),
+            format!(" WARN rate limited: slowing down\n{alone}")
+        );
     }
 }

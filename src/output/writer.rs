@@ -86,17 +86,43 @@ pub enum Event {
     Skipped(u64),
 }
 
-/// Start the writer on a blocking thread. It ends when every sender is dropped, returning
-/// the tally; on a write error it cancels `stop` (nothing more can be recorded) and returns
-/// the error.
+/// What the writer did, once every sender is gone.
+pub struct Written {
+    /// The records written.
+    pub tally: Tally,
+    /// The write error that stopped the run, if one did.
+    pub failure: Option<WriteFailure>,
+    pub progress: Box<dyn Progress>,
+}
+
+/// A write that failed, and the answered records that could not be written after it.
+#[derive(Debug)]
+pub struct WriteFailure {
+    pub error: io::Error,
+    /// Records received but not written (the one that failed and every later one).
+    pub unwritten: Tally,
+}
+
+/// Start the writer on a blocking thread. It ends when every sender is dropped. On a write
+/// error it cancels `stop` (nothing more can be recorded), cuts the file back to its last
+/// whole line, and goes on receiving (so that the pool's workers finish) and counting what it
+/// could not write. If it panics, `stop` is cancelled too.
 pub fn spawn(
     mut file: File,
     mut events: mpsc::Receiver<Event>,
     mut progress: Box<dyn Progress>,
     stop: CancellationToken,
-) -> JoinHandle<(io::Result<Tally>, Box<dyn Progress>)> {
+) -> JoinHandle<Written> {
     tokio::task::spawn_blocking(move || {
+        let on_panic = stop.clone().drop_guard();
         let mut tally = Tally::default();
+        let mut failure: Option<WriteFailure> = None;
+        // Where the last whole line ends (regular files: appends start at their length).
+        let mut whole = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         let mut line = Vec::with_capacity(64 * 1024);
         let mut batch: Vec<Box<Record>> = Vec::with_capacity(BATCH);
         let mut last_write: Option<Instant> = None;
@@ -121,25 +147,47 @@ pub fn spawn(
             if batch.is_empty() {
                 continue;
             }
-            line.clear();
-            for record in &batch {
-                if let Err(e) = serde_json::to_writer(&mut line, record) {
-                    stop.cancel();
-                    return (Err(io::Error::other(e)), progress);
+            if let Some(f) = &mut failure {
+                for record in batch.drain(..) {
+                    f.unwritten.add(&record);
                 }
+                continue;
+            }
+            line.clear();
+            let written = batch.iter().try_for_each(|record| {
+                serde_json::to_writer(&mut line, record).map_err(io::Error::other)?;
                 line.push(b'\n');
-            }
-            if let Err(e) = file.write_all(&line) {
-                stop.cancel();
-                return (Err(e), progress);
-            }
-            last_write = Some(Instant::now());
-            for record in batch.drain(..) {
-                tally.add(&record);
-                progress.record(&record, &tally);
+                Ok(())
+            });
+            match written.and_then(|()| file.write_all(&line)) {
+                Ok(()) => {
+                    whole = whole.map(|n| n + line.len() as u64);
+                    last_write = Some(Instant::now());
+                    for record in batch.drain(..) {
+                        tally.add(&record);
+                        progress.record(&record, &tally);
+                    }
+                }
+                Err(error) => {
+                    stop.cancel();
+                    // A write cut short leaves a torn line: cut it off (resume would too).
+                    if let Some(n) = whole {
+                        let _ = file.set_len(n);
+                    }
+                    let mut unwritten = Tally::default();
+                    for record in batch.drain(..) {
+                        unwritten.add(&record);
+                    }
+                    failure = Some(WriteFailure { error, unwritten });
+                }
             }
         }
-        (Ok(tally), progress)
+        on_panic.disarm();
+        Written {
+            tally,
+            failure,
+            progress,
+        }
     })
 }
 
@@ -203,10 +251,11 @@ mod tests {
             }
         }
         drop(tx);
-        let (tally, _) = spawn(file, rx, Box::new(Silent), CancellationToken::new())
+        let written = spawn(file, rx, Box::new(Silent), CancellationToken::new())
             .await
             .unwrap();
-        let tally = tally.unwrap();
+        assert!(written.failure.is_none());
+        let tally = written.tally;
         assert_eq!((tally.ok, tally.failed), (900, 100));
         assert_eq!(tally.prompt_tokens, 2 * n);
         assert_eq!(tally.cost, 0.5 * n as f64);
@@ -218,5 +267,50 @@ mod tests {
             assert_eq!(r, *record(i as u64, i % 10 != 0));
         }
         assert!(text.ends_with('\n'));
+    }
+
+    /// A write error stops the run, yet every record that comes after it is still received
+    /// and counted as unwritten (so the summary can say what was paid and not recorded).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_error_stops_the_run_and_counts_what_was_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, "").unwrap();
+        // Opened for reading only: every write fails.
+        let file = File::open(&path).unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let writer = spawn(file, rx, Box::new(Silent), stop.clone());
+        for i in 0..5 {
+            tx.send(Event::Record(record(i, i != 3))).await.unwrap();
+        }
+        drop(tx);
+        let written = writer.await.unwrap();
+        assert!(stop.is_cancelled());
+        assert_eq!(written.tally.written(), 0);
+        let failure = written.failure.expect("a write failure");
+        assert_eq!((failure.unwritten.ok, failure.unwritten.failed), (4, 1));
+        assert_eq!(failure.unwritten.cost, 2.5);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    struct Panics;
+    impl Progress for Panics {
+        fn record(&mut self, _: &Record, _: &Tally) {
+            panic!("a progress display that panics");
+        }
+    }
+
+    /// A writer that panics stops the run: the pool must not go on sending what nobody records.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_writer_stops_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("out.jsonl")).unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let writer = spawn(file, rx, Box::new(Panics), stop.clone());
+        tx.send(Event::Record(record(0, true))).await.unwrap();
+        assert!(writer.await.is_err());
+        assert!(stop.is_cancelled());
     }
 }

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use tokio::io::AsyncBufReadExt;
+
 use orbatch::mock::MockConfig;
 
 use crate::support::{Env, numbered, record, records};
@@ -130,7 +132,8 @@ async fn a_second_run_on_the_same_output_is_refused() {
         .input(&input)
         .args(&["-m", "x/y", "-q", "-j", "1"])
         .spawn();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The lock is taken before the first request is sent.
+    env.wait_for("the first request", |s| s.requests >= 1).await;
     let done = env.run().input(&input).args(&["-m", "x/y"]).output().await;
     done.code(2);
     assert!(
@@ -158,23 +161,26 @@ async fn killed_mid_run_then_rerun_finishes_without_paying_twice() {
     let prompts = numbered(ROWS, "prompt number");
     let input = env.jsonl("k.jsonl", &prompts);
     let out = env.path("k.out.jsonl");
-    // Kill points in ms after start: a fixed LCG so the test is repeatable.
+    // Kill points: after this many more answers, from a fixed LCG so the test is repeatable
+    // (5 kills of at most 60 answers each cannot finish the 400 rows).
     let mut x: u64 = 0x2545_f491;
     let kills: Vec<u64> = (0..5)
         .map(|_| {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            60 + (x >> 33) % 300
+            1 + (x >> 33) % 60
         })
         .collect();
-    for kill_after_ms in &kills {
+    for more in &kills {
+        let target = env.stats().answered + more;
         let mut child = env
             .run()
             .input(&input)
             .args(&["-m", "x/y", "-q", "-j", &J.to_string()])
             .spawn();
-        tokio::time::sleep(Duration::from_millis(*kill_after_ms)).await;
+        env.wait_for("answers before the kill", |s| s.answered >= target)
+            .await;
         child.start_kill().unwrap(); // SIGKILL
         let _ = child.wait().await;
     }
@@ -208,7 +214,7 @@ async fn killed_mid_run_then_rerun_finishes_without_paying_twice() {
     );
     assert!(
         before_rerun > 0 && before_rerun < ROWS,
-        "the kills happened mid-run ({before_rerun} of {ROWS}, kills at {kills:?} ms)"
+        "the kills happened mid-run ({before_rerun} of {ROWS}, kills after {kills:?} answers)"
     );
 }
 
@@ -246,7 +252,11 @@ async fn ctrl_c_finishes_in_flight_requests_then_exits_130() {
         .input(&input)
         .args(&["-m", "x/y", "-j", "2"])
         .spawn();
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Two answered, two more in flight.
+    env.wait_for("two answers and two in flight", |s| {
+        s.answered >= 2 && s.requests >= 4
+    })
+    .await;
     signal(&child, "-INT");
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(130));
@@ -273,17 +283,219 @@ async fn a_second_ctrl_c_quits_at_once() {
     })
     .await;
     let input = env.jsonl("int2.jsonl", &["a", "b"]);
-    let child = env.run().input(&input).args(&["-m", "x/y"]).spawn();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut child = env.run().input(&input).args(&["-m", "x/y"]).spawn();
+    env.wait_for("both requests in flight", |s| s.requests >= 2)
+        .await;
     signal(&child, "-INT");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    signal(&child, "-TERM");
+    // Once the first signal is handled (it says so), a second one quits. It is sent again
+    // until the process ends: one sent while the handler re-arms could go unseen.
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    while let Some(line) = stderr.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("stopping:") {
+            break;
+        }
+    }
+    assert!(seen.contains("stopping:"), "{seen}");
     let started = std::time::Instant::now();
-    let out = child.wait_with_output().await.unwrap();
+    let status = loop {
+        signal(&child, "-TERM");
+        match tokio::time::timeout(Duration::from_millis(100), child.wait()).await {
+            Ok(status) => break status.unwrap(),
+            Err(_) => continue,
+        }
+    };
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "did not wait for in-flight requests"
     );
-    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(status.code(), Some(130));
     assert!(records(&env.path("int2.out.jsonl")).is_empty());
+}
+
+/// The sum of `attempts` over records: what the server must have received.
+fn attempts(recs: &[serde_json::Value]) -> u64 {
+    recs.iter().map(|r| r["attempts"].as_u64().unwrap()).sum()
+}
+
+/// Whether process `pid` has `path` open (Linux: its `/proc/PID/fd` links).
+#[cfg(target_os = "linux")]
+fn holds_open(pid: u32, path: &std::path::Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(Result::ok)
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+        })
+        .unwrap_or(false)
+}
+
+/// Run `orbatch -j 1` on a FIFO that gives `first` to the validation pass and `second` to the
+/// sending pass: an input that changes under the run, at a point fixed by the test alone.
+#[cfg(target_os = "linux")]
+async fn run_on_changing_input(env: &Env, first: String, second: String) -> std::process::Output {
+    use std::io::Write;
+    let dir = std::fs::canonicalize(env.dir.path()).unwrap();
+    let fifo = dir.join("live.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let child = env
+        .run()
+        .input(&fifo)
+        .args(&["-m", "x/y", "-j", "1"])
+        .spawn();
+    let pid = child.id().unwrap();
+    let feed = tokio::task::spawn_blocking(move || {
+        // Opening blocks until orbatch opens the FIFO for its first pass; more than a pipe's
+        // 64 KiB is written, so orbatch has read from it (its descriptor is there) by the end.
+        assert!(first.len() > 64 * 1024);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .unwrap()
+            .write_all(first.as_bytes())
+            .unwrap();
+        // The first pass closes the FIFO; the second pass opens it again, which blocks until
+        // a writer comes.
+        while holds_open(pid, &fifo) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .unwrap()
+            .write_all(second.as_bytes())
+            .unwrap();
+    });
+    tokio::time::timeout(Duration::from_secs(30), feed)
+        .await
+        .expect("orbatch read both passes")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("orbatch finished")
+        .unwrap()
+}
+
+/// Rows of about 2 KB, 40 of them: more than a pipe holds.
+#[cfg(target_os = "linux")]
+fn big_rows() -> Vec<String> {
+    (1..=40)
+        .map(|i| {
+            serde_json::json!({"id": format!("r{i}"), "prompt": format!("{i} {}", "x".repeat(2000))})
+                .to_string()
+        })
+        .collect()
+}
+
+/// The input changes after requests were sent: what was sent is recorded, the summary is
+/// printed, and the exit code says "stopped early" (3), not "nothing was sent" (2).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_changed_mid_run_still_records_every_paid_request() {
+    let env = Env::new().await;
+    let rows = big_rows();
+    let first = rows.join("\n") + "\n";
+    let second = format!("{}\n{}\n{{not json\n", rows[0], rows[1]);
+    let out = run_on_changing_input(&env, first, second).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let recs = records(&env.path("live.out.jsonl"));
+    let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&"r1") && ids.contains(&"r2"), "{ids:?}");
+    assert!(recs.iter().all(|r| r["status"] == "ok"));
+    assert_eq!(
+        attempts(&recs),
+        env.stats().requests,
+        "every request sent is recorded"
+    );
+    assert!(
+        stderr.contains("  sent 2: 2 ok, 0 failed (2 attempts)"),
+        "{stderr}"
+    );
+    let dir = std::fs::canonicalize(env.dir.path()).unwrap();
+    let stopped = format!("  stopped: {}:3: ", dir.join("live.jsonl").display());
+    assert!(stderr.contains(&stopped), "{stderr}");
+    assert!(
+        stderr.contains("(the input changed after it was validated)\n  rerun the same command"),
+        "{stderr}"
+    );
+}
+
+/// The input changes before anything was sent: that is still a usage error (2).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_changed_before_anything_was_sent_is_a_usage_error() {
+    let env = Env::new().await;
+    let rows = big_rows();
+    let first = rows.join("\n") + "\n";
+    let out = run_on_changing_input(&env, first, "{not json\n".into()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("(the input changed after it was validated)"),
+        "{stderr}"
+    );
+    assert_eq!(env.stats().requests, 0);
+    assert!(records(&env.path("live.out.jsonl")).is_empty());
+}
+
+/// The output cannot grow (a file-size limit, `ulimit -f`): the run stops (3), the file keeps
+/// whole lines only, and the summary says how many answered requests it could not record, so
+/// that records + unrecorded = requests the server received.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_error_stops_the_run_and_says_what_was_not_recorded() {
+    let env = Env::new().await;
+    let input = env.jsonl("w.jsonl", &numbered(6, "row"));
+    let out = env.path("w.out.jsonl");
+    // SIGXFSZ ignored: writes past the limit fail with EFBIG instead of killing orbatch.
+    let done = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_orbatch"))
+        .args([
+            "run",
+            "-m",
+            "x/y",
+            "-j",
+            "1",
+            "--base-url",
+            &env.mock.base_url(),
+            "-i",
+        ])
+        .arg(&input)
+        .env("OPENROUTER_API_KEY", crate::support::KEY)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(3), "{stderr}");
+    let recs = records(&out);
+    let prefix = format!(
+        "  stopped: {}: cannot write the output file: ",
+        out.display()
+    );
+    assert!(stderr.contains(&prefix), "{stderr}");
+    // "…; N answered request(s) ($X spent) could not be recorded; …"
+    let before = stderr
+        .split(" answered request")
+        .next()
+        .filter(|b| b.len() < stderr.len())
+        .unwrap_or_else(|| panic!("no count of unrecorded requests: {stderr}"));
+    let digits = before.len() - before.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let lost: u64 = before[before.len() - digits..].parse().unwrap();
+    assert!(lost >= 1, "{stderr}");
+    assert_eq!(
+        recs.len() as u64 + lost,
+        env.stats().requests,
+        "recorded + unrecorded = sent; {stderr}"
+    );
+    assert!(recs.len() < 6);
 }

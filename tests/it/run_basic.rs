@@ -40,14 +40,23 @@ async fn jsonl_rows_become_complete_records() {
     assert_eq!(done.stdout, "", "run prints nothing on stdout");
     let recs = records(&env.path("q.out.jsonl"));
     assert_eq!(recs.len(), 3);
-    for (i, r) in recs.iter().enumerate() {
+    let prompts = ["What is 2+2?", "Name a colour.", "Say hi."];
+    for (i, prompt) in prompts.iter().enumerate() {
+        // Records come in the order answers do.
+        let r = record(&recs, &format!("r{}", i + 1));
         for f in FIELDS {
             assert!(r.get(*f).is_some(), "record lacks {f}: {r}");
         }
         assert_eq!(r["status"], "ok");
         assert_eq!(r["endpoint"], "chat");
         assert_eq!(r["model"], "openai/gpt-4o-mini");
-        assert!(r["output"].as_str().unwrap().len() > 3);
+        // The mock's answer: a fixed head, words from a hash, then the prompt's last words.
+        let output = r["output"].as_str().unwrap();
+        assert!(
+            output.starts_with("mock answer (openai/gpt-4o-mini): ")
+                && output.ends_with(&format!(" echo: {prompt}")),
+            "{output}"
+        );
         assert_eq!(r["attempts"], 1);
         assert_eq!(r["error"], Value::Null);
         assert_eq!(r["ttft_ms"], Value::Null);
@@ -55,13 +64,14 @@ async fn jsonl_rows_become_complete_records() {
         assert!(gid.starts_with("gen-"), "{gid}");
         assert_eq!(r["generation_ids"], serde_json::json!([gid]));
         assert!(r["usage"]["cost"].as_f64().unwrap() > 0.0);
-        assert!(r["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+        // The mock counts ceil(chars / 4) + 4 per message.
+        let tokens = (prompt.len() as u64).div_ceil(4) + 4;
+        assert_eq!(r["usage"]["prompt_tokens"], tokens, "{r}");
         assert_eq!(r["fingerprint"].as_str().unwrap().len(), 32);
         let ts = r["started_at"].as_str().unwrap();
         assert!(ts.ends_with('Z') && ts.len() == 24, "{ts}");
         assert!(r["provider"].is_string());
         assert!(r["model_used"].is_string());
-        let _ = i;
     }
     // Rows are numbered from 1, ids come from the rows.
     assert_eq!(record(&recs, "r2")["row"], 2);
@@ -142,10 +152,11 @@ async fn csv_with_a_template_and_a_job_file() {
     let recs = records(&env.path("docs.out.jsonl"));
     assert_eq!(recs.len(), 2);
     assert!(recs.iter().all(|r| r["status"] == "ok"));
-    // The mock's answer echoes the prompt's first words: the template was rendered.
+    // The mock's answer ends with the prompt's last six words: the system prompt, then the
+    // rendered template.
     let out = record(&recs, "d2")["output"].as_str().unwrap().to_owned();
     assert!(
-        out.contains("Summarise") || out.contains("Dogs") || out.contains("Be"),
+        out.ends_with(" echo: brief. Summarise Dogs: They bark, loudly."),
         "{out}"
     );
 }
@@ -167,6 +178,7 @@ async fn flags_override_the_job_file() {
         .await
         .code(0);
     let recs = records(&env.path("custom.jsonl"));
+    assert_eq!(recs.len(), 2);
     assert!(recs.iter().all(|r| r["model"] == "from/flag"));
 }
 
@@ -206,13 +218,18 @@ async fn the_demo_job_runs_with_mock_and_no_key() {
         .output()
         .await;
     done.code(0);
+    // 12 rows × 2 models, every one answered at the first attempt.
     assert!(
-        done.stderr.contains("ok"),
+        done.stderr
+            .starts_with("orbatch: 24 requests (12 rows) from ")
+            && done
+                .stderr
+                .contains("\n  sent 24: 24 ok, 0 failed (24 attempts)\n"),
         "summary on stderr: {}",
         done.stderr
     );
     let recs = records(&out);
-    assert!(recs.len() >= 10);
+    assert_eq!(recs.len(), 24);
     assert!(recs.iter().all(|r| r["status"] == "ok"));
 }
 
@@ -247,6 +264,8 @@ async fn the_key_never_appears_anywhere() {
         .env("RUST_LOG", "trace")
         .output()
         .await;
+    // The refused key stops the run.
+    done.code(3);
     assert!(!done.stderr.contains(KEY) && !done.stdout.contains(KEY));
     assert!(
         !done.stderr.contains("TESTKEY"),
@@ -362,5 +381,56 @@ async fn openai_batch_lines_limit_keep_fields_and_template_files() {
         .code(0);
     let r = &records(&env.path("kf.out.jsonl"))[0];
     assert_eq!(r["meta"]["source"], "zoo", "{r}");
-    assert!(r["output"].as_str().unwrap().contains("otters"), "{r}");
+    assert!(
+        r["output"]
+            .as_str()
+            .unwrap()
+            .ends_with(" echo: Tell me about otters."),
+        "{r}"
+    );
+}
+
+/// `orbatch` under `sh -c 'LIMITS; exec orbatch run …'`, against this mock.
+#[cfg(unix)]
+async fn run_with_limits(env: &Env, limits: &str, args: &[&str]) -> std::process::Output {
+    let input = env.jsonl("fd.jsonl", &["a", "b", "c"]);
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{limits} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_orbatch"))
+        .args(["run", "-m", "x/y", "--base-url", &env.mock.base_url(), "-i"])
+        .arg(&input)
+        .args(args)
+        .env("OPENROUTER_API_KEY", KEY)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// A -j that needs more open files than the soft limit raises it (up to the hard one); one
+/// that needs more than the hard limit is refused before anything is sent, saying what to run.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_file_limit_is_raised_for_j_or_the_run_refused() {
+    let env = Env::new().await;
+    let raised = run_with_limits(&env, "ulimit -Sn 64", &["-j", "40", "-v"]).await;
+    let stderr = String::from_utf8_lossy(&raised.stderr);
+    assert_eq!(raised.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("open-file limit raised from 64 to 114 for -j 40"),
+        "{stderr}"
+    );
+    assert_eq!(env.stats().requests, 3);
+
+    let refused = run_with_limits(&env, "ulimit -Sn 64 && ulimit -Hn 256", &["-j", "1024"]).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "orbatch: error: -j 1024 needs up to 1344 open files, but the hard limit (`ulimit -Hn`) \
+         is 256; run `ulimit -n 1344` in this shell first (raising the hard limit may need root \
+         or /etc/security/limits.conf), or use -j 153 or less\n"
+    );
+    assert_eq!(env.stats().requests, 3, "nothing more was sent");
 }

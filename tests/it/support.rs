@@ -59,6 +59,24 @@ impl Env {
         self.mock.stats()
     }
 
+    /// Wait until the mock's stats satisfy `ready` (polled every 5 ms; panics after 30 s, so
+    /// a run that never gets there fails instead of hanging). Tests wait for what the server
+    /// saw, never for a fixed time.
+    pub async fn wait_for(&self, what: &str, ready: impl Fn(&MockStats) -> bool) -> MockStats {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stats = self.stats();
+            if ready(&stats) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 30 s for {what}: {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// `orbatch run` against this mock with the test key.
     pub fn run(&self) -> Cmd {
         Cmd::new(&["run"]).base_url(&self.mock.base_url())
