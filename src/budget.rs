@@ -138,14 +138,13 @@ impl Budget {
         }
         self.settled.notify_waiters();
     }
+}
 
+#[cfg(test)]
+impl Budget {
     /// Spend recorded so far (earlier runs included).
-    pub fn spent(&self) -> f64 {
+    fn spent(&self) -> f64 {
         self.lock().spent
-    }
-
-    pub fn cap(&self) -> f64 {
-        self.cap
     }
 }
 

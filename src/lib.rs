@@ -3,36 +3,36 @@
 //! Every subcommand is a library function so that tests can call it in-process; `main.rs`
 //! only parses arguments, builds the runtime and maps the outcome to an exit code.
 
-pub mod api;
-pub mod budget;
-pub mod catalog;
+pub(crate) mod api;
+pub(crate) mod budget;
+pub(crate) mod catalog;
 pub mod cli;
-pub mod client;
-pub mod commands;
-pub mod config;
-pub mod connect;
-pub mod costs;
-pub mod endpoint;
-pub mod estimate;
+pub(crate) mod client;
+pub(crate) mod commands;
+pub(crate) mod config;
+pub(crate) mod connect;
+pub(crate) mod costs;
+pub(crate) mod endpoint;
+pub(crate) mod estimate;
 pub mod exit;
-pub mod export;
-pub mod hash;
-pub mod inflight;
-pub mod job;
-pub mod limit;
+pub(crate) mod export;
+pub(crate) mod hash;
+pub(crate) mod inflight;
+pub(crate) mod job;
+pub(crate) mod limit;
 pub mod mock;
-pub mod output;
-pub mod plan;
-pub mod pool;
-pub mod progress;
-pub mod report;
-pub mod rerun;
-pub mod retry;
-pub mod run;
-pub mod score;
-pub mod stdout;
+pub(crate) mod output;
+pub(crate) mod plan;
+pub(crate) mod pool;
+pub(crate) mod progress;
+pub(crate) mod report;
+pub(crate) mod rerun;
+pub(crate) mod retry;
+pub(crate) mod run;
+pub(crate) mod score;
+pub(crate) mod stdout;
 pub mod text;
-pub mod ui;
+pub(crate) mod ui;
 
 use tokio_util::sync::CancellationToken;
 

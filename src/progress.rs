@@ -17,8 +17,6 @@ pub trait Progress: Send {
     fn skipped(&mut self, _count: u64) {}
     /// One record was written.
     fn record(&mut self, _record: &Record, _tally: &Tally) {}
-    /// A message for the user (e.g. the server asked everyone to wait).
-    fn note(&mut self, _message: &str) {}
     /// The run is over; clear anything drawn.
     fn finish(&mut self) {}
 }

@@ -49,7 +49,6 @@ pub struct RunSummary {
     /// What went wrong after requests were sent (the input changed, the output could not be
     /// written, a task panicked): the run stopped early, yet recorded what was answered.
     pub failure: Option<String>,
-    pub warnings: Vec<String>,
 }
 
 impl RunSummary {
@@ -118,7 +117,6 @@ pub async fn run(
     let budget = budget(&config, &connection.client, opened.prior.spent).await?;
     let pool = start_pool(&config, connection.client.clone(), budget);
     let on_interrupt = stop_on_interrupt(&pool.pool, interrupt);
-    let warnings = opened.warnings.clone();
     let counts = Counts {
         input: input.display_name().to_owned(),
         rows: input.rows(),
@@ -127,14 +125,7 @@ pub async fn run(
     let drained = feed_and_drain(&config, &pool, input, keys, opened, progress).await;
     on_interrupt.abort();
     connection.close().await;
-    summarize(
-        &config,
-        counts,
-        &pool.pool,
-        drained,
-        warnings,
-        started.elapsed(),
-    )
+    summarize(&config, counts, &pool.pool, drained, started.elapsed())
 }
 
 /// Every input problem, before anything is sent; meanwhile, on another thread, an existing
@@ -180,10 +171,7 @@ async fn validate_input(
 }
 
 /// The output: locked, repaired, and read back for resume.
-async fn open_output(
-    config: &RunConfig,
-    ahead: Option<ReadAhead>,
-) -> Result<Opened, Failure> {
+async fn open_output(config: &RunConfig, ahead: Option<ReadAhead>) -> Result<Opened, Failure> {
     let out_path = config.output.clone();
     let fresh = config.fresh;
     let opened = tokio::task::spawn_blocking(move || resume::open_after(&out_path, fresh, ahead))
@@ -361,7 +349,6 @@ fn summarize(
     counts: Counts,
     pool: &Pool,
     drained: Drained,
-    warnings: Vec<String>,
     wall: Duration,
 ) -> Result<RunSummary, Failure> {
     let Drained {
@@ -401,7 +388,6 @@ fn summarize(
         wall,
         stopped: pool.stop_reason(),
         failure: (!failures.is_empty()).then(|| failures.join("; ")),
-        warnings,
     })
 }
 
@@ -430,7 +416,6 @@ mod tests {
             wall: Duration::from_secs(1),
             stopped,
             failure: failure.map(str::to_owned),
-            warnings: Vec::new(),
         }
     }
 

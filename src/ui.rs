@@ -169,10 +169,6 @@ impl Progress for Bar {
             .set_message(status(t, self.started.elapsed(), remaining, limits));
     }
 
-    fn note(&mut self, message: &str) {
-        self.bar.println(message);
-    }
-
     fn finish(&mut self) {
         forget_bar();
         self.bar.finish_and_clear();

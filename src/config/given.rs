@@ -50,13 +50,6 @@ impl<T> Given<T> {
         Given { value, from }
     }
 
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Given<U> {
-        Given {
-            value: f(self.value),
-            from: self.from,
-        }
-    }
-
     /// The setting as the user wrote it: `--timeout 1e20`, `timeout = 1e20 in jobs/a.toml`.
     pub fn describe(&self, shown: impl fmt::Display) -> String {
         match &self.from {

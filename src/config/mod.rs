@@ -22,7 +22,7 @@ use crate::job::{InputConfig, InputFormat, InputSource, Shard};
 use crate::limit::Rate;
 
 use given::{Given, Origin, pick};
-pub use job_file::{Job, JobFile};
+pub use job_file::Job;
 
 /// The public OpenRouter API.
 pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";
@@ -67,9 +67,6 @@ pub struct RunConfig {
     pub app_url: Option<String>,
     pub app_title: Option<String>,
     pub quiet: bool,
-    /// The job file's `[score]` table, checked (a bad scorer is refused before anything is
-    /// sent).
-    pub score: Option<ScoreSettings>,
 }
 
 /// How answers are scored: from `orbatch score`'s flags or the job file's `[score]` table.
@@ -150,6 +147,9 @@ impl RunConfig {
         key: Key,
     ) -> Result<RunConfig, UsageError> {
         let s = Sources { args, job };
+        // A bad [score] table is refused before anything is sent, though `run` does not
+        // score as it goes yet (`orbatch score` reads the same table).
+        ScoreSettings::from_job(job)?;
         let input = s.input()?;
         let output = s.output(&input.source)?;
         let pace = s.pace()?;
@@ -169,7 +169,6 @@ impl RunConfig {
             app_url: args.app_url.clone().or(job.file.app_url.clone()),
             app_title: args.app_title.clone().or(job.file.app_title.clone()),
             quiet: args.verbosity.quiet,
-            score: ScoreSettings::from_job(job)?,
             input,
         })
     }

@@ -90,10 +90,6 @@ impl Sidecar {
         self.known.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.known.is_empty()
-    }
-
     /// The `total_cost` of every recorded id, in file order.
     pub fn costs(&self) -> &[f64] {
         &self.costs

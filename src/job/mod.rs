@@ -111,8 +111,7 @@ use std::sync::Arc;
 
 use tempfile::NamedTempFile;
 
-pub use problems::{InputError, InputProblem, MAX_PROBLEMS};
-pub use template::TEMPLATE_PATH;
+pub use problems::{InputError, InputProblem};
 
 use crate::hash::{hash64, hash128, key64};
 use problems::Problems;

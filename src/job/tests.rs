@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
 
+use super::problems::MAX_PROBLEMS;
 use super::*;
 
 struct Fixture {

@@ -101,6 +101,7 @@ impl Prior {
     }
 
     /// Number of distinct `(id, model)` keys recorded.
+    #[cfg(test)]
     pub fn keys(&self) -> usize {
         self.last.len()
     }

@@ -207,20 +207,19 @@ impl Generations {
         self.cost.get(&hash64(id.as_bytes())).copied()
     }
 
-    /// The `total_cost` of generation `id` in USD, if a sidecar has it.
-    pub fn cost_of(&self, id: &str) -> Option<f64> {
-        self.get(id).map(Picos::usd)
-    }
-
+    /// Number of generation ids with a cost.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.cost.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.cost.is_empty()
+    /// The `total_cost` of generation `id` in USD, if a sidecar has it.
+    pub fn cost_of(&self, id: &str) -> Option<f64> {
+        self.get(id).map(Picos::usd)
     }
 }
 
+#[cfg(test)]
 /// Summarise `records` grouped `by`. `generations` is `None` when no sidecar exists (then the
 /// report has no exact spend), else the costs of every sidecar read.
 pub fn aggregate<'r>(

@@ -14,7 +14,7 @@ mod tests;
 
 use serde_json::Value;
 
-pub use spec::{Normalize, NumberPick, Scorer, SpecError};
+pub use spec::{NumberPick, Scorer};
 
 /// What one scorer made of one answer.
 #[derive(Debug, Clone, PartialEq)]
