@@ -46,6 +46,16 @@ pub fn usd(usd: f64) -> String {
     format!("{sign}${abs:.decimals$}")
 }
 
+/// A sum of costs that may be incomplete: `$0.001234`; `≥ $0.001234` when `unknown` items
+/// had no cost (a lower bound); `—` when none had one (unknown is not $0).
+pub fn spend(known: Option<f64>, unknown: u64) -> String {
+    match (known, unknown) {
+        (None, _) => "\u{2014}".to_owned(),
+        (Some(x), 0) => usd(x),
+        (Some(x), _) => format!("\u{2265} {}", usd(x)),
+    }
+}
+
 /// Text safe for a terminal, line structure kept: control characters other than newlines
 /// become `?` (for messages that quote user input, such as a duplicate id).
 pub fn printable(text: &str) -> String {

@@ -13,7 +13,6 @@ use crate::output::writer::Tally;
 use crate::pool::StopReason;
 use crate::progress::{Progress, Silent};
 use crate::run::RunSummary;
-use crate::text::usd;
 
 /// The progress display for this process: a bar when stderr is a terminal and not `-q`.
 pub fn progress(quiet: bool) -> Box<dyn Progress> {
@@ -206,7 +205,7 @@ fn status(t: &Tally, elapsed: Duration, remaining: u64, limits: Limits) -> Strin
         t.failed,
         rate,
         t.prompt_tokens + t.completion_tokens,
-        usd(t.cost)
+        t.spend()
     )
 }
 
@@ -258,11 +257,18 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         out.push_str(&format!("; {} earlier failures retried", s.retried_errors));
     }
     out.push('\n');
+    let spend = match (t.costed, t.uncosted) {
+        (_, 0) => format!("spend {} (usage.cost)", t.spend()),
+        (0, n) => format!(
+            "spend unknown: the server sent no usage.cost for {n} records (`orbatch costs` \
+             looks them up)"
+        ),
+        (_, n) => format!("spend {} (usage.cost; {n} records without one)", t.spend()),
+    };
     out.push_str(&format!(
-        "  tokens {} in / {} out · spend {} (usage.cost) · {:.1} req/s\n",
+        "  tokens {} in / {} out · {spend} · {:.1} req/s\n",
         t.prompt_tokens,
         t.completion_tokens,
-        usd(t.cost),
         t.written() as f64 / secs
     ));
     out.push_str(&format!("  output: {}\n", s.output.display()));
@@ -388,6 +394,29 @@ mod tests {
         bar.set_message(status(&tally, Duration::from_secs(50), 750, limits));
         bar.force_draw();
         (bar, term)
+    }
+
+    /// Unknown spend is `—`, and a sum with answers that carry no cost is a lower bound:
+    /// never `$0.000000` for a server that sends no `usage.cost`.
+    #[test]
+    fn the_bar_shows_unknown_spend_as_unknown() {
+        let limits = Limits::default();
+        let unknown = Tally {
+            ok: 5,
+            uncosted: 5,
+            ..Tally::default()
+        };
+        let line = status(&unknown, Duration::from_secs(1), 0, limits);
+        assert!(line.contains(" · \u{2014} · "), "{line}");
+        let partial = Tally {
+            ok: 5,
+            costed: 3,
+            uncosted: 2,
+            cost: 0.003,
+            ..Tally::default()
+        };
+        let line = status(&partial, Duration::from_secs(1), 0, limits);
+        assert!(line.contains("\u{2265} $0.003000"), "{line}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::output::record::Record;
+use crate::output::record::{InlineCost, Record};
 use crate::report::Generations;
 use crate::report::read::{self, ReadError};
 
@@ -18,6 +18,8 @@ pub struct Located {
     pub offset: u64,
     /// `usage.cost` over every record of the key (every attempt was paid for).
     pub inline: f64,
+    /// Answers of the key that carry no `usage.cost`.
+    pub uncosted: u64,
     /// `/generation` cost over every generation id, when the sidecars know all of them.
     pub exact: Option<f64>,
     pub score: Option<f64>,
@@ -111,7 +113,11 @@ impl Index {
             });
             k.file = file;
             k.offset = at;
-            k.inline += r.usage.as_ref().and_then(|u| u.cost).unwrap_or(0.0);
+            match r.inline_cost() {
+                InlineCost::Known(c) => k.inline += c,
+                InlineCost::Free => {}
+                InlineCost::Unknown => k.uncosted += 1,
+            }
             k.exact = match (k.exact, generations) {
                 (Some(sum), Some(g)) => r
                     .generation_ids

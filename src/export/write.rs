@@ -261,8 +261,10 @@ fn values(r: &Record, at: &Located) -> Vec<Cell> {
     let usage = r.usage.as_ref();
     let num = |n: Option<u64>| n.map_or(Cell::Empty, |n| Cell::Number(n.to_string()));
     let (spend, source) = match at.exact {
-        Some(exact) => (exact, "exact"),
-        None => (at.inline, "inline"),
+        Some(exact) => (Cell::Number(exact.to_string()), "exact"),
+        None if at.uncosted == 0 => (Cell::Number(at.inline.to_string()), "inline"),
+        // The server gave no cost: unknown, not $0.
+        None => (Cell::Empty, "unknown"),
     };
     vec![
         Cell::Text(match r.status {
@@ -275,7 +277,7 @@ fn values(r: &Record, at: &Located) -> Vec<Cell> {
             .map_or(Cell::Empty, |e| Cell::Text(e.kind.as_str().to_owned())),
         num(usage.map(|u| u.prompt_tokens)),
         num(usage.map(|u| u.completion_tokens)),
-        Cell::Number(spend.to_string()),
+        spend,
         Cell::Text(source.to_owned()),
         at.score
             .map_or(Cell::Empty, |s| Cell::Number(s.to_string())),

@@ -103,6 +103,30 @@ pub struct Record {
     pub meta: Option<Map<String, Value>>,
 }
 
+/// What a record's `usage.cost` says it cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InlineCost {
+    /// The server said: this many USD.
+    Known(f64),
+    /// A failure without a cost: what its attempts cost, if anything, only `/generation`
+    /// knows (the difference between exact and inline spend is exactly that).
+    Free,
+    /// An answer without a cost: servers other than OpenRouter often send no `usage.cost`.
+    /// Unknown is not $0.
+    Unknown,
+}
+
+impl Record {
+    /// What this record cost by its own `usage.cost`.
+    pub fn inline_cost(&self) -> InlineCost {
+        match self.usage.as_ref().and_then(|u| u.cost) {
+            Some(c) => InlineCost::Known(c),
+            None if self.status == Status::Error => InlineCost::Free,
+            None => InlineCost::Unknown,
+        }
+    }
+}
+
 /// Format a timestamp the way records carry it: `2026-11-25T17:00:00.123Z`.
 pub fn timestamp(ts: jiff::Timestamp) -> String {
     // Written digit by digit: two of these per record, and `strftime` interprets its format

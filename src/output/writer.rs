@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::record::{ErrorKind, Record, Status};
+use super::record::{ErrorKind, InlineCost, Record, Status};
 use crate::progress::Progress;
 use crate::text::sanitize;
 
@@ -36,8 +36,14 @@ pub struct Tally {
     pub attempts: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// Sum of `usage.cost` over written records.
+    /// Sum of `usage.cost` over written records that have one.
     pub cost: f64,
+    /// Written answers that carry no `usage.cost` (servers other
+    /// than OpenRouter often send none): then `cost` is a lower bound, or unknown if no
+    /// record has a cost.
+    pub uncosted: u64,
+    /// Written records with a `usage.cost`.
+    pub costed: u64,
     pub errors: BTreeMap<ErrorKind, u64>,
     /// A few failures, `id (model): kind: message`, for the summary.
     pub examples: Vec<String>,
@@ -48,12 +54,25 @@ impl Tally {
         self.ok + self.failed
     }
 
+    /// The spend so far as text: `$0.0012`, `≥ $0.0012` or `—` (see [`crate::text::spend`]).
+    pub fn spend(&self) -> String {
+        let known = (self.costed > 0 || self.uncosted == 0).then_some(self.cost);
+        crate::text::spend(known, self.uncosted)
+    }
+
     fn add(&mut self, r: &Record) {
         self.attempts += u64::from(r.attempts);
         if let Some(u) = &r.usage {
             self.prompt_tokens += u.prompt_tokens;
             self.completion_tokens += u.completion_tokens;
-            self.cost += u.cost.unwrap_or(0.0);
+        }
+        match r.inline_cost() {
+            InlineCost::Known(c) => {
+                self.cost += c;
+                self.costed += 1;
+            }
+            InlineCost::Free => {}
+            InlineCost::Unknown => self.uncosted += 1,
         }
         match r.status {
             Status::Ok => self.ok += 1,

@@ -216,7 +216,10 @@ fn cards(report: &Report) -> String {
         ("requests", t.requests.to_string()),
         ("ok", t.ok_pct.map_or_else(|| "-".into(), percent)),
         ("attempts", t.attempts.to_string()),
-        ("spend (usage.cost)", usd(s.inline)),
+        (
+            "spend (usage.cost)",
+            crate::text::spend(s.inline, s.records_without_cost),
+        ),
     ];
     if let Some(exact) = s.exact {
         let label = if s.difference_final {
@@ -317,7 +320,11 @@ fn spend_chart(report: &Report) -> String {
         return "<p class=\"muted\">No requests.</p>\n".to_owned();
     }
     let exact = report.spend.exact.is_some();
-    let value = |r: &Row| r.spend_inline.max(r.spend_exact.unwrap_or(0.0));
+    let value = |r: &Row| {
+        r.spend_inline
+            .unwrap_or(0.0)
+            .max(r.spend_exact.unwrap_or(0.0))
+    };
     let max = report.groups.iter().map(value).fold(0.0, f64::max);
     let scale = if max > 0.0 { BAR_W / max } else { 0.0 };
     let bar_h = if exact { 10.0 } else { 18.0 };
@@ -325,13 +332,27 @@ fn spend_chart(report: &Report) -> String {
     for (i, r) in report.groups.iter().enumerate() {
         let y = i as f64 * ROW_H + 4.0;
         body.push_str(&text(LABEL_W - 8.0, y + 14.0, "end", &r.key));
-        let w = r.spend_inline * scale;
-        let tip = format!("{}: {} (usage.cost)", r.key, usd(r.spend_inline));
-        body.push_str(&rect(LABEL_W, y, w, bar_h, INLINE_COLOUR, &tip));
-        let mut label = usd(r.spend_inline);
+        // An unknown or incomplete sum is drawn as what it is: no bar for unknown, a hatched
+        // bar with an open end for a lower bound, never a plain shorter bar.
+        let inline = crate::text::spend(r.spend_inline, r.records_without_cost);
+        let w = r.spend_inline.unwrap_or(0.0) * scale;
+        let tip = format!("{}: {inline} (usage.cost)", r.key);
+        if r.records_without_cost > 0 {
+            body.push_str(&partial_rect(LABEL_W, y, w, bar_h, INLINE_COLOUR, &tip));
+        } else {
+            body.push_str(&rect(LABEL_W, y, w, bar_h, INLINE_COLOUR, &tip));
+        }
+        let mut label = inline;
         if let Some(e) = r.spend_exact {
-            let tip = format!("{}: {} (exact)", r.key, usd(e));
-            body.push_str(&rect(
+            let complete = r.unconfirmed_ids == 0;
+            let shown = if complete {
+                usd(e)
+            } else {
+                format!("\u{2265} {} (incomplete)", usd(e))
+            };
+            let tip = format!("{}: {shown} (exact)", r.key);
+            let draw = if complete { rect } else { partial_rect };
+            body.push_str(&draw(
                 LABEL_W,
                 y + bar_h,
                 e * scale,
@@ -339,7 +360,7 @@ fn spend_chart(report: &Report) -> String {
                 EXACT_COLOUR,
                 &tip,
             ));
-            label = format!("{label} / {}", usd(e));
+            label = format!("{label} / {shown}");
         }
         body.push_str(&text(
             LABEL_W + w.max(e_width(r, scale)) + 6.0,
@@ -356,6 +377,18 @@ fn spend_chart(report: &Report) -> String {
     }
     out.push_str(&legend(&items));
     out
+}
+
+/// A bar for a lower bound: hatched, with a dashed open end.
+fn partial_rect(x: f64, y: f64, w: f64, h: f64, colour: &str, tip: &str) -> String {
+    format!(
+        "<g class=\"partial\"><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" \
+         fill=\"{colour}\" fill-opacity=\"0.35\"/><line x1=\"{x2:.1}\" y1=\"{y:.1}\" x2=\"{x2:.1}\" \
+         y2=\"{y2:.1}\" stroke=\"{colour}\" stroke-dasharray=\"2 2\"/><title>{}</title></g>\n",
+        esc(tip),
+        x2 = x + w,
+        y2 = y + h
+    )
 }
 
 fn e_width(r: &Row, scale: f64) -> f64 {

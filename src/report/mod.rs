@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::hash::{hash64, key64};
-use crate::output::record::{ErrorKind, Record, Status};
+use crate::output::record::{ErrorKind, InlineCost, Record, Status};
 
 /// The group of a record with nothing to group by (no provider, no error).
 pub const NONE: &str = "-";
@@ -122,8 +122,12 @@ pub struct Row {
     /// `usage.prompt_tokens` / `usage.completion_tokens`, summed over all records.
     pub tokens_in: u64,
     pub tokens_out: u64,
-    /// USD: `usage.cost` summed over all records.
-    pub spend_inline: f64,
+    /// USD: `usage.cost` summed over the records that have one; `null` when none has one
+    /// (the server sent no cost: unknown, not $0).
+    pub spend_inline: Option<f64>,
+    /// Answers (ok records) that carry no `usage.cost` (then `spend_inline` is a
+    /// lower bound).
+    pub records_without_cost: u64,
     /// USD: sidecar `total_cost` over every known generation id; `null` without any sidecar.
     pub spend_exact: Option<f64>,
     /// Generation ids the sidecars do not know (yet).
@@ -147,17 +151,21 @@ pub struct Percentiles {
 /// The spend reconciliation: what `usage.cost` says against what `/generation` says.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Spend {
-    /// USD, `usage.cost` over all records.
-    pub inline: f64,
+    /// USD, `usage.cost` over the records that have one; `null` when none has one.
+    pub inline: Option<f64>,
+    /// Answers (ok records) that carry no `usage.cost`.
+    pub records_without_cost: u64,
     /// USD, sidecar `total_cost` over the confirmed generation ids; `null` without any sidecar.
     pub exact: Option<f64>,
     /// Generation ids in all records (every attempt that got one).
     pub generation_ids: u64,
     /// Of those, ids no sidecar knows yet.
     pub unconfirmed_ids: u64,
-    /// `exact − inline`; `null` without any sidecar.
+    /// `exact − inline`, only when both are complete (a sidecar was read, every id is
+    /// confirmed, every record has a cost); `null` otherwise, never a partial sum's
+    /// difference.
     pub difference: Option<f64>,
-    /// Whether `difference` is final: a sidecar was read and every id is confirmed.
+    /// Whether exact spend is complete: a sidecar was read and every id is confirmed.
     pub difference_final: bool,
 }
 
@@ -269,6 +277,9 @@ struct Paid {
     tokens_in: u64,
     tokens_out: u64,
     inline: Picos,
+    /// Records with a `usage.cost` / ok records without one.
+    costed: u64,
+    uncosted: u64,
     exact: Picos,
     ids: u64,
     unconfirmed: u64,
@@ -281,6 +292,8 @@ impl Paid {
         self.tokens_in += o.tokens_in;
         self.tokens_out += o.tokens_out;
         self.inline.add(o.inline);
+        self.costed += o.costed;
+        self.uncosted += o.uncosted;
         self.exact.add(o.exact);
         self.ids += o.ids;
         self.unconfirmed += o.unconfirmed;
@@ -343,10 +356,17 @@ impl<'g> Aggregator<'g> {
             attempts: u64::from(r.attempts),
             tokens_in: usage.map_or(0, |u| u.prompt_tokens),
             tokens_out: usage.map_or(0, |u| u.completion_tokens),
-            inline: Picos::from_usd(usage.and_then(|u| u.cost).unwrap_or(0.0)),
             ids: r.generation_ids.len() as u64,
             ..Paid::default()
         };
+        match r.inline_cost() {
+            InlineCost::Known(c) => {
+                paid.inline = Picos::from_usd(c);
+                paid.costed = 1;
+            }
+            InlineCost::Free => {}
+            InlineCost::Unknown => paid.uncosted = 1,
+        }
         for id in &r.generation_ids {
             match self.generations.and_then(|g| g.get(id)) {
                 Some(cost) => paid.exact.add(cost),
@@ -385,15 +405,24 @@ impl<'g> Aggregator<'g> {
 }
 
 fn spend(paid: &Paid, exact: bool) -> Spend {
-    let inline = paid.inline.usd();
     let exact_usd = exact.then(|| paid.exact.usd());
+    let complete = exact && paid.unconfirmed == 0;
     Spend {
-        inline,
+        inline: paid.inline_usd(),
+        records_without_cost: paid.uncosted,
         exact: exact_usd,
         generation_ids: paid.ids,
         unconfirmed_ids: paid.unconfirmed,
-        difference: exact.then(|| Picos(paid.exact.0 - paid.inline.0).usd()),
-        difference_final: exact && paid.unconfirmed == 0,
+        difference: (complete && paid.uncosted == 0)
+            .then(|| Picos(paid.exact.0 - paid.inline.0).usd()),
+        difference_final: complete,
+    }
+}
+
+impl Paid {
+    /// `usage.cost` summed, or `None` when answers carry none and none has one.
+    fn inline_usd(&self) -> Option<f64> {
+        (self.costed > 0 || self.uncosted == 0).then(|| self.inline.usd())
     }
 }
 
@@ -454,7 +483,8 @@ impl Acc {
             attempts: p.attempts,
             tokens_in: p.tokens_in,
             tokens_out: p.tokens_out,
-            spend_inline: p.inline.usd(),
+            spend_inline: p.inline_usd(),
+            records_without_cost: p.uncosted,
             spend_exact: exact.then(|| p.exact.usd()),
             unconfirmed_ids: p.unconfirmed,
             latency_ms: Percentiles {

@@ -4,7 +4,7 @@
 use comfy_table::{CellAlignment, Table, presets};
 
 use super::{Report, Row, scores};
-use crate::text::usd;
+use crate::text::{spend, usd};
 
 /// A percentage with one decimal: `91.7%`.
 pub fn percent(pct: f64) -> String {
@@ -58,11 +58,12 @@ fn columns(report: &Report) -> Vec<Column> {
         col("attempts", |r| r.attempts.to_string()),
         col("tokens in", |r| r.tokens_in.to_string()),
         col("tokens out", |r| r.tokens_out.to_string()),
-        col("spend", |r| usd(r.spend_inline)),
+        col("spend", |r| spend(r.spend_inline, r.records_without_cost)),
     ];
     if report.spend.exact.is_some() {
         cols.push(col("exact spend", |r| {
-            r.spend_exact.map_or_else(|| "-".into(), usd)
+            r.spend_exact
+                .map_or_else(|| "-".into(), |e| spend(Some(e), r.unconfirmed_ids))
         }));
     }
     cols.extend([
@@ -113,26 +114,43 @@ pub(crate) fn cells(report: &Report) -> Cells {
 /// The lines under the table: inline against exact spend, and what was read.
 pub fn notes(report: &Report) -> Vec<String> {
     let s = &report.spend;
-    let mut notes = vec![format!(
-        "spend: {} from usage.cost (inline) over {} records",
-        usd(s.inline),
-        report.total.records
-    )];
+    let records = report.total.records;
+    let mut notes = vec![match (s.inline, s.records_without_cost) {
+        (Some(x), 0) => format!(
+            "spend: {} from usage.cost (inline) over {records} records",
+            usd(x)
+        ),
+        (Some(x), n) => format!(
+            "spend: at least {} from usage.cost (inline): {n} answers of {records} records \
+             carry no cost (the server sent none); `orbatch costs OUT.jsonl` looks every \
+             generation id up",
+            usd(x)
+        ),
+        (None, n) => format!(
+            "spend: unknown: the server sent no usage.cost for any of the {n} answers (unknown \
+             is not $0); `orbatch costs OUT.jsonl` looks every generation id up"
+        ),
+    }];
     notes.push(match (s.exact, s.difference) {
-        (Some(exact), Some(diff)) if s.difference_final => format!(
+        (Some(exact), Some(diff)) => format!(
             "exact: {} from /generation, all {} generation ids confirmed; difference (exact - inline) {}",
             usd(exact),
             s.generation_ids,
             usd(diff)
         ),
-        (Some(exact), Some(diff)) => format!(
-            "exact: {} from /generation for {} of {} generation ids; {} not confirmed yet \
-             (rerun `orbatch costs`), so the difference ({}) is not final",
+        (Some(exact), None) if s.difference_final => format!(
+            "exact: {} from /generation, all {} generation ids confirmed (the inline sum is \
+             incomplete, so there is no difference to show)",
+            usd(exact),
+            s.generation_ids
+        ),
+        (Some(exact), None) => format!(
+            "exact: at least {} from /generation for {} of {} generation ids; {} not confirmed \
+             yet (rerun `orbatch costs`), so exact spend is incomplete and has no difference yet",
             usd(exact),
             s.generation_ids - s.unconfirmed_ids,
             s.generation_ids,
-            s.unconfirmed_ids,
-            usd(diff)
+            s.unconfirmed_ids
         ),
         _ => "exact: no .generations.jsonl sidecar; `orbatch costs OUT.jsonl` looks every \
               generation id up"
@@ -293,6 +311,7 @@ pub fn csv(report: &Report) -> String {
         "tokens_in",
         "tokens_out",
         "spend_inline_usd",
+        "records_without_cost",
         "spend_exact_usd",
         "unconfirmed_ids",
         "latency_p50_ms",
@@ -336,7 +355,8 @@ fn csv_row(r: &Row) -> Vec<String> {
         r.attempts.to_string(),
         r.tokens_in.to_string(),
         r.tokens_out.to_string(),
-        r.spend_inline.to_string(),
+        r.spend_inline.map(|v| v.to_string()).unwrap_or_default(),
+        r.records_without_cost.to_string(),
         r.spend_exact.map(|v| v.to_string()).unwrap_or_default(),
         r.unconfirmed_ids.to_string(),
         num(r.latency_ms.p50),

@@ -52,7 +52,8 @@ pub struct ModelScore {
     pub mean_score: Option<f64>,
     /// USD the model's requests cost (all attempts), from `spend_source`; `null` if unknown.
     pub spend: Option<f64>,
-    /// `exact` (every generation id confirmed by `orbatch costs`) or `inline` (`usage.cost`).
+    /// `exact` (every generation id confirmed by `orbatch costs`), `inline` (`usage.cost`
+    /// of every record), or `unknown` (some records carry no cost: no spend is shown).
     pub spend_source: &'static str,
     /// `spend / passed`; `null` without a correct answer or a known spend.
     pub cost_per_correct: Option<f64>,
@@ -126,7 +127,9 @@ pub fn scores(
             let (spend, spend_source) = match row {
                 Some(r) => match r.spend_exact {
                     Some(exact) if r.unconfirmed_ids == 0 => (Some(exact), "exact"),
-                    _ => (Some(r.spend_inline), "inline"),
+                    // A lower bound would make the cost per correct answer look cheaper.
+                    _ if r.records_without_cost == 0 => (r.spend_inline, "inline"),
+                    _ => (None, "unknown"),
                 },
                 None => (None, "inline"),
             };
@@ -322,6 +325,13 @@ pub fn notes(s: &Scores) -> Vec<String> {
          accurate for less); a pair is called only when the exact McNemar p < {ALPHA}",
         s.files.join(", ")
     )];
+    if s.models.iter().any(|m| m.spend_source == "unknown") {
+        notes.push(
+            "spend - (unknown): some records carry no usage.cost, so no cost per correct answer \
+             is given; `orbatch costs` looks every generation id up"
+                .to_owned(),
+        );
+    }
     if s.models.iter().any(|m| m.spend_source == "inline") {
         notes.push(
             "spend marked (inline) is usage.cost; run `orbatch costs` until every id is \

@@ -84,7 +84,7 @@ fn the_last_record_of_a_key_decides_its_outcome_and_every_record_is_paid() {
     assert_eq!(t.ok_pct, Some(100.0));
     assert_eq!(t.attempts, 4, "attempts of every record");
     assert_eq!((t.tokens_in, t.tokens_out), (20, 10));
-    assert!(close(t.spend_inline, 0.003));
+    assert!(close(t.spend_inline.unwrap(), 0.003));
     assert!(t.error_kinds.is_empty(), "the failure was superseded");
     assert_eq!(r.spend.generation_ids, 4);
     assert_eq!(r.spend.exact, None);
@@ -103,7 +103,7 @@ fn a_later_error_supersedes_an_ok() {
     assert_eq!(t.error_kinds.get(&ErrorKind::BadRequest), Some(&1));
     assert_eq!(t.latency_ms.p50, None, "latency is over ok requests only");
     assert!(
-        close(t.spend_inline, 0.001),
+        close(t.spend_inline.unwrap(), 0.001),
         "the superseded ok was still paid"
     );
 }
@@ -133,7 +133,8 @@ fn exact_spend_counts_every_known_generation_id_and_the_unknown_ones() {
     let s = &r.spend;
     assert_eq!((s.generation_ids, s.unconfirmed_ids), (4, 1));
     assert!(close(s.exact.unwrap(), 0.002));
-    assert!(close(s.difference.unwrap(), 0.002 - 0.003));
+    // A partial sidecar gives no difference (it would be negative here: 0.002 - 0.003).
+    assert_eq!(s.difference, None);
     assert!(!s.difference_final, "q2's id is not confirmed yet");
     assert_eq!(r.total.unconfirmed_ids, 1);
     assert!(close(r.groups[0].spend_exact.unwrap(), 0.002));
@@ -206,7 +207,7 @@ fn files_merge_like_one_file_in_any_order() {
     let ba = aggregate(GroupBy::Model, None, b.iter().chain(&a));
     assert_eq!(ab, ba);
     assert_eq!(ab.total.requests, 4);
-    assert!(close(ab.total.spend_inline, 0.6));
+    assert!(close(ab.total.spend_inline.unwrap(), 0.6));
 }
 
 #[test]
@@ -243,8 +244,8 @@ fn every_grouping_partitions_requests_and_spend() {
         GroupBy::Error,
     ] {
         let r = by(g, &recs);
-        let spend: f64 = r.groups.iter().map(|g| g.spend_inline).sum();
-        assert!(close(spend, r.total.spend_inline), "{g:?}");
+        let spend: f64 = r.groups.iter().filter_map(|g| g.spend_inline).sum();
+        assert!(close(spend, r.total.spend_inline.unwrap()), "{g:?}");
         assert_eq!(r.groups.iter().map(|g| g.attempts).sum::<u64>(), 5);
     }
 }
@@ -261,7 +262,7 @@ fn spend_follows_a_key_into_the_group_of_its_last_record() {
     let r = by(GroupBy::Status, &recs);
     assert_eq!(r.groups.len(), 1);
     assert_eq!(r.groups[0].key, "ok");
-    assert!(close(r.groups[0].spend_inline, 0.75));
+    assert!(close(r.groups[0].spend_inline.unwrap(), 0.75));
 }
 
 #[test]
@@ -276,7 +277,10 @@ fn no_records_make_an_empty_report() {
 #[test]
 fn nonsense_costs_do_not_poison_the_sum() {
     let recs = [ok("q1", "m/a", f64::NAN, 100), ok("q2", "m/a", 0.001, 100)];
-    assert!(close(by(GroupBy::Model, &recs).total.spend_inline, 0.001));
+    assert!(close(
+        by(GroupBy::Model, &recs).total.spend_inline.unwrap(),
+        0.001
+    ));
 }
 
 /// A small fixed report: two models, a retried request, a failure, one unconfirmed id.
@@ -368,4 +372,39 @@ fn json_is_the_report() {
     assert_eq!(v["groups"][0]["error_kinds"]["bad_request"], 1);
     assert_eq!(v["spend"]["unconfirmed_ids"], 1);
     assert_eq!(v["spend"]["difference_final"], false);
+}
+
+/// Answers from a server that sends no `usage.cost`: spend is unknown (`null`, `—`), not $0;
+/// some answers without one: a lower bound, said as such; failed records without a cost do
+/// not make it unknown (what failed attempts cost is exact minus inline).
+#[test]
+fn unknown_cost_is_not_zero() {
+    let mut no_cost = ok("q1", "m/a", 0.0, 100);
+    no_cost.usage.as_mut().unwrap().cost = None;
+    let mut no_cost2 = ok("q2", "m/a", 0.0, 100);
+    no_cost2.usage.as_mut().unwrap().cost = None;
+    let r = aggregate(GroupBy::Model, None, [&no_cost, &no_cost2]);
+    assert_eq!(r.total.spend_inline, None);
+    assert_eq!(r.total.records_without_cost, 2);
+    assert_eq!(r.spend.inline, None);
+    let table = super::render::table(&r, None);
+    assert!(table.contains("\u{2014}"), "{table}");
+    assert!(!table.contains("$0.000000"), "{table}");
+    assert!(table.contains("spend: unknown"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&super::render::json(&r)).unwrap();
+    assert_eq!(json["spend"]["inline"], serde_json::Value::Null);
+    assert!(super::render::csv(&r).contains("m/a,2,2,0,100.0,2,2,20,10,,2,"));
+
+    let priced = ok("q3", "m/a", 0.001, 100);
+    let r = aggregate(GroupBy::Model, None, [&no_cost, &priced]);
+    assert!(close(r.total.spend_inline.unwrap(), 0.001));
+    assert_eq!(r.total.records_without_cost, 1);
+    let table = super::render::table(&r, None);
+    assert!(table.contains("\u{2265} $0.001000"), "{table}");
+    assert!(table.contains("spend: at least $0.001000"), "{table}");
+
+    let failure = failed("q4", "m/a", ErrorKind::Transient, 2);
+    let r = aggregate(GroupBy::Model, None, [&priced, &failure]);
+    assert_eq!(r.total.records_without_cost, 0);
+    assert!(close(r.total.spend_inline.unwrap(), 0.001));
 }
