@@ -189,6 +189,13 @@ async fn get_ok(client: &Client, path: &str) -> Result<GetResponse, Failure> {
         return Err(match resp.status {
             401 | 403 => Failure::Refused(format!("{} (the API key was refused)", what.trim_end())),
             402 => Failure::Refused(format!("{} (out of credit)", what.trim_end())),
+            // Not "key refused": the server does not serve this path (an OpenAI-compatible
+            // server, or a base URL without /api/v1).
+            404 | 405 => Failure::failed(format!(
+                "{}: this server has no {path} (is --base-url an OpenRouter-compatible API, \
+                 ending in /api/v1?)",
+                what.trim_end()
+            )),
             _ => Failure::failed(what.trim_end()),
         });
     }

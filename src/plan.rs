@@ -44,6 +44,8 @@ pub struct Plan {
     pub models: BTreeMap<String, ModelPlan>,
     /// The key's remaining credit (`None`: unlimited or unknown).
     pub key: Option<KeyInfo>,
+    /// Why the credit check could not be done (a server without `/key`, the network).
+    pub key_skipped: Option<String>,
     pub max_cost_flag: Option<f64>,
 }
 
@@ -117,6 +119,9 @@ impl Plan {
                 usd(total),
                 usd(cap)
             ));
+        }
+        if let Some(why) = &self.key_skipped {
+            w.push(format!("the key's credit was not checked: {why}"));
         }
         if let Some(remaining) = self.key.as_ref().and_then(|k| k.limit_remaining)
             && total > remaining
@@ -246,7 +251,14 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
     };
     connection.close().await;
     plan.price(&catalog?);
-    plan.key = key.transpose()?;
+    // A refused key stops here (exit 3); a server that cannot tell the credit (no `/key`,
+    // as on OpenAI-compatible servers) only skips the check.
+    match key {
+        Some(Ok(info)) => plan.key = Some(info),
+        Some(Err(Failure::Failed(e))) => plan.key_skipped = Some(format!("{e:#}")),
+        Some(Err(other)) => return Err(other),
+        None => {}
+    }
     Ok(plan)
 }
 
