@@ -2,7 +2,7 @@
 # orbatch benchmark harness: builds --release, runs orbatch against local `orbatch mock-server`s
 # and writes the results table to BENCHMARKS.md (at the repository root).
 #
-#   bash bench/run.sh            # full run (~10-15 min on 2 cores)
+#   bash bench/run.sh            # full run (~15-20 min on 2 cores)
 #   bash bench/run.sh --quick    # smaller sizes, shorter runs (~2-3 min): a smoke test
 #   bash bench/run.sh --no-build # use target/release/orbatch as it is
 #
@@ -38,8 +38,10 @@ trap cleanup EXIT
 
 if [ "$QUICK" = 1 ]; then
   EFF_SECS=3; RATE_SECS=5; CPU_ROWS=5000; MEM_SIZES="10000 100000"; TOOL_SECS=3; LIMIT_ROWS=300
+  BUCKET_ROWS="300"
 else
   EFF_SECS=10; RATE_SECS=20; CPU_ROWS=50000; MEM_SIZES="10000 100000 1000000"; TOOL_SECS=10; LIMIT_ROWS=3000
+  BUCKET_ROWS="300 3000"
 fi
 
 if [ "$BUILD" = 1 ]; then
@@ -192,20 +194,52 @@ for R in 40 500; do
   stop_mock
 done
 
-# ---------------------------------------------------------------- 4b. a server-side rate limit
-# The server allows 25 requests in any 1 s (over it: 429, Retry-After 1); orbatch has no --rps
-# and must learn the limit (issue 6: under 10 % 429s, over 90 % of the allowed rate).
-start_mock 0 --rate-limit 25
-$PY gen "$LIMIT_ROWS" "$WORK/limit.jsonl"
-timed "$BIN" run -i "$WORK/limit.jsonl" -m bench/model -j 64 -q --base-url "$MOCK_URL" -o "$WORK/limit.out.jsonl"
-M=$(mock_stats)
-REQS=$(json "$M" requests); ANSWERED=$(json "$M" answered)
-N429=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['by_status'].get('429', 0))" "$M")
-ACH=$(calc "$ANSWERED / $T_WALL")
-row "server-side limit 25 req/s, no --rps, -j 64, $LIMIT_ROWS rows" \
-    "$(fmt "$(calc "100 * $N429 / $REQS")" .1f) % 429s ($N429 of $REQS requests), $(fmt "$ACH" .2f) req/s = $(fmt "$(calc "100 * $ACH / 25")" .1f) % of the limit" \
-    "< 10 % 429s, > 90 % of the limit" "achieved = answered ÷ wall time of the whole run (start-up and first burst included); $ANSWERED answered, exit $T_RC"
-stop_mock
+# ---------------------------------------------------------------- 4b. server-side rate limits
+# orbatch has no --rps and must learn the limit (goals: issue 6 for the window, issue 11 for the
+# bucket: under 10 % 429s at 300 rows, 3 % at 3000, over 90 % of the allowed rate).
+# limit_row ROWS RATE LABEL GOAL LATENCY_MS [MOCK-SERVER FLAGS...]
+limit_row() {
+  local rows=$1 rate=$2 label=$3 goal=$4 lat=$5; shift 5
+  start_mock "$lat" "$@"
+  $PY gen "$rows" "$WORK/limit.jsonl"
+  rm -f "$WORK/limit.out.jsonl"
+  timed "$BIN" run -i "$WORK/limit.jsonl" -m bench/model -j 64 -q --base-url "$MOCK_URL" -o "$WORK/limit.out.jsonl"
+  local m reqs answered n429 ach oks
+  m=$(mock_stats)
+  reqs=$(json "$m" requests); answered=$(json "$m" answered)
+  n429=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['by_status'].get('429', 0))" "$m")
+  oks=$(grep -c '"status":"ok"' "$WORK/limit.out.jsonl" || true)
+  ach=$(calc "$answered / $T_WALL")
+  row "$label, latency $lat ms, no --rps, -j 64, $rows rows" \
+      "$(fmt "$(calc "100 * $n429 / $reqs")" .1f) % 429s ($n429 of $reqs requests), $(fmt "$ach" .2f) req/s = $(fmt "$(calc "100 * $ach / $rate")" .1f) % of the limit" \
+      "$goal" "achieved = answered ÷ wall time of the whole run (start-up and first burst included); $oks of $rows rows ok, exit $T_RC"
+  stop_mock
+}
+# The server allows 25 requests in any 1 s (over it: 429, Retry-After 1).
+limit_row "$LIMIT_ROWS" 25 "server-side limit 25 req/s in any 1 s window, 429 with Retry-After: 1" \
+  "≤ 2 % 429s, ≥ 93 % of the limit" 0 --rate-limit 25
+# A token bucket (25 a second, 5 saved up), 429s with no hint at all, then with Retry-After.
+for rows in $BUCKET_ROWS; do
+  goal="< 10 % 429s, ≥ 90 % of the limit"; [ "$rows" -ge 3000 ] && goal="< 3 % 429s, ≥ 90 % of the limit"
+  limit_row "$rows" 25 "token bucket 25 req/s, burst 5, 429 with no Retry-After" "$goal" 30 --rate-limit-bucket 25:5
+done
+for rows in $BUCKET_ROWS; do
+  limit_row "$rows" 25 "token bucket 25 req/s, burst 5, 429 with Retry-After: 1" \
+    "every row ok (each 429 pauses everyone 1 s)" 30 --rate-limit-bucket 25:5 --retry-after 1
+done
+
+# ---------------------------------------------------------------- 4c. memory of run --mock
+# The in-process mock keeps no generations: peak RSS must not grow with the rows.
+MOCK_RSS=(); MOCK_RC=()
+for N in 4000 40000; do
+  $PY gen "$N" "$WORK/mock.$N.jsonl"
+  timed "$BIN" run -i "$WORK/mock.$N.jsonl" --mock -m a/b -j 256 -q --fresh -o "$WORK/mock.$N.out.jsonl"
+  MOCK_RSS+=("$T_RSS_KB")
+  MOCK_RC+=("$T_RC")
+done
+row "peak RSS of run --mock (in-process mock, 120-320 ms latency), -j 256, 4000 → 40000 rows" \
+    "$(fmt "$(calc "${MOCK_RSS[0]} / 1024")" .1f) MB → $(fmt "$(calc "${MOCK_RSS[1]} / 1024")" .1f) MB ($(fmt "$(calc "${MOCK_RSS[1]} / ${MOCK_RSS[0]}")" .2f)×)" \
+    "≤ 1.2×" "GNU time max RSS of the whole process (orbatch and its mock); exit ${MOCK_RC[*]}"
 
 # ---------------------------------------------------------------- 5. memory and resume
 LAST=""

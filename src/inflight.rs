@@ -1,4 +1,7 @@
-//! The adaptive in-flight limit: OpenRouter's in-flight-budget 402 says too many paid requests
+//! The adaptive in-flight limit. A run starts with at most `START` attempts in flight: the
+//! first answer opens the limit to `-j` unless a 429 came first, in which case it grows by one
+//! per success (doubling per round trip, TCP's slow start), so that the first burst against a
+//! rate-limited server is small. OpenRouter's in-flight-budget 402 says too many paid requests
 //! are running at once for the balance, so it shrinks how many attempts may be in flight
 //! (to 3/4 of what was in flight), and successes grow the limit back to `-j` (AIMD): one more
 //! per round trip up to just under the level the server refused, then one more per
@@ -13,6 +16,9 @@ use tokio::time::Instant;
 
 /// Round trips per +1 at and above the level the server last refused, minus one.
 const SLOW: usize = 20;
+
+/// Attempts in flight before the first answer is back.
+pub const START: usize = 8;
 
 /// A decrease at most this often: one burst of 402s is one signal, not many.
 const COOLDOWN: Duration = Duration::from_secs(1);
@@ -35,6 +41,18 @@ struct State {
     last_decrease: Option<Instant>,
     /// How many were in flight when the server last refused one.
     refused_at: Option<usize>,
+    start: Start,
+}
+
+/// The start of a run, before the limit first reaches `-j`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// At most `START` in flight until the first answer, which opens the limit to `-j`.
+    Opening,
+    /// A 429 came before any answer: one more per success up to `-j`.
+    Doubling,
+    /// At `-j`, or under the in-flight AIMD after a 402.
+    Done,
 }
 
 /// One attempt in flight; dropping it frees the place (or retires it, after a decrease).
@@ -60,16 +78,31 @@ impl InFlight {
     /// At most `max` in flight (`-j`; every worker holds one request, so this only bites once
     /// a 402 has lowered it).
     pub fn new(max: usize) -> InFlight {
+        InFlight::starting_at(max, max)
+    }
+
+    /// At most `max` in flight, starting with `START` until the first answer is back.
+    pub fn slow_start(max: usize) -> InFlight {
+        InFlight::starting_at(max, START)
+    }
+
+    fn starting_at(max: usize, start: usize) -> InFlight {
         let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        let limit = start.clamp(1, max);
         InFlight {
-            permits: Semaphore::new(max),
+            permits: Semaphore::new(limit),
             state: Mutex::new(State {
-                limit: max,
+                limit,
                 max,
                 debt: 0,
                 credit: 0,
                 last_decrease: None,
                 refused_at: None,
+                start: if limit < max {
+                    Start::Opening
+                } else {
+                    Start::Done
+                },
             }),
         }
     }
@@ -88,15 +121,49 @@ impl InFlight {
         }
     }
 
-    /// The limit while it is below `-j`.
+    /// The limit while a 402 holds it below `-j` (not while a run starts).
     pub fn reduced(&self) -> Option<usize> {
         let s = self.lock();
-        (s.limit < s.max).then_some(s.limit)
+        (s.start == Start::Done && s.limit < s.max).then_some(s.limit)
     }
 
-    /// An attempt succeeded: one more place per `limit` successes, up to `-j`.
+    /// Raise the limit by `n` places (`n` ≤ `max - limit`).
+    fn grow(&self, s: &mut State, n: usize) {
+        s.limit += n;
+        let repaid = n.min(s.debt);
+        s.debt -= repaid;
+        self.permits.add_permits(n - repaid);
+    }
+
+    /// A 429 (the server's rate, not its in-flight budget): a start that has not seen an
+    /// answer yet goes on one place per success rather than opening to `-j` at once.
+    pub fn on_rate_limited(&self) {
+        let mut s = self.lock();
+        if s.start == Start::Opening {
+            s.start = Start::Doubling;
+        }
+    }
+
+    /// An attempt succeeded: at the start, open to `-j` (or one more place); after a 402, one
+    /// more place per `limit` successes, up to `-j`.
     pub fn on_success(&self) {
         let mut s = self.lock();
+        match s.start {
+            Start::Opening => {
+                let n = s.max - s.limit;
+                self.grow(&mut s, n);
+                s.start = Start::Done;
+                return;
+            }
+            Start::Doubling => {
+                self.grow(&mut s, 1);
+                if s.limit >= s.max {
+                    s.start = Start::Done;
+                }
+                return;
+            }
+            Start::Done => {}
+        }
         if s.limit >= s.max {
             return;
         }
@@ -105,12 +172,7 @@ impl InFlight {
         let per_step = if near { s.limit * SLOW } else { s.limit };
         if s.credit >= per_step {
             s.credit = 0;
-            s.limit += 1;
-            if s.debt > 0 {
-                s.debt -= 1;
-            } else {
-                self.permits.add_permits(1);
-            }
+            self.grow(&mut s, 1);
         }
     }
 
@@ -124,6 +186,7 @@ impl InFlight {
         {
             return None;
         }
+        s.start = Start::Done;
         let held = (s.limit + s.debt).saturating_sub(self.permits.available_permits());
         s.refused_at = Some(held);
         let new = (held.min(s.limit) * 3 / 4).max(1);
@@ -200,6 +263,58 @@ mod tests {
         }
         let more = tokio::time::timeout(Duration::from_secs(1), f.acquire()).await;
         assert!(more.is_err(), "never above -j");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_answer_opens_the_start_to_j() {
+        let f = InFlight::slow_start(64);
+        let mut held = Vec::new();
+        for _ in 0..START {
+            held.push(f.acquire().await);
+        }
+        let more = tokio::time::timeout(Duration::from_secs(1), f.acquire()).await;
+        assert!(more.is_err(), "no more than START before an answer");
+        assert_eq!(f.reduced(), None, "a start is not a reduced limit");
+        f.on_success();
+        for _ in 0..64 - START {
+            held.push(f.acquire().await);
+        }
+        let more = tokio::time::timeout(Duration::from_secs(1), f.acquire()).await;
+        assert!(more.is_err(), "never above -j");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_before_any_answer_makes_the_start_grow_one_per_success() {
+        let f = InFlight::slow_start(64);
+        f.on_rate_limited();
+        let mut held = Vec::new();
+        for _ in 0..START {
+            held.push(f.acquire().await);
+        }
+        // Five answers: five more places, no more.
+        for _ in 0..5 {
+            f.on_success();
+        }
+        for _ in 0..5 {
+            held.push(f.acquire().await);
+        }
+        let more = tokio::time::timeout(Duration::from_secs(1), f.acquire()).await;
+        assert!(more.is_err(), "START + 5");
+        for _ in 0..100 {
+            f.on_success();
+        }
+        for _ in 0..64 - START - 5 {
+            held.push(f.acquire().await);
+        }
+        let more = tokio::time::timeout(Duration::from_secs(1), f.acquire()).await;
+        assert!(more.is_err(), "never above -j");
+    }
+
+    #[test]
+    fn a_small_j_has_no_start() {
+        let f = InFlight::slow_start(4);
+        assert_eq!(f.lock().start, Start::Done);
+        assert_eq!(f.lock().limit, 4);
     }
 
     #[tokio::test(start_paused = true)]

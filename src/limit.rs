@@ -128,10 +128,8 @@ impl PauseGate {
 /// that a waiter waking late keeps the rate, few enough that a new rate applies at once.
 const AHEAD: usize = 4;
 
-/// Over how long the accepted rate is measured when a 429 arrives.
-const WINDOW: Duration = Duration::from_secs(2);
-/// How long answers must have been coming back before a 429 can set the first rate.
-const EVIDENCE: Duration = Duration::from_millis(500);
+/// Over how long the accepted rate is measured when a 429 arrives (sends minus 429s).
+const WINDOW: Duration = Duration::from_secs(1);
 /// The slowest the learnt rate goes (one request every 10 s).
 const MIN_RATE: f64 = 0.1;
 /// After a 429 the rate drops to this share of the rate that met it.
@@ -144,18 +142,27 @@ const NEAR_ABOVE: f64 = 1.05;
 const SLOW_GROWTH: f64 = 0.001;
 /// A decrease at most this often: one burst of 429s is one signal, not many.
 const COOLDOWN: Duration = Duration::from_secs(1);
+/// While the first rate is provisional, it grows this many times a second …
+const RAMP: f64 = 4.0;
+/// … or this many times when the 429s carried a pause (each one that the ramp meets costs a
+/// pause for everyone, not one request).
+const RAMP_PAUSED: f64 = 2.0;
 
 /// Hands out sending slots: at most the `--rps` ceiling, at most the rate the server is
 /// willing to take, and `:free` models at most 20 a minute.
 ///
-/// The server's rate is learnt from its answers: unlimited until the first 429 that follows
-/// a success; then the rate of accepted requests just before it, times 0.9 (growing back
-/// quickly, as that first measure is low); each later 429 takes 10 % off the current rate
-/// (multiplicative decrease). Successes grow it back (additive increase): quickly — about
-/// 5 % a second — while below 97 % of the rate of the last 429, slowly — 0.1 % a second —
-/// from there to 5 % above it, so that the limit is probed rarely (each probe that fails
-/// costs a `Retry-After` pause for everyone), and quickly again beyond (the limit moved).
-/// Never above the `--rps` ceiling.
+/// The server's rate is learnt from its answers: unlimited until the first 429; then the rate
+/// it accepted over the last second (requests sent minus 429s). A 429 within the first second
+/// of sending (the first burst meets a limit before there is a second of evidence) makes that
+/// rate *provisional*: a lower bound that grows quickly (4× a second, 2× when 429s carry a
+/// pause) until a 429 at that rate shows where the limit is; then 0.9 × what was accepted.
+/// A 429 after a full second sets 0.9 × the accepted rate at once. That first measure is
+/// low, so it grows back quickly (about 5 % a second); each later 429 takes 10 % off the
+/// current rate (multiplicative decrease). Successes grow it back (additive increase):
+/// quickly while below 97 % of the rate of the last 429, slowly — 0.1 % a second — from there
+/// to 5 % above it, so that the limit is probed rarely (each probe that fails costs a 429, or
+/// a `Retry-After` pause for everyone), and quickly again beyond (the limit moved). Never
+/// above the `--rps` ceiling.
 #[derive(Debug)]
 pub struct Pacer {
     ceiling: Option<Rate>,
@@ -178,10 +185,16 @@ struct State {
     last_decrease: Option<Instant>,
     /// The rate at which the last 429 came.
     last_limit: Option<f64>,
-    /// When recent successes happened (within `WINDOW`).
-    successes: VecDeque<Instant>,
-    /// A 429 came before there was evidence to set a rate: set it as soon as there is.
-    unmeasured_429: bool,
+    /// When the requests of the last `WINDOW` were sent …
+    sent: VecDeque<Instant>,
+    /// … and when the 429s of the last `WINDOW` came.
+    refused: VecDeque<Instant>,
+    /// When the first request was sent.
+    first_send: Option<Instant>,
+    /// The learnt rate is a lower bound from the first second, growing at `RAMP`.
+    provisional: bool,
+    /// The last 429 carried a pause (`Retry-After`).
+    paused: bool,
 }
 
 impl Pacer {
@@ -204,8 +217,11 @@ impl Pacer {
                 learnt: None,
                 last_decrease: None,
                 last_limit: None,
-                successes: VecDeque::new(),
-                unmeasured_429: false,
+                sent: VecDeque::new(),
+                refused: VecDeque::new(),
+                first_send: None,
+                provisional: false,
+                paused: false,
             }),
             // The free limit is a per-minute count on the server: the first one may go at once.
             free: Mutex::new(Slots::open(now)),
@@ -217,9 +233,9 @@ impl Pacer {
         }
     }
 
-    /// At most `n` attempts in flight at once (`-j`).
+    /// At most `n` attempts in flight at once (`-j`), after a slow start.
     pub fn concurrency(mut self, n: usize) -> Pacer {
-        self.in_flight = InFlight::new(n);
+        self.in_flight = InFlight::slow_start(n);
         self
     }
 
@@ -257,11 +273,8 @@ impl Pacer {
             };
             tokio::time::sleep_until(slot).await;
         }
-        {
-            let s = self.lock();
-            if self.ceiling.is_none() && s.learnt.is_none() && !s.unmeasured_429 {
-                return;
-            }
+        if self.ceiling.is_none() && self.lock().learnt.is_none() {
+            return;
         }
         // Only the first few waiters hold a reservation, so a new rate applies within a few
         // slots rather than after every worker's (the semaphore is never closed).
@@ -269,14 +282,6 @@ impl Pacer {
         let slot = {
             let mut s = self.lock();
             let now = Instant::now();
-            // A 429 of the first burst could not set a rate; the answers that came back
-            // since can, before the burst repeats after the pause.
-            if s.learnt.is_none()
-                && s.unmeasured_429
-                && let Some(r) = s.decrease(now, self.ceiling)
-            {
-                tracing::info!("rate limited: slowing down to {r:.1} requests/s");
-            }
             let (rate, tolerance) = match (s.learnt, self.ceiling) {
                 (None, None) => return,
                 // The burst is the user's allowance under their own ceiling; once the server
@@ -298,14 +303,26 @@ impl Pacer {
         s.slots.not_before = s.slots.not_before.max(t);
     }
 
-    /// A request was answered: remember it, and grow the rate back.
-    pub fn on_success(&self) {
-        self.in_flight.on_success();
+    /// An attempt is being sent (after its slot): counted for the accepted rate.
+    pub fn on_send(&self) {
         let now = Instant::now();
         let mut s = self.lock();
-        s.successes.push_back(now);
-        s.forget_old_successes(now);
-        if let Some(rate) = s.learnt {
+        s.first_send.get_or_insert(now);
+        s.sent.push_back(now);
+        keep_window(&mut s.sent, now);
+    }
+
+    /// A request was answered: grow the rate back.
+    pub fn on_success(&self) {
+        self.in_flight.on_success();
+        let mut s = self.lock();
+        let Some(rate) = s.learnt else {
+            return;
+        };
+        let grown = if s.provisional {
+            // Per success `ln(RAMP)`, so `RAMP` times a second at this rate.
+            rate + if s.paused { RAMP_PAUSED } else { RAMP }.ln()
+        } else {
             // Per success `step / rate`, so about `step` per second at this rate.
             let near_limit = s
                 .last_limit
@@ -315,22 +332,36 @@ impl Pacer {
             } else {
                 (rate * 0.05).max(0.5)
             };
-            s.learnt = Some(capped(rate + step / rate, self.ceiling));
-        }
+            rate + step / rate
+        };
+        s.learnt = Some(capped(grown, self.ceiling));
     }
 
-    /// The server said 429: slow down to below what it was accepting. Returns the new rate
-    /// when it changed.
-    pub fn on_rate_limited(&self) -> Option<f64> {
+    /// The server said 429 (`paused`: with a `Retry-After`): slow down to below what it was
+    /// accepting. Returns the new rate when it changed.
+    pub fn on_rate_limited(&self, paused: bool) -> Option<f64> {
+        self.in_flight.on_rate_limited();
         let now = Instant::now();
         let mut s = self.lock();
+        s.refused.push_back(now);
+        keep_window(&mut s.refused, now);
+        s.paused = paused;
         if s.last_decrease
             .is_some_and(|t| now.duration_since(t) < COOLDOWN)
         {
             return None;
         }
-        s.unmeasured_429 = true;
         s.decrease(now, self.ceiling)
+    }
+}
+
+/// Keep only the instants of the last `WINDOW`.
+fn keep_window(times: &mut VecDeque<Instant>, now: Instant) {
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > WINDOW)
+    {
+        times.pop_front();
     }
 }
 
@@ -361,41 +392,49 @@ fn period(per_second: f64) -> Duration {
 }
 
 impl State {
-    /// The multiplicative decrease; `None` when there is no evidence for a first rate yet.
-    /// Keep only the successes of the last `WINDOW`.
-    fn forget_old_successes(&mut self, now: Instant) {
-        while self
-            .successes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > WINDOW)
-        {
-            self.successes.pop_front();
-        }
+    /// Requests the server accepted over the last `WINDOW`: those sent minus the 429s (a
+    /// 429 comes back quickly, so what is still in flight was accepted). Unlike answers
+    /// counted as they come back, this does not lag by the latency.
+    fn accepted(&mut self, now: Instant) -> f64 {
+        keep_window(&mut self.sent, now);
+        keep_window(&mut self.refused, now);
+        self.sent.len().saturating_sub(self.refused.len()) as f64 / WINDOW.as_secs_f64()
     }
 
+    /// The multiplicative decrease.
     fn decrease(&mut self, now: Instant, ceiling: Option<Rate>) -> Option<f64> {
-        self.forget_old_successes(now);
-        // The first 429 sets the rate from what the server accepted (over the window, or
-        // since the first success in it); later ones scale the current rate down. A 429
-        // with less than `EVIDENCE` of answers behind it says nothing about the rate the
-        // server takes (the first burst of a run meets the limit before its answers come
-        // back; one answer in 50 ms is not 20/s nor 1/s): a guess would pin the run to it.
-        let base = match self.learnt {
-            Some(r) => r,
+        let accepted = self.accepted(now);
+        let rate = match self.learnt {
             None => {
-                let first = self.successes.front().copied()?;
-                let span = now.duration_since(first);
-                if span < EVIDENCE {
-                    return None;
+                // The first 429: within the first second of sending, what was accepted is
+                // only a lower bound of the server's rate (a bucket's burst, or part of a
+                // window), so it is where the provisional ramp starts; after a full second
+                // it is the rate, and the run goes on just below it.
+                let young = self
+                    .first_send
+                    .is_none_or(|t| now.duration_since(t) < WINDOW);
+                self.provisional = young;
+                self.last_limit = None;
+                if young {
+                    accepted.max(1.0)
+                } else {
+                    accepted * DECREASE
                 }
-                self.successes.len() as f64 / span.as_secs_f64()
+            }
+            // The ramp met the limit: just below what the server accepted (the ramp's rate
+            // may be well above it). The measure is still rough (a bucket's burst is in it):
+            // growth stays quick until a 429 at a known rate marks the limit.
+            Some(r) if self.provisional => {
+                self.provisional = false;
+                self.last_limit = None;
+                r.min(accepted) * DECREASE
+            }
+            Some(r) => {
+                self.last_limit = Some(r);
+                r * DECREASE
             }
         };
-        // The first rate is measured over a burst and the pause it caused, so it is low:
-        // grow back quickly until a 429 at a known rate marks the real limit (else the slow
-        // growth near the "limit" would keep the run below it for minutes).
-        self.last_limit = self.learnt.map(|_| base);
-        self.learnt = Some(capped((base * DECREASE).max(MIN_RATE), ceiling));
+        self.learnt = Some(capped(rate.max(MIN_RATE), ceiling));
         self.last_decrease = Some(now);
         self.learnt
     }
@@ -423,17 +462,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn adaptive_rate_halves_below_the_accepted_rate_and_grows_back() {
+    async fn adaptive_rate_drops_below_the_accepted_rate_and_grows_back() {
         let a = Pacer::new(ceiling(60.0, 1));
         assert_eq!(a.rate(), None, "unlimited until a 429");
-        // 40 successes in the last 2 s (well, 1 s): 40/s accepted.
+        // 40 sent over the last second, all accepted until this 429: 39/s accepted.
         for _ in 0..40 {
+            a.on_send();
             a.on_success();
             tokio::time::advance(Duration::from_millis(25)).await;
         }
-        let r = a.on_rate_limited().unwrap();
-        assert!((r - 40.0 * DECREASE).abs() < 1.0, "{r}");
-        assert_eq!(a.on_rate_limited(), None, "one decrease per cooldown");
+        let r = a.on_rate_limited(false).unwrap();
+        assert!((r - 39.0 * DECREASE).abs() < 1e-9, "{r}");
+        assert_eq!(a.on_rate_limited(false), None, "one decrease per cooldown");
         // Slots are spaced 1/rate apart.
         let t0 = Instant::now();
         for _ in 0..5 {
@@ -441,16 +481,16 @@ mod tests {
         }
         let spacing = t0.elapsed().as_secs_f64() / 4.0;
         assert!((spacing - 1.0 / r).abs() < 0.01, "{spacing}");
-        // The first limit is only an estimate: growth stays quick past it (36 → 42).
-        for _ in 0..120 {
+        // The first limit is only an estimate: growth stays quick past it (35 → 42).
+        for _ in 0..140 {
             a.on_success();
         }
         let probed = a.rate().unwrap();
-        assert!(probed > 41.0, "{r} → {probed}");
-        // A 429 at a known rate marks the limit: quick growth up to 97 % of it (37.8 → 40.7
+        assert!(probed > 42.0, "{r} → {probed}");
+        // A 429 at a known rate marks the limit: quick growth up to 97 % of it (37.9 → 40.8
         // within 80 successes), slow after.
         tokio::time::advance(COOLDOWN).await;
-        let r = a.on_rate_limited().unwrap();
+        let r = a.on_rate_limited(false).unwrap();
         assert!((r - probed * DECREASE).abs() < 0.01, "{r}");
         for _ in 0..80 {
             a.on_success();
@@ -485,49 +525,80 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_before_any_success_sets_no_rate() {
+    async fn the_first_burst_sets_a_provisional_rate_that_ramps_up() {
+        // A server with a bucket of 5: 8 leave at once, 3 come back 429 before any answer.
         let a = Pacer::new(None);
-        assert_eq!(a.on_rate_limited(), None);
-        assert_eq!(a.rate(), None, "no evidence of the accepted rate yet");
-        a.on_success();
-        tokio::time::advance(Duration::from_millis(50)).await;
-        assert_eq!(
-            a.on_rate_limited(),
-            None,
-            "one answer 50 ms ago is no evidence"
-        );
-        // Once answers come back, the next 429 measures the rate from them (30 in 1 s).
-        for _ in 0..29 {
-            a.on_success();
-            tokio::time::advance(Duration::from_millis(33)).await;
+        for _ in 0..8 {
+            a.on_send();
         }
-        let r = a.on_rate_limited().unwrap();
-        assert!((r - 30.0 * DECREASE).abs() < 1.5, "{r}");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            a.on_rate_limited(false),
+            Some(7.0),
+            "sent minus refused, per second: a lower bound"
+        );
+        assert_eq!(a.on_rate_limited(false), None, "one decrease per cooldown");
+        assert_eq!(a.on_rate_limited(false), None);
+        // The lower bound grows 4× a second: ln 4 per success.
+        for _ in 0..10 {
+            a.on_success();
+        }
+        let ramped = a.rate().unwrap();
+        assert!((ramped - (7.0 + 10.0 * 4f64.ln())).abs() < 1e-9, "{ramped}");
+        // A 429 of the ramp: just below what the server accepted over the last second (19 of
+        // 20; the burst's 429s are older), and from now on the usual quick growth.
+        tokio::time::advance(COOLDOWN).await;
+        for _ in 0..20 {
+            a.on_send();
+            tokio::time::advance(Duration::from_millis(40)).await;
+        }
+        let r = a.on_rate_limited(false).unwrap();
+        assert!((r - 19.0 * DECREASE).abs() < 1e-9, "{r}");
+        a.on_success();
+        let step = a.rate().unwrap() - r;
+        assert!((step - 0.05).abs() < 1e-9, "5 % a second: {step}");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_early_429_sets_the_rate_once_answers_are_back() {
+    async fn a_ramp_that_costs_pauses_is_slower() {
         let a = Pacer::new(None);
-        a.on_success();
-        assert_eq!(a.on_rate_limited(), None, "no evidence yet");
-        // 20 more answers over the next second, no 429: the next slot sets the rate.
-        for _ in 0..20 {
-            tokio::time::advance(Duration::from_millis(50)).await;
+        for _ in 0..8 {
+            a.on_send();
+        }
+        assert_eq!(a.on_rate_limited(true), Some(7.0));
+        for _ in 0..10 {
             a.on_success();
         }
-        a.ready("a/b").await;
+        let ramped = a.rate().unwrap();
+        assert!((ramped - (7.0 + 10.0 * 2f64.ln())).abs() < 1e-9, "{ramped}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_after_a_full_second_sets_the_rate_below_what_was_accepted() {
+        let a = Pacer::new(None);
+        // 30 a second for 2 s; 5 of the last second's were refused.
+        for _ in 0..60 {
+            a.on_send();
+            tokio::time::advance(Duration::from_millis(33)).await;
+        }
+        for _ in 0..4 {
+            a.on_rate_limited(false);
+        }
+        let r = a.on_rate_limited(false);
+        assert_eq!(r, None, "in the cooldown of the first");
         let r = a.rate().unwrap();
-        assert!((r - 21.0 * DECREASE).abs() < 1.0, "{r}");
+        // The first of the five 429s set it: 30 sent in the last second, 1 refused.
+        assert!((r - 29.0 * DECREASE).abs() < 1e-9, "{r}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn slots_are_spaced_from_the_end_of_a_pause() {
         let a = Pacer::new(None);
         for _ in 0..20 {
-            a.on_success();
+            a.on_send();
             tokio::time::advance(Duration::from_millis(100)).await;
         }
-        let r = a.on_rate_limited().unwrap();
+        let r = a.on_rate_limited(false).unwrap();
         let t0 = Instant::now();
         a.hold_until(t0 + Duration::from_secs(1));
         a.ready("a/b").await;

@@ -227,6 +227,7 @@ impl Pool {
                 return Some(unsent(req, started, ids, attempts, last, error));
             }
             attempts += 1;
+            self.pacer.on_send();
             tracing::debug!(id = %req.id, model = %req.model, attempt = attempts, "sending");
             let mut attempt = self.client.send(&req, self.config.stream).await;
             if let Some(id) = &attempt.generation_id
@@ -248,7 +249,10 @@ impl Pool {
                     if let Some(n) = self.pacer.in_flight().on_pushback() {
                         tracing::info!("too many requests in flight: at most {n} at once now");
                     }
-                } else if let Some(rate) = self.pacer.on_rate_limited() {
+                } else if let Some(rate) = self
+                    .pacer
+                    .on_rate_limited(matches!(verdict.action, Action::Retry { after: Some(_) }))
+                {
                     tracing::info!("rate limited: slowing down to {rate:.1} requests/s");
                 }
             }

@@ -66,6 +66,13 @@ pub struct MockConfig {
     #[arg(long)]
     pub rate_limit: Option<u32>,
 
+    /// Server-side token bucket, as many providers enforce it: RPS tokens a second (fractions
+    /// allowed), at most BURST saved up, full at start; a request that finds no token gets
+    /// 429 at once, with no `x-ratelimit-*` headers and `Retry-After` only if --retry-after
+    /// is set.
+    #[arg(long, value_name = "RPS:BURST", value_parser = Bucket::parse)]
+    pub rate_limit_bucket: Option<Bucket>,
+
     /// Server-side in-flight budget: an inference request that finds N already being answered
     /// gets OpenRouter's in-flight-budget 402 with `Retry-After: 1`.
     #[arg(long)]
@@ -74,6 +81,11 @@ pub struct MockConfig {
     /// A generation id answers 404 on GET /generation until this many ms after it was created.
     #[arg(long, default_value_t = 0)]
     pub generation_delay_ms: u64,
+
+    /// How many generations `GET /generation` can look up: beyond it the oldest are
+    /// forgotten (and answer 404), so a long-running mock does not grow. 0 keeps none.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub keep_generations: usize,
 
     /// Accept only `Authorization: Bearer KEY` (any non-empty key is accepted when unset).
     #[arg(long)]
@@ -97,10 +109,33 @@ impl Default for MockConfig {
             stall_ms: 0,
             credit_limit: None,
             rate_limit: None,
+            rate_limit_bucket: None,
             max_in_flight: None,
             generation_delay_ms: 0,
+            keep_generations: 100_000,
             require_key: None,
         }
+    }
+}
+
+/// A token bucket: `per_second` tokens a second, at most `burst` saved up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Bucket {
+    /// `RPS:BURST`, e.g. `25:5`.
+    pub fn parse(s: &str) -> Result<Bucket, String> {
+        let usage = || format!("`{s}`: expected RPS:BURST, e.g. 25:5 (RPS > 0, BURST ≥ 1)");
+        let (rps, burst) = s.split_once(':').ok_or_else(usage)?;
+        let per_second: f64 = rps.trim().parse().map_err(|_| usage())?;
+        let burst: u32 = burst.trim().parse().map_err(|_| usage())?;
+        if !(per_second.is_finite() && per_second > 0.0 && burst >= 1) {
+            return Err(usage());
+        }
+        Ok(Bucket { per_second, burst })
     }
 }
 
@@ -108,6 +143,23 @@ impl Default for MockConfig {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn buckets_parse() {
+        assert_eq!(
+            Bucket::parse("25:5"),
+            Ok(Bucket {
+                per_second: 25.0,
+                burst: 5
+            })
+        );
+        assert_eq!(Bucket::parse("0.5:1").map(|b| b.per_second), Ok(0.5));
+        for bad in [
+            "25", "25:0", "0:5", "-1:5", "nan:5", "inf:5", "a:b", "25:5:1",
+        ] {
+            assert!(Bucket::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[derive(Parser)]
     struct Cli {

@@ -128,6 +128,11 @@ fn police(
     {
         return Err(rate_limited());
     }
+    if let Some(bucket) = state.config.rate_limit_bucket
+        && !state.take_token(bucket)
+    {
+        return Err(faults::status_response(429, state.config.retry_after));
+    }
     let flight = match state.config.max_in_flight {
         Some(max) => match state.take_off(max) {
             Some(f) => Some(Arc::new(f)),

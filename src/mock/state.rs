@@ -11,7 +11,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::config::MockConfig;
+use super::config::{Bucket, MockConfig};
 
 /// Counters of what the mock saw and billed (also served as `GET /api/v1/_mock/stats`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -71,9 +71,13 @@ struct Book {
     answers: HashMap<u64, u64>,
     attempts: HashMap<u64, u64>,
     generations: HashMap<String, Generation>,
+    /// The ids in `generations`, oldest first (for `--keep-generations`).
+    generation_order: VecDeque<String>,
     /// Issued ids whose generation is not recorded yet (a stream still running).
     pending: std::collections::HashSet<String>,
     window: VecDeque<Instant>,
+    /// The token bucket's tokens, and when they were counted.
+    tokens: Option<(f64, Instant)>,
     /// Arrivals of the last second, for `peak_1s`.
     arrivals: VecDeque<Instant>,
     first_arrival: Option<Instant>,
@@ -194,7 +198,6 @@ impl Shared {
         *n
     }
 
-    /// Sliding 1 s window limiter: true if this request is admitted under `rps`.
     /// Count one more request in flight, unless `max` already are.
     pub fn take_off(self: &Arc<Self>, max: u32) -> Option<Flight> {
         let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -202,6 +205,27 @@ impl Shared {
         (before < u64::from(max)).then_some(flight)
     }
 
+    /// Token bucket limiter: true if this request found a token (and took it).
+    pub fn take_token(&self, bucket: Bucket) -> bool {
+        self.take_token_at(bucket, Instant::now())
+    }
+
+    fn take_token_at(&self, bucket: Bucket, now: Instant) -> bool {
+        let full = f64::from(bucket.burst);
+        let mut book = self.book();
+        let (tokens, since) = book.tokens.get_or_insert((full, now));
+        let earned = now.saturating_duration_since(*since).as_secs_f64() * bucket.per_second;
+        *tokens = (*tokens + earned).min(full);
+        *since = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sliding 1 s window limiter: true if this request is admitted under `rps`.
     pub fn admit(&self, rps: u32) -> bool {
         let now = Instant::now();
         let mut book = self.book();
@@ -252,7 +276,20 @@ impl Shared {
             book.stats.max_answers_per_prompt = book.stats.max_answers_per_prompt.max(n);
         }
         book.pending.remove(&generation.id);
-        book.generations.insert(generation.id.clone(), generation);
+        let keep = self.config.keep_generations;
+        if keep == 0 {
+            return;
+        }
+        let id = generation.id.clone();
+        if book.generations.insert(id.clone(), generation).is_none() {
+            book.generation_order.push_back(id);
+        }
+        while book.generations.len() > keep {
+            let Some(oldest) = book.generation_order.pop_front() else {
+                break;
+            };
+            book.generations.remove(&oldest);
+        }
     }
 
     /// Look up a generation (counts the lookup); honours `--generation-delay-ms`.
@@ -293,6 +330,72 @@ mod tests {
         let s = Shared::new(MockConfig::default());
         assert!(s.admit(2) && s.admit(2));
         assert!(!s.admit(2));
+    }
+
+    #[test]
+    fn the_bucket_starts_full_and_refills_at_its_rate() {
+        let s = Shared::new(MockConfig::default());
+        let bucket = Bucket {
+            per_second: 10.0,
+            burst: 3,
+        };
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let took: Vec<bool> = (0..4).map(|_| s.take_token_at(bucket, t0)).collect();
+        assert_eq!(took, [true, true, true, false], "a full bucket of 3");
+        assert!(!s.take_token_at(bucket, t0 + ms(50)), "half a token");
+        assert!(s.take_token_at(bucket, t0 + ms(100)), "one token in 100 ms");
+        assert!(!s.take_token_at(bucket, t0 + ms(100)));
+        // A long idle spell saves up the burst, no more.
+        let later = t0 + Duration::from_secs(10);
+        let took = (0..4).filter(|_| s.take_token_at(bucket, later)).count();
+        assert_eq!(took, 3);
+    }
+
+    fn generation(id: &str) -> Generation {
+        Generation {
+            id: id.to_owned(),
+            model: "a/b".to_owned(),
+            provider: "Mock",
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            cost: 0.0,
+            finish_reason: "stop",
+            streamed: false,
+            cancelled: false,
+            latency_ms: 0,
+            created_at: jiff::Timestamp::now(),
+            http_referer: None,
+            user_agent: None,
+            recorded: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn only_the_newest_generations_are_kept() {
+        let s = Shared::new(MockConfig {
+            keep_generations: 2,
+            ..MockConfig::default()
+        });
+        for id in ["g1", "g2", "g3"] {
+            s.record(generation(id), None);
+        }
+        let found = |id| matches!(s.lookup(id), Lookup::Found(_));
+        assert!(!found("g1"), "the oldest is dropped first");
+        assert!(found("g2") && found("g3"));
+        s.record(generation("g4"), None);
+        assert!(!found("g2") && found("g3") && found("g4"));
+    }
+
+    #[test]
+    fn none_kept_is_none_kept() {
+        let s = Shared::new(MockConfig {
+            keep_generations: 0,
+            ..MockConfig::default()
+        });
+        s.record(generation("g1"), None);
+        assert!(matches!(s.lookup("g1"), Lookup::Unknown));
+        assert_eq!(s.stats().generations, 0, "counts ids issued, not records");
     }
 
     #[test]

@@ -701,6 +701,71 @@ async fn rate_limit_gives_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_token_bucket_gives_429s_with_no_hint_unless_asked() {
+    for retry_after in [None, Some(1)] {
+        let server = start(MockConfig {
+            rate_limit_bucket: Some(super::Bucket {
+                per_second: 0.5,
+                burst: 2,
+            }),
+            retry_after,
+            ..MockConfig::default()
+        })
+        .await;
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let resp = post(&server, "/chat/completions", chat_body("a/b", "tb", false)).await;
+            statuses.push(resp.status().as_u16());
+            if resp.status() == 429 {
+                let h = resp.headers();
+                assert_eq!(
+                    h.get("retry-after").map(|v| v.to_str().unwrap_or("?")),
+                    retry_after.map(|_| "1")
+                );
+                assert!(!h.keys().any(|k| k.as_str().starts_with("x-ratelimit")));
+                let v: Value = resp.json().await.expect("json");
+                assert_eq!(v["error"]["metadata"]["error_type"], "rate_limit_exceeded");
+                assert!(v["error"]["metadata"].get("retry_after_seconds").is_none());
+            }
+        }
+        assert_eq!(statuses, [200, 200, 429], "a burst of 2, then 1 every 2 s");
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn only_the_newest_generations_can_be_looked_up() {
+    let server = start(MockConfig {
+        keep_generations: 1,
+        ..MockConfig::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for prompt in ["first", "second"] {
+        let resp = post(
+            &server,
+            "/chat/completions",
+            chat_body("a/b", prompt, false),
+        )
+        .await;
+        ids.push(
+            resp.headers()["x-generation-id"]
+                .to_str()
+                .expect("ascii")
+                .to_string(),
+        );
+    }
+    let status = |id: &str| {
+        let path = format!("/generation?id={id}");
+        let server = &server;
+        async move { get(server, &path).await.status().as_u16() }
+    };
+    assert_eq!(status(&ids[0]).await, 404, "the oldest was dropped");
+    assert_eq!(status(&ids[1]).await, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn seeded_random_faults_are_repeatable() {
     let config = MockConfig {
         rate_429: 0.3,
