@@ -19,6 +19,8 @@ pub struct Prompted {
     pub segments: u64,
     pub max_tokens: Option<u64>,
     pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
 }
 
 /// Parse a request body for `endpoint`; `Err` is the message of a 400.
@@ -47,12 +49,17 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Prompted, String> {
         .get("stream")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let include_usage = value
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok(Prompted {
         model,
         segments: texts.len() as u64,
         prompt: texts.join("\n"),
         max_tokens,
         stream,
+        include_usage,
     })
 }
 

@@ -85,9 +85,12 @@ struct WholeMessage {
 struct UsageBody {
     completion_tokens: u64,
     completion_tokens_details: CompletionDetails,
-    cost: f64,
-    cost_details: CostDetails,
-    is_byok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_details: Option<CostDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_byok: Option<bool>,
     prompt_tokens: u64,
     prompt_tokens_details: PromptDetails,
     total_tokens: u64,
@@ -125,13 +128,13 @@ impl UsageBody {
                 image_tokens: 0,
                 reasoning_tokens: 0,
             },
-            cost,
-            cost_details: CostDetails {
+            cost: plan.with_cost.then_some(cost),
+            cost_details: plan.with_cost.then(|| CostDetails {
                 upstream_inference_completions_cost: plan.price.cost(0, completion),
                 upstream_inference_cost: cost,
                 upstream_inference_prompt_cost: plan.price.cost(plan.prompt_tokens, 0),
-            },
-            is_byok: false,
+            }),
+            is_byok: plan.with_cost.then_some(false),
             prompt_tokens: plan.prompt_tokens,
             prompt_tokens_details: PromptDetails {
                 audio_tokens: 0,
@@ -249,7 +252,10 @@ async fn produce(state: Arc<Shared>, tx: sse::Sse, plan: Plan, mut bill: Bill) {
             );
             let mut with_usage = last.clone();
             with_usage["usage"] = usage(&plan, sent);
-            if tx.data(&last).await && tx.data(&with_usage).await && tx.done().await {
+            if tx.data(&last).await
+                && (!plan.stream_usage || tx.data(&with_usage).await)
+                && tx.done().await
+            {
                 bill.settle(sent, true);
             }
         }
@@ -372,6 +378,8 @@ mod tests {
                 finish,
                 ending,
                 price,
+                with_cost: true,
+                stream_usage: true,
             };
             assert_eq!(whole_body(&plan), tree_body(&plan).to_string().into_bytes());
             assert_eq!(
@@ -382,6 +390,34 @@ mod tests {
                 })["usage"]
                     .to_string()
             );
+        }
+    }
+
+    /// `--no-cost`: tokens, but no cost, cost details or BYOK flag, as OpenAI-compatible
+    /// servers answer.
+    #[test]
+    fn without_cost_the_usage_has_tokens_only() {
+        let plan = Plan {
+            id: "gen-1".into(),
+            created: 0,
+            model: "m".into(),
+            provider: "P",
+            prompt_tokens: 5,
+            words: vec!["a".into(), "b".into()],
+            finish: "stop",
+            ending: Ending::Complete,
+            price: Price {
+                prompt: 1e-6,
+                completion: 2e-6,
+            },
+            with_cost: false,
+            stream_usage: true,
+        };
+        let u = usage(&plan, 2);
+        assert_eq!(u["prompt_tokens"], 5);
+        assert_eq!(u["completion_tokens"], 2);
+        for absent in ["cost", "cost_details", "is_byok"] {
+            assert!(u.get(absent).is_none(), "{absent} in {u}");
         }
     }
 }

@@ -90,6 +90,21 @@ pub struct MockConfig {
     /// Accept only `Authorization: Bearer KEY` (any non-empty key is accepted when unset).
     #[arg(long)]
     pub require_key: Option<String>,
+
+    /// Answer as most OpenAI-compatible servers do (LiteLLM, vLLM, llama.cpp): `usage` has
+    /// tokens but no `cost`, `cost_details` or `is_byok`.
+    #[arg(long)]
+    pub no_cost: bool,
+
+    /// Send a streamed chat answer's usage only when the request asks for it with
+    /// `stream_options.include_usage` (as OpenAI and vLLM do; OpenRouter always sends it).
+    #[arg(long)]
+    pub usage_only_if_asked: bool,
+
+    /// Do not serve these paths (they answer 404), as servers that are not OpenRouter:
+    /// any of key, generation, responses, models (comma-separated).
+    #[arg(long, value_name = "PATHS", value_delimiter = ',', value_parser = ["key", "generation", "responses", "models"])]
+    pub without: Vec<String>,
 }
 
 impl Default for MockConfig {
@@ -114,6 +129,9 @@ impl Default for MockConfig {
             generation_delay_ms: 0,
             keep_generations: 100_000,
             require_key: None,
+            no_cost: false,
+            usage_only_if_asked: false,
+            without: Vec::new(),
         }
     }
 }

@@ -67,6 +67,11 @@ pub struct Plan {
     pub finish: &'static str,
     pub ending: Ending,
     pub price: Price,
+    /// Whether `usage` carries `cost` (OpenRouter) or only tokens (`--no-cost`).
+    pub with_cost: bool,
+    /// Whether a stream ends with a usage chunk (`--usage-only-if-asked` without
+    /// `stream_options.include_usage`: no).
+    pub stream_usage: bool,
 }
 
 impl Plan {
@@ -397,6 +402,8 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         finish,
         ending,
         price: pricing::price_of(&req.model),
+        with_cost: !ctx.state.config.no_cost,
+        stream_usage: req.include_usage || !ctx.state.config.usage_only_if_asked,
     }
 }
 

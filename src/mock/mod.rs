@@ -129,13 +129,24 @@ async fn shutdown_signal() {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    let api = Router::new()
-        .route("/chat/completions", post(chat::handler))
-        .route("/responses", post(responses::handler))
-        .route("/generation", get(generation::generation))
-        .route("/models", get(pricing::models))
-        .route("/key", get(generation::key))
-        .route("/auth/key", get(generation::key))
+    // `--without`: paths a server that is not OpenRouter does not have (then 404).
+    let serves = |path: &str| !shared.config.without.iter().any(|w| w == path);
+    let mut api = Router::new().route("/chat/completions", post(chat::handler));
+    if serves("responses") {
+        api = api.route("/responses", post(responses::handler));
+    }
+    if serves("generation") {
+        api = api.route("/generation", get(generation::generation));
+    }
+    if serves("models") {
+        api = api.route("/models", get(pricing::models));
+    }
+    if serves("key") {
+        api = api
+            .route("/key", get(generation::key))
+            .route("/auth/key", get(generation::key));
+    }
+    let api = api
         .route("/_mock/stats", get(stats))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared);

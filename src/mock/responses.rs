@@ -40,6 +40,15 @@ pub async fn handler(
 
 fn usage(plan: &Plan, output: u64) -> Value {
     let cost = plan.cost(output);
+    if !plan.with_cost {
+        return json!({
+            "input_tokens": plan.prompt_tokens,
+            "input_tokens_details": { "cached_tokens": 0 },
+            "output_tokens": output,
+            "output_tokens_details": { "reasoning_tokens": 0 },
+            "total_tokens": plan.prompt_tokens + output,
+        });
+    }
     json!({
         "input_tokens": plan.prompt_tokens,
         "input_tokens_details": { "cached_tokens": 0 },

@@ -3,6 +3,7 @@
 
 mod budget;
 mod catalog;
+mod compat;
 mod costs;
 mod exit_codes;
 mod export;

@@ -1,0 +1,116 @@
+//! Servers that are not OpenRouter, as the mock can play them: no `usage.cost`, usage in a
+//! stream only when asked, no `/key`. orbatch must say "unknown", ask for usage, and tell a
+//! missing endpoint from a refused key.
+
+use orbatch::mock::MockConfig;
+
+use crate::support::{Cmd, Env, records};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_cost_gives_unknown_spend_not_zero() {
+    let env = Env::with(MockConfig {
+        no_cost: true,
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("q.jsonl", &["one", "two", "three"]);
+    let done = env.run().input(&input).args(&["-m", "m/a"]).output().await;
+    done.code(0);
+    assert!(
+        done.stderr.contains(
+            "spend unknown: the server sent no usage.cost for 3 records (`orbatch costs` looks them up)"
+        ),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("$0.000000"), "{}", done.stderr);
+    let out = env.path("q.out.jsonl");
+    for r in records(&out) {
+        assert!(r["usage"]["cost"].is_null(), "{r}");
+        assert!(r["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{r}");
+    }
+    let report = Cmd::new(&["report", out.to_str().unwrap()]).output().await;
+    report.code(0);
+    assert!(
+        report.stdout.contains("spend: unknown"),
+        "{}",
+        report.stdout
+    );
+    assert!(!report.stdout.contains("$0.000000"), "{}", report.stdout);
+    let json = Cmd::new(&["report", out.to_str().unwrap(), "--format", "json"])
+        .output()
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(v["total"]["spend_inline"].is_null(), "{v}");
+    assert_eq!(v["total"]["records_without_cost"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_chat_asks_for_usage_where_it_is_only_sent_when_asked() {
+    let env = Env::with(MockConfig {
+        usage_only_if_asked: true,
+        ..MockConfig::default()
+    })
+    .await;
+    // Row 2 opts out, as a user may: then the server sends no usage.
+    let input = env.write(
+        "q.jsonl",
+        "{\"id\":\"asked\",\"prompt\":\"one\"}\n\
+         {\"id\":\"not\",\"prompt\":\"two\",\"params\":{\"stream_options\":{\"include_usage\":false}}}\n",
+    );
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "--stream", "-q"])
+        .output()
+        .await;
+    done.code(0);
+    let recs = records(&env.path("q.out.jsonl"));
+    let asked = recs.iter().find(|r| r["id"] == "asked").unwrap();
+    assert!(
+        asked["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "{asked}"
+    );
+    assert!(asked["usage"]["cost"].as_f64().unwrap() > 0.0, "{asked}");
+    let not = recs.iter().find(|r| r["id"] == "not").unwrap();
+    assert_eq!(not["status"], "ok", "{not}");
+    assert!(not["usage"].is_null(), "{not}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_key_is_not_a_refused_key() {
+    let env = Env::with(MockConfig {
+        without: vec!["key".into()],
+        ..MockConfig::default()
+    })
+    .await;
+    let url = env.mock.base_url();
+    let done = Cmd::new(&["key"]).base_url(&url).output().await;
+    done.code(1);
+    assert!(
+        done.stderr.contains("GET /key: HTTP 404")
+            && done.stderr.contains("this server has no /key"),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("refused"), "{}", done.stderr);
+    // plan still prints its estimate, and says the credit was not checked.
+    let input = env.jsonl("q.jsonl", &["one", "two"]);
+    let plan = Cmd::new(&["plan", "-m", "openai/gpt-4o-mini"])
+        .input(&input)
+        .base_url(&url)
+        .output()
+        .await;
+    plan.code(0);
+    assert!(
+        plan.stdout.contains("openai/gpt-4o-mini"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stderr
+            .contains("warning: the key's credit was not checked: GET /key: HTTP 404"),
+        "{}",
+        plan.stderr
+    );
+}
