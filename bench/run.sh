@@ -293,7 +293,8 @@ DIRTY=$(git diff --quiet 2>/dev/null || echo " (with uncommitted changes)")
   echo "  included, under other builds' load, not comparable with each other): 317 s, 721 s, 228 s."
   echo "- \`run --mock\` before its mock kept no generations (commit a7d116b, built with fat LTO): peak RSS 30.6 MB at 4000 rows,"
   echo "  66.4 MB at 40000 (2.17×); after, 3 pairs of runs of a build with the old default profile: 28.6-32.1 MB and 35.0-38.6 MB"
-  echo "  (1.13-1.22×; fat LTO, the row above: 1.07×). The growth that is left is orbatch's own: 23.2 → 26.4 MB against a separate"
+  echo "  (1.13-1.22×); with fat LTO, the row above and 2 more pairs: 29.1 → 31.2, 27.4 → 31.9, 29.8 → 35.2 MB
+  (1.07-1.18×). The growth that is left is orbatch's own: 23.2 → 26.4 MB against a separate"
   echo "  mock that keeps none, whose own RSS stays at 18.4 MB. \`mock-server\` keeps the last"
   echo "  \`--keep-generations\` (100 000) for \`/generation\`."
 } >"$WORK/bench.md"
