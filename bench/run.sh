@@ -58,7 +58,7 @@ start_mock() {
   MOCK_PID=$!
   MOCK_PIDS+=("$MOCK_PID")
   for _ in $(seq 100); do
-    MOCK_URL=$(sed -n 's/^listening on //p' "$log")
+    MOCK_URL=$(sed -n 's/^listening on //p' "$log" 2>/dev/null || true)
     [ -n "$MOCK_URL" ] && return 0
     sleep 0.05
   done
@@ -278,7 +278,25 @@ DIRTY=$(git diff --quiet 2>/dev/null || echo " (with uncommitted changes)")
   echo "Method: every orbatch run is \`target/release/orbatch run -i INPUT -m bench/model -q --base-url MOCK\`"
   echo "against a separate \`orbatch mock-server --latency-ms L\` process on loopback (one per row). Inputs are"
   echo "\`{\"id\":\"rN\",\"prompt\":\"Say something short about item N.\"}\` lines. CPU time and peak RSS are GNU"
-  echo "time's user+sys and max RSS of the orbatch process only. See bench/run.sh and bench/analyze.py."
+  echo "time's user+sys and max RSS of the orbatch process only (the \`run --mock\` row: orbatch and its"
+  echo "in-process mock). See bench/run.sh and bench/analyze.py. The load generator matters for the CPU row:"
+  echo "wrk (C) spends about half of what oha (Rust) does per request, so ratios against one and the other"
+  echo "do not compare."
+  echo
+  echo "Measured once, outside this script (issue 11):"
+  echo
+  echo "- Release profile (\`lto = \"fat\"\`, \`codegen-units = 1\`, kept in Cargo.toml): the CPU row's"
+  echo "  orbatch µs per request, 10 interleaved rounds of today's profile, fat and thin LTO (same source, same"
+  echo "  mock binary, fresh mock each): medians 35.6 → 31.4 µs with fat (−12 %, 9 of 10 rounds better) and"
+  echo "  32.3 µs with thin (−9 %, 6 of 10). Release build of the orbatch crate after a touch, one after the"
+  echo "  other on the same machine: 51.7 s today, 101.5 s fat, 129.1 s thin; from scratch (dependencies"
+  echo "  included, under other builds' load, not comparable with each other): 317 s, 721 s, 228 s."
+  echo "- \`run --mock\` before its mock kept no generations (commit a7d116b, built with fat LTO): peak RSS 30.6 MB at 4000 rows,"
+  echo "  66.4 MB at 40000 (2.17×); after, 3 pairs of runs of a build with the old default profile: 28.6-32.1 MB and 35.0-38.6 MB"
+  echo "  (1.13-1.22×); with fat LTO, the row above and 2 more pairs: 29.1 → 31.2, 27.4 → 31.9, 29.8 → 35.2 MB
+  (1.07-1.18×). The growth that is left is orbatch's own: 23.2 → 26.4 MB against a separate"
+  echo "  mock that keeps none, whose own RSS stays at 18.4 MB. \`mock-server\` keeps the last"
+  echo "  \`--keep-generations\` (100 000) for \`/generation\`."
 } >"$WORK/bench.md"
 case "$OUT_MD" in /*) ;; *) OUT_MD="$ROOT/$OUT_MD" ;; esac
 mv "$WORK/bench.md" "$OUT_MD"
