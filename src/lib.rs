@@ -17,6 +17,7 @@ pub(crate) mod estimate;
 pub mod exit;
 pub(crate) mod export;
 pub(crate) mod hash;
+pub(crate) mod health;
 pub(crate) mod inflight;
 pub(crate) mod job;
 pub(crate) mod limit;

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::Answer;
 use crate::budget::Budget;
 use crate::client::{Attempt, Client};
+use crate::health::{Alarm, Health};
 use crate::job::Request;
 use crate::limit::{Pacer, Pause, PauseGate};
 use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
@@ -45,6 +46,9 @@ pub enum StopReason {
     WriteFailed,
     /// `--max-cost` was reached (or a cost could not be bounded).
     Budget(String),
+    /// The first failures show that the run cannot work (wrong base URL or endpoint, no
+    /// TLS, the server down).
+    Unusable(Alarm),
 }
 
 /// State shared by the dispatcher and every worker.
@@ -59,6 +63,7 @@ pub struct Pool {
     budget: Option<Arc<Budget>>,
     /// Models whose daily quota is spent, with the error their remaining rows get.
     exhausted: Mutex<HashMap<String, RecordError>>,
+    health: Health,
 }
 
 impl Pool {
@@ -78,6 +83,7 @@ impl Pool {
             reason: Mutex::new(None),
             budget,
             exhausted: Mutex::new(HashMap::new()),
+            health: Health::default(),
         }
     }
 
@@ -238,6 +244,7 @@ impl Pool {
             let failure = match std::mem::replace(&mut attempt.result, Err(Failure::Timeout)) {
                 Ok(answer) => {
                     self.pacer.on_success();
+                    self.health.on_success();
                     return Some(finish(req, started, ids, attempts, &attempt, Ok(answer)));
                 }
                 Err(f) => f,
@@ -262,23 +269,31 @@ impl Pool {
                 id = %req.id, model = %req.model, attempt = attempts,
                 kind = verdict.kind.as_str(), "attempt failed: {}", describe(&failure)
             );
-            let give_up = match verdict.action {
-                Action::StopRun => {
-                    let msg = describe(&failure);
-                    self.stop(match verdict.kind {
-                        ErrorKind::Credits => StopReason::Credits(msg),
-                        _ => StopReason::Auth(msg),
-                    });
-                    true
-                }
-                Action::StopModel => {
-                    let error = quota_error(&failure, verdict);
-                    self.exhaust_model(&req.model, &error);
-                    return Some(finish(req, started, ids, attempts, &attempt, Err(error)));
-                }
-                Action::GiveUp => true,
-                Action::Retry { .. } => attempts >= self.config.max_attempts,
-            };
+            let url = self.client.url(req.endpoint.path());
+            if let Some(alarm) = self
+                .health
+                .on_failure(&failure, req.endpoint, &req.model, &url)
+            {
+                self.stop(StopReason::Unusable(alarm));
+            }
+            let give_up = self.stop.is_cancelled()
+                || match verdict.action {
+                    Action::StopRun => {
+                        let msg = describe(&failure);
+                        self.stop(match verdict.kind {
+                            ErrorKind::Credits => StopReason::Credits(msg),
+                            _ => StopReason::Auth(msg),
+                        });
+                        true
+                    }
+                    Action::StopModel => {
+                        let error = quota_error(&failure, verdict);
+                        self.exhaust_model(&req.model, &error);
+                        return Some(finish(req, started, ids, attempts, &attempt, Err(error)));
+                    }
+                    Action::GiveUp => true,
+                    Action::Retry { .. } => attempts >= self.config.max_attempts,
+                };
             if give_up {
                 let error = record_error(&failure, verdict);
                 return Some(finish(req, started, ids, attempts, &attempt, Err(error)));

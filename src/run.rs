@@ -59,6 +59,7 @@ impl RunSummary {
         }
         match &self.stopped {
             Some(StopReason::Interrupted) => Exit::Interrupted,
+            Some(StopReason::Unusable(alarm)) if alarm.is_config() => Exit::Usage,
             Some(_) => Exit::Stopped,
             None if self.tally.failed + self.kept_errors > 0 => Exit::RowsFailed,
             None => Exit::Ok,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, WeakProgressBar};
 
+use crate::health::Alarm;
 use crate::limit::Pacer;
 use crate::output::record::Record;
 use crate::output::writer::Tally;
@@ -301,6 +302,9 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
             "  interrupted: rerun the same command to finish the job (answered rows are skipped)\n",
         ),
         Some(StopReason::WriteFailed) => out.push_str("  stopped: the output could not be written\n"),
+        Some(StopReason::Unusable(
+            Alarm::NoSuchPath(m) | Alarm::NotTls(m) | Alarm::Down(m),
+        )) => out.push_str(&format!("  stopped: {m}\n")),
         Some(StopReason::Budget(m)) => out.push_str(&format!(
             "  stopped: {m}; rerun with a higher --max-cost to continue\n"
         )),

@@ -114,3 +114,118 @@ async fn a_server_without_key_is_not_a_refused_key() {
         plan.stderr
     );
 }
+
+/// A base URL where nothing listens.
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/api/v1")
+}
+
+fn attempts(records: &[serde_json::Value]) -> u64 {
+    records
+        .iter()
+        .map(|r| r["attempts"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_base_url_stops_at_once_with_exit_2() {
+    let env = Env::new().await;
+    let input = env.jsonl("q.jsonl", &crate::support::numbered(25, "q"));
+    // The mock's root, without /api/v1: every path is a 404 with no body.
+    let root = env.mock.base_url().trim_end_matches("/api/v1").to_owned();
+    let done = Cmd::new(&["run", "-m", "m/a", "-j", "4"])
+        .input(&input)
+        .base_url(&root)
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains(&format!(
+            "stopped: POST {root}/chat/completions answered HTTP 404: this server does not serve \
+             /chat/completions"
+        )),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("https://openrouter.ai/api/v1"),
+        "{}",
+        done.stderr
+    );
+    let recs = records(&env.path("q.out.jsonl"));
+    // Nothing like one 404 per row: the requests in flight at the first answer, no more.
+    assert!(recs.len() <= 8, "{} records", recs.len());
+    // Each one 404'd once (not retried) and no inference request reached the API.
+    assert_eq!(attempts(&recs), recs.len() as u64);
+    assert_eq!(env.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_responses_says_so_once() {
+    let env = Env::with(MockConfig {
+        without: vec!["responses".into()],
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("q.jsonl", &crate::support::numbered(20, "q"));
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "--endpoint", "responses", "-j", "2"])
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("does not serve /responses")
+            && done.stderr.contains("try --endpoint chat"),
+        "{}",
+        done.stderr
+    );
+    assert!(env.stats().requests <= 8, "{}", env.stats().requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_stops_the_run_with_exit_3() {
+    let env = Env::new().await;
+    let input = env.jsonl("q.jsonl", &crate::support::numbered(25, "q"));
+    let dead = dead_url();
+    let done = Cmd::new(&["run", "-m", "m/a", "-j", "4"])
+        .input(&input)
+        .base_url(&dead)
+        .output()
+        .await;
+    done.code(3);
+    assert!(
+        done.stderr
+            .contains("attempts in a row could not connect and none has succeeded"),
+        "{}",
+        done.stderr
+    );
+    let recs = records(&env.path("q.out.jsonl"));
+    // 25 rows × 6 attempts would be 150; the streak stops it after a handful.
+    let sent = attempts(&recs);
+    assert!(sent < 25, "{sent} attempts");
+    assert!(recs.iter().all(|r| r["status"] == "error"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_plain_http_server_is_a_configuration_error() {
+    let env = Env::new().await;
+    let input = env.jsonl("q.jsonl", &["one", "two", "three"]);
+    let https = env.mock.base_url().replace("http://", "https://");
+    let done = Cmd::new(&["run", "-m", "m/a"])
+        .input(&input)
+        .base_url(&https)
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("does not speak TLS")
+            && done.stderr.contains("use http:// instead of https://"),
+        "{}",
+        done.stderr
+    );
+}
