@@ -130,6 +130,8 @@ const AHEAD: usize = 4;
 
 /// Over how long the accepted rate is measured when a 429 arrives (sends minus 429s).
 const WINDOW: Duration = Duration::from_secs(1);
+/// The shortest time after a pause over which the accepted rate is measured.
+const MEASURED: Duration = Duration::from_millis(250);
 /// The slowest the learnt rate goes (one request every 10 s).
 const MIN_RATE: f64 = 0.1;
 /// After a 429 the rate drops to this share of the rate that met it.
@@ -195,6 +197,9 @@ struct State {
     provisional: bool,
     /// The last 429 carried a pause (`Retry-After`).
     paused: bool,
+    /// When the last pause for everyone ends: the accepted rate is measured from there
+    /// (the pause held the sends back, not the server).
+    resumed: Option<Instant>,
 }
 
 impl Pacer {
@@ -222,6 +227,7 @@ impl Pacer {
                 first_send: None,
                 provisional: false,
                 paused: false,
+                resumed: None,
             }),
             // The free limit is a per-minute count on the server: the first one may go at once.
             free: Mutex::new(Slots::open(now)),
@@ -301,6 +307,7 @@ impl Pacer {
         let mut s = self.lock();
         s.slots.tat = s.slots.tat.max(t);
         s.slots.not_before = s.slots.not_before.max(t);
+        s.resumed = Some(s.resumed.map_or(t, |r| r.max(t)));
     }
 
     /// An attempt is being sent (after its slot): counted for the accepted rate.
@@ -401,6 +408,27 @@ impl State {
         self.sent.len().saturating_sub(self.refused.len()) as f64 / WINDOW.as_secs_f64()
     }
 
+    /// The accepted rate since the last pause ended, when that is at least `MEASURED` ago
+    /// and within the window; `None` when sends were held back by a pause for most of the
+    /// window (a rate over it would measure the pause, not the server: 0.1/s after a 1 s
+    /// `Retry-After`).
+    fn accepted_since_pause(&mut self, now: Instant) -> Option<f64> {
+        let Some(resumed) = self
+            .resumed
+            .filter(|r| now.saturating_duration_since(*r) < WINDOW)
+        else {
+            return Some(self.accepted(now));
+        };
+        let span = now.saturating_duration_since(resumed);
+        if span < MEASURED {
+            return None;
+        }
+        keep_window(&mut self.sent, now);
+        keep_window(&mut self.refused, now);
+        let after = |times: &VecDeque<Instant>| times.iter().filter(|t| **t >= resumed).count();
+        Some(after(&self.sent).saturating_sub(after(&self.refused)) as f64 / span.as_secs_f64())
+    }
+
     /// The multiplicative decrease.
     fn decrease(&mut self, now: Instant, ceiling: Option<Rate>) -> Option<f64> {
         let accepted = self.accepted(now);
@@ -427,7 +455,10 @@ impl State {
             Some(r) if self.provisional => {
                 self.provisional = false;
                 self.last_limit = None;
-                r.min(accepted) * DECREASE
+                match self.accepted_since_pause(now) {
+                    Some(accepted) => r.min(accepted) * DECREASE,
+                    None => r * DECREASE,
+                }
             }
             Some(r) => {
                 self.last_limit = Some(r);
@@ -571,6 +602,36 @@ mod tests {
         }
         let ramped = a.rate().unwrap();
         assert!((ramped - (7.0 + 10.0 * 2f64.ln())).abs() < 1e-9, "{ramped}");
+    }
+
+    /// A pause for everyone (Retry-After) holds the sends back: the 429 that ends the ramp
+    /// right after it must not read the pause as the server's rate (it read 0 sends in the
+    /// last second and set 0.1/s: a 16-row job took 58 s instead of 8).
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_is_not_read_as_the_servers_rate() {
+        let a = Pacer::new(None);
+        for _ in 0..8 {
+            a.on_send();
+        }
+        assert_eq!(a.on_rate_limited(true), Some(7.0));
+        a.hold_until(Instant::now() + Duration::from_secs(1));
+        for _ in 0..3 {
+            a.on_success();
+        }
+        let ramped = a.rate().unwrap();
+        // The pause ends; the first sends after it meet another 429 at once.
+        tokio::time::advance(Duration::from_millis(1010)).await;
+        a.on_send();
+        let r = a.on_rate_limited(true).unwrap();
+        assert!((r - ramped * DECREASE).abs() < 1e-9, "{ramped} → {r}");
+        // Measured once the pause is a quarter of a second behind: what was accepted since.
+        tokio::time::advance(COOLDOWN).await;
+        a.hold_until(Instant::now());
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            a.on_send();
+        }
+        assert!(a.rate().unwrap() > 1.0);
     }
 
     #[tokio::test(start_paused = true)]
