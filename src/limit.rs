@@ -130,8 +130,8 @@ const AHEAD: usize = 4;
 
 /// Over how long the accepted rate is measured when a 429 arrives (sends minus 429s).
 const WINDOW: Duration = Duration::from_secs(1);
-/// The shortest time after a pause over which the accepted rate is measured.
-const MEASURED: Duration = Duration::from_millis(250);
+/// The fewest sends in the window that measure the accepted rate.
+const MIN_SAMPLE: usize = 8;
 /// The slowest the learnt rate goes (one request every 10 s).
 const MIN_RATE: f64 = 0.1;
 /// After a 429 the rate drops to this share of the rate that met it.
@@ -197,9 +197,6 @@ struct State {
     provisional: bool,
     /// The last 429 carried a pause (`Retry-After`).
     paused: bool,
-    /// When the last pause for everyone ends: the accepted rate is measured from there
-    /// (the pause held the sends back, not the server).
-    resumed: Option<Instant>,
 }
 
 impl Pacer {
@@ -227,7 +224,6 @@ impl Pacer {
                 first_send: None,
                 provisional: false,
                 paused: false,
-                resumed: None,
             }),
             // The free limit is a per-minute count on the server: the first one may go at once.
             free: Mutex::new(Slots::open(now)),
@@ -307,7 +303,6 @@ impl Pacer {
         let mut s = self.lock();
         s.slots.tat = s.slots.tat.max(t);
         s.slots.not_before = s.slots.not_before.max(t);
-        s.resumed = Some(s.resumed.map_or(t, |r| r.max(t)));
     }
 
     /// An attempt is being sent (after its slot): counted for the accepted rate.
@@ -408,25 +403,14 @@ impl State {
         self.sent.len().saturating_sub(self.refused.len()) as f64 / WINDOW.as_secs_f64()
     }
 
-    /// The accepted rate since the last pause ended, when that is at least `MEASURED` ago
-    /// and within the window; `None` when sends were held back by a pause for most of the
-    /// window (a rate over it would measure the pause, not the server: 0.1/s after a 1 s
-    /// `Retry-After`).
-    fn accepted_since_pause(&mut self, now: Instant) -> Option<f64> {
-        let Some(resumed) = self
-            .resumed
-            .filter(|r| now.saturating_duration_since(*r) < WINDOW)
-        else {
-            return Some(self.accepted(now));
-        };
-        let span = now.saturating_duration_since(resumed);
-        if span < MEASURED {
-            return None;
-        }
-        keep_window(&mut self.sent, now);
-        keep_window(&mut self.refused, now);
-        let after = |times: &VecDeque<Instant>| times.iter().filter(|t| **t >= resumed).count();
-        Some(after(&self.sent).saturating_sub(after(&self.refused)) as f64 / span.as_secs_f64())
+    /// [`State::accepted`], when the last `WINDOW` holds enough sends to measure it; `None`
+    /// when a pause held the sends back for most of it (a rate over one send would measure
+    /// the pause, not the server: 0.1/s after a 1 s `Retry-After` made a 16-row job take 58 s).
+    /// Over a window that a pause took part of, the count is still what a window limit
+    /// counts (25 in any second is 25/s, pause or not).
+    fn accepted_measured(&mut self, now: Instant) -> Option<f64> {
+        let accepted = self.accepted(now);
+        (self.sent.len() >= MIN_SAMPLE).then_some(accepted)
     }
 
     /// The multiplicative decrease.
@@ -441,12 +425,17 @@ impl State {
                 let young = self
                     .first_send
                     .is_none_or(|t| now.duration_since(t) < WINDOW);
-                self.provisional = young;
                 self.last_limit = None;
-                if young {
-                    accepted.max(1.0)
-                } else {
-                    accepted * DECREASE
+                match self.accepted_measured(now) {
+                    Some(measured) if !young => {
+                        self.provisional = false;
+                        measured * DECREASE
+                    }
+                    // Young, or mostly paused: a lower bound to ramp up from.
+                    _ => {
+                        self.provisional = true;
+                        accepted.max(1.0)
+                    }
                 }
             }
             // The ramp met the limit: just below what the server accepted (the ramp's rate
@@ -455,7 +444,7 @@ impl State {
             Some(r) if self.provisional => {
                 self.provisional = false;
                 self.last_limit = None;
-                match self.accepted_since_pause(now) {
+                match self.accepted_measured(now) {
                     Some(accepted) => r.min(accepted) * DECREASE,
                     None => r * DECREASE,
                 }
@@ -624,7 +613,7 @@ mod tests {
         a.on_send();
         let r = a.on_rate_limited(true).unwrap();
         assert!((r - ramped * DECREASE).abs() < 1e-9, "{ramped} → {r}");
-        // Measured once the pause is a quarter of a second behind: what was accepted since.
+        // With enough sends in the window, the accepted rate is measured again.
         tokio::time::advance(COOLDOWN).await;
         a.hold_until(Instant::now());
         for _ in 0..10 {
