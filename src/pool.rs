@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::Answer;
-use crate::budget::Budget;
+use crate::budget::{Budget, BudgetStop};
 use crate::client::{Attempt, Client};
 use crate::health::{Alarm, Health};
 use crate::job::Request;
@@ -44,8 +44,10 @@ pub enum StopReason {
     Interrupted,
     /// The output could not be written.
     WriteFailed,
-    /// `--max-cost` was reached (or a cost could not be bounded).
+    /// `--max-cost` was reached.
     Budget(String),
+    /// Under `--max-cost`, a model `/models` has no price for (its cost cannot be bounded).
+    Unpriced(String),
     /// The first failures show that the run cannot work (wrong base URL or endpoint, no
     /// TLS, the server down).
     Unusable(Alarm),
@@ -159,7 +161,10 @@ impl Pool {
                     r = budget.reserve(&req) => match r {
                         Ok(r) => Some(r),
                         Err(e) => {
-                            self.stop(StopReason::Budget(e.to_string()));
+                            self.stop(match e {
+                                BudgetStop::NoPrice(_) => StopReason::Unpriced(e.to_string()),
+                                BudgetStop::Reached { .. } => StopReason::Budget(e.to_string()),
+                            });
                             break;
                         }
                     },

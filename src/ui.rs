@@ -308,6 +308,11 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         Some(StopReason::Budget(m)) => out.push_str(&format!(
             "  stopped: {m}; rerun with a higher --max-cost to continue\n"
         )),
+        // A higher cap would not help: no price, no bound.
+        Some(StopReason::Unpriced(m)) => out.push_str(&format!(
+            "  stopped: {m}; pick a model that /models prices (`orbatch models`), or drop \
+             --max-cost\n"
+        )),
         None => {}
     }
     let failed = t.failed + s.kept_errors;

@@ -124,6 +124,15 @@ async fn a_model_without_a_price_cannot_run_under_a_cap() {
         .output()
         .await;
     done.code(3);
-    assert!(done.stderr.contains("no price"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains(
+            "stopped: --max-cost: /models has no price for not/in-catalog, so its cost cannot be \
+             bounded; pick a model that /models prices (`orbatch models`), or drop --max-cost"
+        ),
+        "{}",
+        done.stderr
+    );
+    // A higher cap would not help, so it is not suggested.
+    assert!(!done.stderr.contains("higher --max-cost"), "{}", done.stderr);
     assert_eq!(env.stats().requests, 0);
 }
