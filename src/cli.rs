@@ -140,6 +140,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub stream: bool,
 
+    /// What an answer cut at max_tokens (finish_reason "length") is: ok (kept, and counted
+    /// as truncated in the summary and report) or error (an error record of kind truncated,
+    /// which a rerun sends again) [default: ok].
+    #[arg(long, value_enum, value_name = "ok|error")]
+    pub truncated: Option<TruncatedArg>,
+
     /// Only the first N rows of the input.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<u64>,
@@ -458,6 +464,14 @@ pub enum ReportFormatArg {
     Md,
     /// One self-contained HTML page with charts (inline SVG, no script, no network).
     Html,
+}
+
+/// `--truncated`, and `truncated` in a job file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TruncatedArg {
+    Ok,
+    Error,
 }
 
 /// `--input-format`, and `input_format` in a job file.

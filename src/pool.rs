@@ -31,6 +31,8 @@ pub struct PoolConfig {
     pub max_attempts: u32,
     pub backoff: Backoff,
     pub stream: bool,
+    /// An answer cut at max_tokens is an error record (`--truncated error`).
+    pub truncated_error: bool,
 }
 
 /// Why dispatching stopped before the input ran out.
@@ -247,6 +249,11 @@ impl Pool {
                 ids.push(id.clone());
             }
             let failure = match std::mem::replace(&mut attempt.result, Err(Failure::Timeout)) {
+                Ok(answer) if self.config.truncated_error && answer.is_cut_at_max_tokens() => {
+                    self.pacer.on_success();
+                    self.health.on_success();
+                    return Some(truncated(req, started, ids, attempts, &attempt, answer));
+                }
                 Ok(answer) => {
                     self.pacer.on_success();
                     self.health.on_success();
@@ -365,6 +372,41 @@ fn finish(
         error,
         meta: req.meta,
     }
+}
+
+/// The error record of an answer cut at max_tokens under `--truncated error`: not retried
+/// in this run (the same request would be cut again), sent again by a rerun. Its usage is
+/// kept: the answer was billed, and `--max-cost` must count it.
+fn truncated(
+    req: Request,
+    started: jiff::Timestamp,
+    mut ids: Vec<String>,
+    attempts: u32,
+    a: &Attempt,
+    answer: Answer,
+) -> Record {
+    if let Some(id) = &answer.generation_id
+        && !ids.contains(id)
+    {
+        ids.push(id.clone());
+    }
+    let error = RecordError {
+        kind: ErrorKind::Truncated,
+        status: Some(200),
+        code: None,
+        message: format!(
+            "the answer was cut at max_tokens after {} characters (finish_reason: length; \
+             --truncated error makes that an error)",
+            answer.output.chars().count()
+        ),
+    };
+    let usage = answer.usage.clone();
+    let generation_id = answer.generation_id.clone();
+    let mut record = finish(req, started, ids, attempts, a, Err(error));
+    record.usage = usage;
+    record.finish_reason = Some("length".to_owned());
+    record.generation_id = record.generation_id.or(generation_id);
+    record
 }
 
 /// The record of a request that is not sent (again) because its model's quota is spent:

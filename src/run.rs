@@ -235,6 +235,7 @@ fn start_pool(config: &RunConfig, client: Client, budget: Option<Arc<Budget>>) -
             max_attempts: config.max_attempts,
             backoff: backoff_from_env(),
             stream: config.stream,
+            truncated_error: config.truncated_error,
         },
         Arc::clone(&pacer),
         stop.clone(),

@@ -273,6 +273,19 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         t.written() as f64 / secs
     ));
     out.push_str(&format!("  output: {}\n", s.output.display()));
+    if !t.truncated.is_empty() {
+        let n: u64 = t.truncated.values().sum();
+        let per: Vec<String> = t
+            .truncated
+            .iter()
+            .map(|(m, k)| format!("{m} {k}"))
+            .collect();
+        out.push_str(&format!(
+            "  truncated: {n} answers were cut at max_tokens (finish_reason length; {}): raise \
+             max_tokens, or --truncated error to record them as errors a rerun retries\n",
+            per.join(", ")
+        ));
+    }
     if !t.errors.is_empty() {
         let kinds: Vec<String> = t
             .errors

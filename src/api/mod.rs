@@ -23,6 +23,14 @@ pub struct Answer {
     pub usage: Option<Usage>,
 }
 
+impl Answer {
+    /// Cut at the completion limit (`max_tokens`; the Responses API's `incomplete` for
+    /// `max_output_tokens` is mapped to the same `length`).
+    pub fn is_cut_at_max_tokens(&self) -> bool {
+        self.finish_reason.as_deref() == Some("length")
+    }
+}
+
 /// Decode a 200 body as JSON: empty or non-JSON bodies are invalid responses (retried).
 /// Leading whitespace (keep-alive bytes) is accepted.
 pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, Failure> {

@@ -33,6 +33,8 @@ pub struct JobFile {
     pub max_attempts: Option<i64>,
     pub timeout: Option<f64>,
     pub stream: Option<bool>,
+    /// `truncated = "ok" | "error"`, as `--truncated`.
+    pub truncated: Option<crate::cli::TruncatedArg>,
     pub max_cost: Option<f64>,
     pub limit: Option<i64>,
     #[serde(default, deserialize_with = "shard")]

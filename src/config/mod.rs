@@ -57,6 +57,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// Use SSE streaming.
     pub stream: bool,
+    /// `--truncated error`: an answer cut at max_tokens is an error record.
+    pub truncated_error: bool,
     /// `--max-cost` in USD, 0 to [`given::MAX_COST_USD`].
     pub max_cost: Option<f64>,
     pub retry_errors: bool,
@@ -161,6 +163,8 @@ impl RunConfig {
             max_attempts: pace.max_attempts,
             timeout: pace.timeout,
             stream: args.stream || job.file.stream.unwrap_or(false),
+            truncated_error: args.truncated.or(job.file.truncated)
+                == Some(crate::cli::TruncatedArg::Error),
             max_cost: s.max_cost()?,
             retry_errors: s.retry_errors(),
             fresh: args.fresh,

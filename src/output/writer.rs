@@ -44,6 +44,8 @@ pub struct Tally {
     pub uncosted: u64,
     /// Written records with a `usage.cost`.
     pub costed: u64,
+    /// Ok answers cut at max_tokens (`finish_reason: length`), per model.
+    pub truncated: BTreeMap<String, u64>,
     pub errors: BTreeMap<ErrorKind, u64>,
     /// A few failures, `id (model): kind: message`, for the summary.
     pub examples: Vec<String>,
@@ -75,6 +77,10 @@ impl Tally {
             InlineCost::Unknown => self.uncosted += 1,
         }
         match r.status {
+            Status::Ok if r.finish_reason.as_deref() == Some("length") => {
+                self.ok += 1;
+                *self.truncated.entry(r.model.clone()).or_default() += 1;
+            }
             Status::Ok => self.ok += 1,
             Status::Error => {
                 self.failed += 1;

@@ -112,6 +112,8 @@ pub struct Row {
     /// Distinct `(id, model)` keys whose last record falls in this group.
     pub requests: u64,
     pub ok: u64,
+    /// Of the ok ones, answers cut at max_tokens (`finish_reason: length`).
+    pub truncated: u64,
     pub errors: u64,
     /// `ok / requests × 100`; `null` without requests.
     pub ok_pct: Option<f64>,
@@ -265,6 +267,8 @@ struct Outcome {
     group: usize,
     kind: Option<ErrorKind>,
     ok: bool,
+    /// Ok, but cut at max_tokens.
+    truncated: bool,
     latency_ms: Option<u64>,
     ttft_ms: Option<u64>,
 }
@@ -334,6 +338,7 @@ impl<'g> Aggregator<'g> {
                 r.error.as_ref().map(|e| e.kind)
             },
             ok,
+            truncated: ok && r.finish_reason.as_deref() == Some("length"),
             latency_ms: r.latency_ms,
             ttft_ms: r.ttft_ms,
         }
@@ -430,6 +435,7 @@ impl Paid {
 struct Acc {
     requests: u64,
     ok: u64,
+    truncated: u64,
     kinds: BTreeMap<ErrorKind, u64>,
     paid: Paid,
     latency: Histogram<u64>,
@@ -447,6 +453,7 @@ impl Acc {
         Acc {
             requests: 0,
             ok: 0,
+            truncated: 0,
             kinds: BTreeMap::new(),
             paid: Paid::default(),
             latency: histogram(),
@@ -460,6 +467,7 @@ impl Acc {
         self.paid.add(&state.paid);
         if last.ok {
             self.ok += 1;
+            self.truncated += u64::from(last.truncated);
             if let Some(ms) = last.latency_ms {
                 self.latency.saturating_record(ms);
             }
@@ -477,6 +485,7 @@ impl Acc {
             key: key.to_owned(),
             requests: self.requests,
             ok: self.ok,
+            truncated: self.truncated,
             errors: self.requests - self.ok,
             ok_pct: (self.requests > 0).then(|| self.ok as f64 * 100.0 / self.requests as f64),
             records: p.records,

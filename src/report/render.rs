@@ -60,6 +60,10 @@ fn columns(report: &Report) -> Vec<Column> {
         col("tokens out", |r| r.tokens_out.to_string()),
         col("spend", |r| spend(r.spend_inline, r.records_without_cost)),
     ];
+    // Answers cut at max_tokens, when there are any (CSV and JSON always have the count).
+    if report.total.truncated > 0 {
+        cols.insert(3, col("truncated", |r| r.truncated.to_string()));
+    }
     if report.spend.exact.is_some() {
         cols.push(col("exact spend", |r| {
             r.spend_exact
@@ -304,6 +308,7 @@ pub fn csv(report: &Report) -> String {
         by,
         "requests",
         "ok",
+        "truncated",
         "errors",
         "ok_pct",
         "records",
@@ -349,6 +354,7 @@ fn csv_row(r: &Row) -> Vec<String> {
         r.key.clone(),
         r.requests.to_string(),
         r.ok.to_string(),
+        r.truncated.to_string(),
         r.errors.to_string(),
         r.ok_pct.map(|p| format!("{p:.1}")).unwrap_or_default(),
         r.records.to_string(),

@@ -355,9 +355,9 @@ fn csv_has_a_line_per_group_and_the_total() {
     let text = super::render::csv(&sample());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4);
-    assert!(lines[0].starts_with("model,requests,ok,errors,ok_pct,"));
+    assert!(lines[0].starts_with("model,requests,ok,truncated,errors,ok_pct,"));
     assert!(
-        lines[3].starts_with("TOTAL,4,3,1,75.0,5,5,30,15,"),
+        lines[3].starts_with("TOTAL,4,3,0,1,75.0,5,5,30,15,"),
         "{}",
         lines[3]
     );
@@ -393,7 +393,7 @@ fn unknown_cost_is_not_zero() {
     assert!(table.contains("spend: unknown"), "{table}");
     let json: serde_json::Value = serde_json::from_str(&super::render::json(&r)).unwrap();
     assert_eq!(json["spend"]["inline"], serde_json::Value::Null);
-    assert!(super::render::csv(&r).contains("m/a,2,2,0,100.0,2,2,20,10,,2,"));
+    assert!(super::render::csv(&r).contains("m/a,2,2,0,0,100.0,2,2,20,10,,2,"));
 
     let priced = ok("q3", "m/a", 0.001, 100);
     let r = aggregate(GroupBy::Model, None, [&no_cost, &priced]);

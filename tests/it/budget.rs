@@ -133,6 +133,10 @@ async fn a_model_without_a_price_cannot_run_under_a_cap() {
         done.stderr
     );
     // A higher cap would not help, so it is not suggested.
-    assert!(!done.stderr.contains("higher --max-cost"), "{}", done.stderr);
+    assert!(
+        !done.stderr.contains("higher --max-cost"),
+        "{}",
+        done.stderr
+    );
     assert_eq!(env.stats().requests, 0);
 }

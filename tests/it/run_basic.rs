@@ -434,3 +434,79 @@ async fn the_open_file_limit_is_raised_for_j_or_the_run_refused() {
     );
     assert_eq!(env.stats().requests, 3, "nothing more was sent");
 }
+
+/// Answers cut at max_tokens stay ok (their text is real) but are counted, per model, in the
+/// summary and the report; `--truncated error` makes them error records a rerun sends again,
+/// with the usage (and cost) they were billed kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_cut_at_max_tokens_are_flagged_or_errors() {
+    let env = Env::new().await;
+    let input = env.jsonl("t.jsonl", &["one", "two", "three"]);
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "-p", "max_tokens=2"])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr
+            .contains("truncated: 3 answers were cut at max_tokens (finish_reason length; m/a 3)"),
+        "{}",
+        done.stderr
+    );
+    let out = env.path("t.out.jsonl");
+    let recs = records(&out);
+    assert!(
+        recs.iter()
+            .all(|r| r["status"] == "ok" && r["finish_reason"] == "length")
+    );
+    let report = Cmd::new(&["report", out.to_str().unwrap(), "--format", "json"])
+        .output()
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(v["total"]["truncated"], 3);
+    let table = Cmd::new(&["report", out.to_str().unwrap()]).output().await;
+    assert!(table.stdout.contains("truncated"), "{}", table.stdout);
+
+    // As errors: not retried in the run, kept billed, sent again by a rerun.
+    let strict = env.path("strict.jsonl");
+    let done = env
+        .run()
+        .input(&input)
+        .args(&[
+            "-m",
+            "m/a",
+            "-p",
+            "max_tokens=2",
+            "--truncated",
+            "error",
+            "-q",
+            "-o",
+        ])
+        .arg(strict.to_str().unwrap())
+        .output()
+        .await;
+    done.code(1);
+    let recs = records(&strict);
+    for r in &recs {
+        assert_eq!(r["status"], "error", "{r}");
+        assert_eq!(r["error"]["kind"], "truncated", "{r}");
+        assert_eq!(r["attempts"], 1, "{r}");
+        assert!(r["usage"]["cost"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["generation_ids"].as_array().unwrap().len(), 1, "{r}");
+    }
+    let before = env.stats().requests;
+    env.run()
+        .input(&input)
+        .args(&["-m", "m/a", "-p", "max_tokens=2", "-q", "-o"])
+        .arg(strict.to_str().unwrap())
+        .output()
+        .await
+        .code(0);
+    assert_eq!(
+        env.stats().requests,
+        before + 3,
+        "the 3 errors were sent again"
+    );
+}
