@@ -510,3 +510,34 @@ async fn answers_cut_at_max_tokens_are_flagged_or_errors() {
         "the 3 errors were sent again"
     );
 }
+
+/// Log lines are in orbatch's own format (`orbatch: warning: …`), plain text when stderr is
+/// not a terminal: no colour codes in a log file or a CI log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_are_plain_and_in_one_format() {
+    let env = Env::new().await;
+    let input = env.jsonl(
+        "w.jsonl",
+        &["[[mock:429*1 retry-after=1]] wait a bit", "fine"],
+    );
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "-v"])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr
+            .contains("orbatch: warning: server asked to wait 1.0s; pausing all requests"),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("orbatch: info: "), "{}", done.stderr);
+    assert!(
+        !done.stderr.contains('\u{1b}'),
+        "colour codes: {:?}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains(" WARN "), "{}", done.stderr);
+}
