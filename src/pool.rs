@@ -201,6 +201,14 @@ impl Pool {
     /// Run every attempt of one request. `None` if the run stopped before its first attempt
     /// (nothing sent, nothing to record).
     async fn process(&self, req: Request) -> Option<Record> {
+        let mut retried = Vec::new();
+        let mut record = self.attempts(req, &mut retried).await?;
+        record.retried = retried;
+        Some(record)
+    }
+
+    /// [`Pool::process`], noting in `retried` what each retried attempt failed with.
+    async fn attempts(&self, req: Request, retried: &mut Vec<ErrorKind>) -> Option<Record> {
         let started = jiff::Timestamp::now();
         let mut ids: Vec<String> = Vec::new();
         let mut attempts: u32 = 0;
@@ -327,6 +335,7 @@ impl Pool {
                 }
                 _ => self.config.backoff.pause(attempts, rand::random::<f64>()),
             };
+            retried.push(verdict.kind);
             last = Some((attempt, failure, verdict));
             tokio::select! {
                 biased;
@@ -371,6 +380,7 @@ fn finish(
         fingerprint: req.fingerprint,
         error,
         meta: req.meta,
+        retried: Vec::new(),
     }
 }
 

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, WeakProgressBar}
 
 use crate::health::Alarm;
 use crate::limit::Pacer;
-use crate::output::record::Record;
+use crate::output::record::{ErrorKind, Record};
 use crate::output::writer::Tally;
 use crate::pool::StopReason;
 use crate::progress::{Progress, Silent};
@@ -194,20 +194,41 @@ fn status(t: &Tally, elapsed: Duration, remaining: u64, limits: Limits) -> Strin
         "?".to_owned()
     };
     let mut limit = match limits.rate {
-        Some(r) => format!(" (limited to {r:.1})"),
+        // The rate learnt from the server's 429s (or the --rps ceiling), not orbatch's choice.
+        Some(r) => format!(" (server limit learnt: {r:.1}/s)"),
         None => String::new(),
     };
     if let Some(n) = limits.in_flight {
         limit.push_str(&format!(" (≤ {n} in flight)"));
     }
+    let retries: u64 = t.retried.values().sum();
+    let retried = if retries > 0 {
+        format!(" · {retries} retried")
+    } else {
+        String::new()
+    };
     format!(
-        "ok {} err {} · {:.1} req/s{limit} · {} tok · {} · ETA {eta}",
+        "ok {} err {}{retried} · {:.1} req/s{limit} · {} tok · {} · ETA {eta}",
         t.ok,
         t.failed,
         rate,
         t.prompt_tokens + t.completion_tokens,
         t.spend()
     )
+}
+
+/// `retried 22 attempts: transient 18, rate_limited 4`: the extra attempts by cause, most
+/// first.
+fn retried(t: &Tally) -> String {
+    let n: u64 = t.retried.values().sum();
+    let mut causes: Vec<(&ErrorKind, &u64)> = t.retried.iter().collect();
+    causes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let causes: Vec<String> = causes
+        .iter()
+        .map(|(k, c)| format!("{} {c}", k.as_str()))
+        .collect();
+    let s = if n == 1 { "" } else { "s" };
+    format!("retried {n} attempt{s}: {}", causes.join(", "))
 }
 
 /// `1m05s`, `12.3s`.
@@ -258,6 +279,9 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         out.push_str(&format!("; {} earlier failures retried", s.retried_errors));
     }
     out.push('\n');
+    if !t.retried.is_empty() {
+        out.push_str(&format!("  {}\n", retried(t)));
+    }
     let spend = match (t.costed, t.uncosted) {
         (_, 0) => format!("spend {} (usage.cost)", t.spend()),
         (0, n) => format!(

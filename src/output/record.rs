@@ -101,6 +101,9 @@ pub struct Record {
     /// The row's other fields, with `--keep-fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Map<String, Value>>,
+    /// What each attempt before the last failed with (for the summary; not written).
+    #[serde(skip)]
+    pub retried: Vec<ErrorKind>,
 }
 
 /// What a record's `usage.cost` says it cost.

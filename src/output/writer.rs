@@ -46,6 +46,8 @@ pub struct Tally {
     pub costed: u64,
     /// Ok answers cut at max_tokens (`finish_reason: length`), per model.
     pub truncated: BTreeMap<String, u64>,
+    /// Attempts that failed and were tried again, by what they failed with.
+    pub retried: BTreeMap<ErrorKind, u64>,
     pub errors: BTreeMap<ErrorKind, u64>,
     /// A few failures, `id (model): kind: message`, for the summary.
     pub examples: Vec<String>,
@@ -64,6 +66,9 @@ impl Tally {
 
     fn add(&mut self, r: &Record) {
         self.attempts += u64::from(r.attempts);
+        for kind in &r.retried {
+            *self.retried.entry(*kind).or_default() += 1;
+        }
         if let Some(u) = &r.usage {
             self.prompt_tokens += u.prompt_tokens;
             self.completion_tokens += u.completion_tokens;
@@ -255,6 +260,7 @@ mod tests {
                 message: "x".into(),
             }),
             meta: None,
+            retried: Vec::new(),
         })
     }
 

@@ -256,3 +256,26 @@ async fn hostile_server_error_text_is_sanitised() {
     assert!(message.contains("invalid"), "{message}");
     assert!(!message.chars().any(char::is_control), "{message:?}");
 }
+
+/// The summary breaks the extra attempts down by cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_says_what_the_retries_were_for() {
+    let env = Env::new().await;
+    let input = env.jsonl(
+        "c.jsonl",
+        &[
+            "[[mock:500*2]] a",
+            "[[mock:429*1]] b",
+            "[[mock:503*1]] c",
+            "fine",
+        ],
+    );
+    let done = env.run().input(&input).args(&["-m", "m/a"]).output().await;
+    done.code(0);
+    assert!(
+        done.stderr
+            .contains("retried 4 attempts: transient 3, rate_limited 1"),
+        "{}",
+        done.stderr
+    );
+}
