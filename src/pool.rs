@@ -207,6 +207,19 @@ impl Pool {
         Some(record)
     }
 
+    /// The record of a request whose retry the stop prevented: under Ctrl-C it is
+    /// interrupted (said so), not failed.
+    fn cut_short(&self, mut record: Record) -> Record {
+        if self.stop_reason() == Some(StopReason::Interrupted) {
+            record.interrupted = true;
+            if let Some(e) = record.error.as_mut() {
+                e.message
+                    .push_str(" (interrupted before it was tried again; a rerun sends it)");
+            }
+        }
+        record
+    }
+
     /// [`Pool::process`], noting in `retried` what each retried attempt failed with.
     async fn attempts(&self, req: Request, retried: &mut Vec<ErrorKind>) -> Option<Record> {
         let started = jiff::Timestamp::now();
@@ -238,7 +251,7 @@ impl Pool {
                 biased;
                 _ = self.stop.cancelled() => {
                     return last.map(|(a, f, v)| {
-                        finish(req, started, ids, attempts, &a, Err(record_error(&f, v)))
+                        self.cut_short(finish(req, started, ids, attempts, &a, Err(record_error(&f, v))))
                     });
                 }
                 slot = ready => slot,
@@ -381,6 +394,7 @@ fn finish(
         error,
         meta: req.meta,
         retried: Vec::new(),
+        interrupted: false,
     }
 }
 

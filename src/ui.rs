@@ -259,8 +259,13 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         s.input,
         format_duration(s.wall)
     ));
+    let interrupted = if t.interrupted > 0 {
+        format!(", {} interrupted", t.interrupted)
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "  sent {}: {} ok, {} failed ({} attempts)",
+        "  sent {}: {} ok, {} failed{interrupted} ({} attempts)",
         t.written(),
         t.ok,
         t.failed,

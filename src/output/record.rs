@@ -104,6 +104,11 @@ pub struct Record {
     /// What each attempt before the last failed with (for the summary; not written).
     #[serde(skip)]
     pub retried: Vec<ErrorKind>,
+    /// The request failed and would have been tried again, but Ctrl-C stopped the run first:
+    /// interrupted, not failed (for the summary; not written — a rerun sends it again as it
+    /// does every error).
+    #[serde(skip)]
+    pub interrupted: bool,
 }
 
 /// What a record's `usage.cost` says it cost.

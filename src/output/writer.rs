@@ -48,6 +48,8 @@ pub struct Tally {
     pub truncated: BTreeMap<String, u64>,
     /// Attempts that failed and were tried again, by what they failed with.
     pub retried: BTreeMap<ErrorKind, u64>,
+    /// Error records of requests that Ctrl-C kept from being tried again (not in `failed`).
+    pub interrupted: u64,
     pub errors: BTreeMap<ErrorKind, u64>,
     /// A few failures, `id (model): kind: message`, for the summary.
     pub examples: Vec<String>,
@@ -55,7 +57,7 @@ pub struct Tally {
 
 impl Tally {
     pub fn written(&self) -> u64 {
-        self.ok + self.failed
+        self.ok + self.failed + self.interrupted
     }
 
     /// The spend so far as text: `$0.0012`, `≥ $0.0012` or `—` (see [`crate::text::spend`]).
@@ -87,6 +89,7 @@ impl Tally {
                 *self.truncated.entry(r.model.clone()).or_default() += 1;
             }
             Status::Ok => self.ok += 1,
+            Status::Error if r.interrupted => self.interrupted += 1,
             Status::Error => {
                 self.failed += 1;
                 if let Some(e) = &r.error {
@@ -261,6 +264,7 @@ mod tests {
             }),
             meta: None,
             retried: Vec::new(),
+            interrupted: false,
         })
     }
 

@@ -36,6 +36,7 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
         error: None,
         meta: None,
         retried: Vec::new(),
+        interrupted: false,
     }
 }
 

@@ -499,3 +499,50 @@ async fn a_write_error_stops_the_run_and_says_what_was_not_recorded() {
     );
     assert!(recs.len() < 6);
 }
+
+/// Ctrl-C while requests wait to be tried again (here: a long Retry-After): their records say
+/// interrupted, the summary counts them as interrupted, not failed, and a rerun sends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_retry_at_ctrl_c_are_interrupted_not_failed() {
+    let env = Env::new().await;
+    let input = env.jsonl(
+        "wait.jsonl",
+        &[
+            "[[mock:429*1 retry-after=30]] one",
+            "[[mock:429*1 retry-after=30]] two",
+        ],
+    );
+    let child = env
+        .run()
+        .input(&input)
+        .args(&["-m", "x/y", "-j", "2"])
+        .spawn();
+    env.wait_for("both 429s", |s| s.by_status.get(&429).copied() == Some(2))
+        .await;
+    signal(&child, "-INT");
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sent 2: 0 ok, 0 failed, 2 interrupted"),
+        "{stderr}"
+    );
+    let recs = records(&env.path("wait.out.jsonl"));
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert_eq!(r["status"], "error");
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("interrupted before it was tried again"),
+            "{msg}"
+        );
+    }
+    // The rerun sends both again (and, the 429 spent, they are answered).
+    env.run()
+        .input(&input)
+        .args(&["-m", "x/y", "-q"])
+        .output()
+        .await
+        .code(0);
+    assert_eq!(env.stats().requests, 4);
+}
