@@ -21,7 +21,8 @@ pub fn hint(args: &[String]) -> String {
 /// flags.
 fn without_dropped(args: &[String]) -> Vec<String> {
     let cmd = Cli::command();
-    let run = cmd.find_subcommand("run");
+    // The value-taking flags of the command typed (`run`, `costs`, …).
+    let run = args.first().and_then(|sub| cmd.find_subcommand(sub));
     let takes_value = |long: Option<&str>, short: Option<char>| {
         run.into_iter().flat_map(|r| r.get_arguments()).any(|a| {
             a.get_action().takes_values()

@@ -54,6 +54,14 @@ pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> Outcome 
     if !args.verbosity.quiet {
         eprint!("{}", summary(&report, &args.out.display().to_string()));
     }
+    if let Some(message) = &report.tally.no_endpoint {
+        return Err(Failure::failed(format!(
+            "GET /generation answered {message} for {:.1}s without naming a generation: this \
+             server may not serve /generation (OpenRouter's base URL is \
+             https://openrouter.ai/api/v1); the ids stay pending for a rerun",
+            crate::costs::generation_grace().as_secs_f64()
+        )));
+    }
     if let Some(message) = &report.tally.refused {
         return Err(Failure::Refused(format!(
             "the API key was refused ({message}); check ${} (ids looked up so far are kept)",
@@ -85,10 +93,11 @@ pub fn summary(r: &CostsReport, out: &str) -> String {
             r.already_known, r.ids
         ));
     }
-    if t.pending > 0 {
+    if t.pending > 0 && t.no_endpoint.is_none() {
         s.push_str(&format!(
-            "  OpenRouter does not know every generation yet: rerun `orbatch costs {out}` \
-             later to finish them\n"
+            "  OpenRouter does not know every generation yet: rerun `{}` later to finish \
+             them\n",
+            rerun_hint(out)
         ));
         if let Some(e) = &t.last_error {
             s.push_str(&format!(
@@ -103,12 +112,20 @@ pub fn summary(r: &CostsReport, out: &str) -> String {
     if t.failed.len() > 5 {
         s.push_str(&format!("  … and {} more failed\n", t.failed.len() - 5));
     }
+    // A partial sidecar's sum is a lower bound: no difference until every id is known.
+    let (total, difference) = if t.pending == 0 && t.failed.is_empty() {
+        (usd(r.sidecar_total), usd(r.sidecar_total - r.inline_total))
+    } else {
+        (
+            format!("at least {}", usd(r.sidecar_total)),
+            "not known until every id is looked up".to_owned(),
+        )
+    };
     s.push_str(&format!(
-        "  total_cost from /generation: {} ({} ids); inline usage.cost: {}; difference: {}\n",
-        usd(r.sidecar_total),
+        "  total_cost from /generation: {total} ({} ids); inline usage.cost: {}; difference: \
+         {difference}\n",
         r.sidecar_ids,
         usd(r.inline_total),
-        usd(r.sidecar_total - r.inline_total)
     ));
     if r.sidecar_without_cost > 0 {
         s.push_str(&format!(
@@ -117,4 +134,18 @@ pub fn summary(r: &CostsReport, out: &str) -> String {
         ));
     }
     s
+}
+
+/// The command to rerun: as typed (so `--base-url`, `--api-key-env` and every flag that
+/// changes the target stay), or `orbatch costs OUT` when not run from the command line.
+fn rerun_hint(out: &str) -> String {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.first().map(String::as_str) == Some("costs") {
+        crate::rerun::hint(&args)
+    } else {
+        crate::text::shell_line(["orbatch", "costs", out])
+    }
 }

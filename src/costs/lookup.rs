@@ -34,6 +34,10 @@ pub enum Step {
     },
     /// 401/403: the key was refused; no lookup can succeed.
     Refused(String),
+    /// A 404 that does not say the generation is unknown (no body, HTML, `Not Found`): the
+    /// server may not serve `/generation` at all. "Not yet" until the grace has passed with
+    /// nothing found.
+    NoEndpoint(String),
     /// Anything else: this id cannot be looked up in this run.
     Failed(String),
 }
@@ -44,7 +48,10 @@ impl Step {
         match self {
             Step::Found(_) => "found",
             Step::NotYet => "not yet (404)",
-            Step::Retry { reason, .. } | Step::Refused(reason) | Step::Failed(reason) => reason,
+            Step::Retry { reason, .. }
+            | Step::Refused(reason)
+            | Step::Failed(reason)
+            | Step::NoEndpoint(reason) => reason,
         }
     }
 }
@@ -72,7 +79,14 @@ pub fn classify(id: &str, answer: Result<GetResponse, Failure>) -> Step {
     };
     match resp.status {
         200 => found(id, &resp.body),
-        404 => Step::NotYet,
+        // OpenRouter's "not yet": `{"error":{"message":"Generation gen-… not found"}}`.
+        404 if resp
+            .error()
+            .is_some_and(|e| e.message.to_ascii_lowercase().contains("generation")) =>
+        {
+            Step::NotYet
+        }
+        404 => Step::NoEndpoint(message()),
         401 | 403 => Step::Refused(message()),
         408 | 429 | 500..=599 => Step::Retry {
             after: resp.retry_after,
@@ -119,6 +133,9 @@ pub struct Plan {
     pub schedule: Schedule,
     /// No lookup starts after this; ids still unknown then stay pending.
     pub deadline: Instant,
+    /// How long 404s that do not name a generation are taken for "not yet" while nothing
+    /// has been found, before the server is taken not to serve `/generation`.
+    pub grace: Duration,
 }
 
 /// How the lookups of one run ended.
@@ -134,6 +151,8 @@ pub struct Tally {
     pub failed: Vec<(String, String)>,
     /// The key was refused (401/403), with the server's message.
     pub refused: Option<String>,
+    /// The server seems not to serve `/generation` (see [`Step::NoEndpoint`]).
+    pub no_endpoint: Option<String>,
     pub interrupted: bool,
 }
 
@@ -241,6 +260,7 @@ pub async fn look_up_all(
     mut watch: impl FnMut(Status),
 ) -> std::io::Result<Tally> {
     let mut tally = Tally::default();
+    let started = Instant::now();
     let mut queue = Queue::new(ids, Instant::now());
     let mut inflight = FuturesUnordered::new();
     // Retry-After from the server pauses every lookup until then.
@@ -273,6 +293,14 @@ pub async fn look_up_all(
                         tally.found += 1;
                     }
                     Step::NotYet => again(&mut queue, &mut tally, &plan, due, None, None),
+                    Step::NoEndpoint(message)
+                        if tally.found == 0 && started.elapsed() >= plan.grace =>
+                    {
+                        tally.no_endpoint = Some(message);
+                        tally.pending += 1;
+                        break;
+                    }
+                    Step::NoEndpoint(_) => again(&mut queue, &mut tally, &plan, due, None, None),
                     Step::Retry { after, reason } => {
                         if let Some(after) = after {
                             not_before = not_before.max(Instant::now() + after);
@@ -368,7 +396,17 @@ mod tests {
             classify("gen-1", resp(200, Value::Null)),
             Step::Failed(_)
         ));
-        assert_eq!(classify("gen-1", resp(404, Value::Null)), Step::NotYet);
+        let not_yet = json!({"error": {"message": "Generation gen-1 not found", "code": 404}});
+        assert_eq!(classify("gen-1", resp(404, not_yet)), Step::NotYet);
+        // A 404 that names no generation: perhaps no `/generation` at all.
+        assert_eq!(
+            classify("gen-1", resp(404, Value::Null)),
+            Step::NoEndpoint("HTTP 404".into())
+        );
+        assert_eq!(
+            classify("gen-1", resp(404, json!({"detail": "Not Found"}))),
+            Step::NoEndpoint("HTTP 404".into())
+        );
         let refused = classify(
             "gen-1",
             resp(401, json!({"error": {"message": "No auth", "code": 401}})),

@@ -119,6 +119,7 @@ pub async fn run(
         concurrency: config.concurrency,
         schedule: config.schedule,
         deadline: tokio::time::Instant::now() + config.wait,
+        grace: generation_grace(),
     };
     let tally = lookup::look_up_all(
         client,
@@ -169,6 +170,17 @@ pub fn exact_sum(values: &[f64]) -> f64 {
         sum = t;
     }
     sum + carry
+}
+
+/// How long `costs` takes bare 404s for "not yet" before it says the server may not serve
+/// `/generation` (30 s; `ORBATCH_GENERATION_GRACE_MS` changes it, for tests).
+pub const GENERATION_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub(crate) fn generation_grace() -> std::time::Duration {
+    std::env::var("ORBATCH_GENERATION_GRACE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(GENERATION_GRACE, std::time::Duration::from_millis)
 }
 
 #[cfg(test)]

@@ -229,3 +229,81 @@ async fn https_to_a_plain_http_server_is_a_configuration_error() {
         done.stderr
     );
 }
+
+/// `costs` against a server without `/generation`: after a short grace of bare 404s, it says
+/// the server may not serve it and stops (exit 1, ids pending), instead of waiting out
+/// `--wait`; its rerun hint keeps `--base-url`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_against_a_server_without_generation_stops_after_a_grace() {
+    let env = Env::with(MockConfig {
+        without: vec!["generation".into()],
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("g.jsonl", &["one", "two"]);
+    env.run()
+        .input(&input)
+        .args(&["-m", "m/a", "-q"])
+        .output()
+        .await
+        .code(0);
+    let out = env.path("g.out.jsonl");
+    let url = env.mock.base_url();
+    let started = std::time::Instant::now();
+    let done = Cmd::new(&["costs", out.to_str().unwrap(), "--wait", "10m"])
+        .base_url(&url)
+        .env("ORBATCH_COSTS_BACKOFF_MS", "50")
+        .env("ORBATCH_GENERATION_GRACE_MS", "300")
+        .output()
+        .await;
+    done.code(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "waited out --wait"
+    );
+    assert!(
+        done.stderr
+            .contains("this server may not serve /generation"),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("still pending 2"), "{}", done.stderr);
+    assert!(
+        !done
+            .stderr
+            .contains("OpenRouter does not know every generation yet"),
+        "{}",
+        done.stderr
+    );
+    // No difference from a partial sidecar (it would be negative here).
+    assert!(
+        done.stderr
+            .contains("difference: not known until every id is looked up"),
+        "{}",
+        done.stderr
+    );
+    // Once a server has /generation, the pending ids' rerun hint keeps the target.
+    let env2 = Env::with(MockConfig {
+        generation_delay_ms: 60_000,
+        ..MockConfig::default()
+    })
+    .await;
+    env2.run()
+        .input(&input)
+        .args(&["-m", "m/a", "-q", "--fresh"])
+        .output()
+        .await
+        .code(0);
+    let url2 = env2.mock.base_url();
+    let done = Cmd::new(&["costs", input.with_extension("out.jsonl").to_str().unwrap()])
+        .args(&["--wait", "0"])
+        .base_url(&url2)
+        .output()
+        .await;
+    done.code(1);
+    assert!(
+        done.stderr.contains(&format!("--base-url {url2}")),
+        "the rerun hint keeps the target: {}",
+        done.stderr
+    );
+}

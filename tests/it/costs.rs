@@ -141,9 +141,10 @@ async fn ids_still_unknown_when_the_wait_ends_stay_pending_until_a_rerun() {
         early.stderr
     );
     assert!(
-        early
-            .stderr
-            .contains(&format!("rerun `orbatch costs {}` later", out.display())),
+        early.stderr.contains(&format!(
+            "rerun `orbatch costs {} --base-url",
+            out.display()
+        )),
         "{}",
         early.stderr
     );
