@@ -199,6 +199,11 @@ pub struct ApiArgs {
     /// The environment variable holding the API key [default: OPENROUTER_API_KEY].
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,
+
+    /// An extra request header, 'Name: value' (repeatable), for proxies and gateways; never
+    /// logged. Authorization is refused: the key comes from the environment only.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
 }
 
 /// Where the key is read from unless `--api-key-env` says otherwise.

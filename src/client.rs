@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::api::error::{ApiError, parse_limit_reset, parse_retry_after};
 use futures::StreamExt;
@@ -51,6 +51,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     pub app_url: Option<String>,
     pub app_title: Option<String>,
+    /// `-H` headers (values marked sensitive: `Debug` does not show them).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// The outcome of one attempt.
@@ -111,6 +113,9 @@ impl Client {
             let v = header_value(title, "--app-title")?;
             headers.insert("X-OpenRouter-Title", v.clone());
             headers.insert("X-Title", v);
+        }
+        for (name, value) in &config.headers {
+            headers.insert(name.clone(), value.clone());
         }
         let http = reqwest::Client::builder()
             .user_agent(user_agent())
@@ -444,6 +449,11 @@ mod tests {
             timeout: Duration::from_secs(1),
             app_url: None,
             app_title: None,
+            headers: vec![(HeaderName::from_static("x-api-key"), {
+                let mut v = HeaderValue::from_static("HEADERSECRET");
+                v.set_sensitive(true);
+                v
+            })],
         };
         assert!(!format!("{cfg:?}").contains("SECRET"));
         let client = Client::new(&cfg).unwrap();

@@ -35,15 +35,19 @@ impl Connection {
         options: ClientOptions,
         mock_config: MockConfig,
     ) -> anyhow::Result<Connection> {
-        let (mock, base_url, key) = match target {
+        let (mock, base_url, key, headers) = match target {
             Target::Mock => {
                 let server =
                     MockServer::start(mock_config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
                         .await?;
                 let url = server.base_url();
-                (Some(server), url, Some(ApiKey::new(MOCK_KEY)))
+                (Some(server), url, Some(ApiKey::new(MOCK_KEY)), Vec::new())
             }
-            Target::Remote { base_url, key } => (None, base_url.clone(), key.clone()),
+            Target::Remote {
+                base_url,
+                key,
+                headers,
+            } => (None, base_url.clone(), key.clone(), headers.clone()),
         };
         let client = Client::new(&ClientConfig {
             base_url,
@@ -51,6 +55,7 @@ impl Connection {
             timeout: options.timeout.unwrap_or(DEFAULT_TIMEOUT),
             app_url: options.app_url,
             app_title: options.app_title,
+            headers,
         })?;
         Ok(Connection { client, mock })
     }

@@ -49,6 +49,8 @@ pub struct JobFile {
     pub params: Option<Map<String, Value>>,
     /// How `orbatch score` (and `run`, as it goes) scores the answers.
     pub score: Option<ScoreTable>,
+    /// Extra request headers, as `-H` (`[headers]` with `Name = "value"`).
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The job file's `[score]` table: the same names as `orbatch score`'s flags.

@@ -5,6 +5,7 @@
 //! here; nothing downstream sees clap or raw strings.
 
 pub mod given;
+mod headers;
 pub mod job_file;
 #[cfg(test)]
 mod tests;
@@ -36,10 +37,11 @@ pub enum Target {
     /// The built-in mock server, started in-process (`--mock`).
     Mock,
     /// A real API. `key` is `None` only for commands that work without one (the catalogue
-    /// is public); `run` always has one.
+    /// is public); `run` always has one. `headers`: `-H` and the job's `[headers]`.
     Remote {
         base_url: String,
         key: Option<ApiKey>,
+        headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
     },
 }
 
@@ -461,9 +463,17 @@ pub fn resolve_target(
             "expected an http:// or https:// URL",
         ));
     }
+    if base_url.value.contains(['?', '#']) {
+        return Err(base_url.error(
+            format!("{:?}", base_url.value),
+            "the API root takes no query string or fragment (paths such as /chat/completions \
+             are added to it)",
+        ));
+    }
     Ok(Target::Remote {
         base_url: base_url.value,
         key,
+        headers: headers::parse(&api.headers, job)?,
     })
 }
 

@@ -91,6 +91,11 @@ pub struct MockConfig {
     #[arg(long)]
     pub require_key: Option<String>,
 
+    /// Answer inference requests 401 unless they carry this header, 'Name: value' (a
+    /// gateway's own key, as LiteLLM or Portkey want it).
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub require_header: Option<String>,
+
     /// Answer as most OpenAI-compatible servers do (LiteLLM, vLLM, llama.cpp): `usage` has
     /// tokens but no `cost`, `cost_details` or `is_byok`.
     #[arg(long)]
@@ -129,6 +134,7 @@ impl Default for MockConfig {
             generation_delay_ms: 0,
             keep_generations: 100_000,
             require_key: None,
+            require_header: None,
             no_cost: false,
             usage_only_if_asked: false,
             without: Vec::new(),

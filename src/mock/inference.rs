@@ -118,7 +118,9 @@ fn police(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Ctx, Response> {
-    if !authorized(&state.config.require_key, headers) {
+    if !authorized(&state.config.require_key, headers)
+        || !has_header(state.config.require_header.as_deref(), headers)
+    {
         return Err(faults::unauthorized());
     }
     let req = answer::parse(endpoint, body).map_err(|m| faults::bad_request(&m))?;
@@ -169,6 +171,17 @@ fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// Whether `headers` has `required` ('Name: value'), or nothing is required.
+fn has_header(required: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some((name, value)) = required.and_then(|r| r.split_once(':')) else {
+        return true;
+    };
+    headers
+        .get(name.trim())
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == value.trim())
 }
 
 /// `Authorization: Bearer <non-empty>`, equal to `require_key` when that is set.

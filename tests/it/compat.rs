@@ -307,3 +307,72 @@ async fn costs_against_a_server_without_generation_stops_after_a_grace() {
         done.stderr
     );
 }
+
+/// `-H` (and the job file's `[headers]`) reach every request; a gateway that needs its own
+/// header refuses without it; the value never shows in logs; `Authorization` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_headers_are_sent_and_never_shown() {
+    let env = Env::with(MockConfig {
+        require_header: Some("X-Gateway-Key: gw-SECRETVALUE".into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("h.jsonl", &["one", "two"]);
+    let without = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "-q", "-o"])
+        .arg(env.path("no.jsonl").to_str().unwrap())
+        .output()
+        .await;
+    without.code(3);
+    let with = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "-vvv", "-H", "X-Gateway-Key: gw-SECRETVALUE"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .await;
+    with.code(0);
+    assert!(!with.stderr.contains("SECRETVALUE"), "{}", with.stderr);
+    assert!(!with.stdout.contains("SECRETVALUE"));
+    let out = std::fs::read_to_string(env.path("h.out.jsonl")).unwrap();
+    assert!(!out.contains("SECRETVALUE"));
+    // From a job file too.
+    let job = env.write(
+        "h.toml",
+        "input = \"h.jsonl\"\noutput = \"h2.jsonl\"\nmodels = [\"m/a\"]\n[headers]\n\"X-Gateway-Key\" = \"gw-SECRETVALUE\"\n",
+    );
+    env.run()
+        .arg(job.to_str().unwrap())
+        .arg("-q")
+        .output()
+        .await
+        .code(0);
+    // The key comes from the environment only.
+    let refused = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "-H", "Authorization: Bearer sk-other"])
+        .output()
+        .await;
+    refused.code(2);
+    assert!(
+        refused.stderr.contains("orbatch sets Authorization itself"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("sk-other"), "{}", refused.stderr);
+    // A query string in the base URL is refused at start.
+    let q = Cmd::new(&["run", "-m", "m/a"])
+        .input(&input)
+        .base_url(&format!("{}?x=1", env.mock.base_url()))
+        .output()
+        .await;
+    q.code(2);
+    assert!(
+        q.stderr.contains("no query string or fragment"),
+        "{}",
+        q.stderr
+    );
+}
