@@ -55,6 +55,26 @@ impl Catalog {
         Catalog { models, by_id }
     }
 
+    /// Up to three ids that look like `id` (a typo, a missing author, another version), the
+    /// closest first: the suggestions for a model id `/models` does not list.
+    pub fn close_to(&self, id: &str) -> Vec<&str> {
+        let wanted = id.to_ascii_lowercase();
+        let slug = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+        let mut scored: Vec<(usize, &str)> = self
+            .models
+            .iter()
+            .map(|m| {
+                let other = m.id.to_ascii_lowercase();
+                let d = edit_distance(&wanted, &other)
+                    .min(edit_distance(&slug(&wanted), &slug(&other)));
+                (d, m.id.as_str())
+            })
+            .filter(|(d, _)| *d <= (wanted.len() / 3).max(2))
+            .collect();
+        scored.sort();
+        scored.into_iter().take(3).map(|(_, id)| id).collect()
+    }
+
     /// A model by id; a `:variant` suffix falls back to the base id's entry.
     pub fn get(&self, id: &str) -> Option<&ModelInfo> {
         self.by_id
@@ -202,9 +222,52 @@ async fn get_ok(client: &Client, path: &str) -> Result<GetResponse, Failure> {
     Ok(resp)
 }
 
+/// Levenshtein distance over chars (ids are short: a row of 80 cells is plenty).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_ids_are_suggested_for_an_unknown_one() {
+        let ids = [
+            "openai/gpt-4o-mini",
+            "openai/gpt-4o",
+            "anthropic/claude-3.5-haiku",
+            "x/y",
+        ];
+        let data: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
+        let c = Catalog::from_json(&json!({ "data": data })).unwrap();
+        assert_eq!(
+            c.close_to("openai/gpt-4o-mimi"),
+            ["openai/gpt-4o-mini", "openai/gpt-4o"]
+        );
+        // Without the author, the slug still matches.
+        assert_eq!(
+            c.close_to("claude-3.5-haiku")[0],
+            "anthropic/claude-3.5-haiku"
+        );
+        assert!(c.close_to("something/else-entirely").is_empty());
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
     use serde_json::json;
 
     #[test]

@@ -31,6 +31,9 @@ pub struct ModelPlan {
     /// Estimated cost of the prompts alone, and with every completion at its bound.
     pub prompt_cost: Option<f64>,
     pub max_cost: Option<f64>,
+    /// Not a model id `/models` lists, and the ids that look like it.
+    pub unknown: bool,
+    pub suggestions: Vec<String>,
 }
 
 /// The whole plan.
@@ -67,6 +70,14 @@ impl Plan {
     /// Attach prices from the catalogue.
     pub fn price(&mut self, catalog: &Catalog) {
         for (id, m) in &mut self.models {
+            if catalog.get(id).is_none() {
+                m.suggestions = catalog
+                    .close_to(id)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                m.unknown = true;
+            }
             if let Some(p) = catalog.get(id).and_then(|i| i.pricing) {
                 m.prompt_cost = Some(
                     p.cost(m.prompt_tokens, 0) + p.request * (m.requests as f64 - 1.0).max(0.0),
@@ -91,10 +102,19 @@ impl Plan {
     /// Warnings: the estimate against `--max-cost` and the key's remaining credit.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
+        for (id, m) in self.models.iter().filter(|(_, m)| m.unknown) {
+            let hint = match m.suggestions.as_slice() {
+                [] => "; `orbatch models --search …` lists the ids".to_owned(),
+                s => format!("; did you mean {}?", s.join(", ")),
+            };
+            w.push(format!(
+                "{id} is not a model in /models (unknown model id; the total leaves it out){hint}"
+            ));
+        }
         let unpriced: Vec<&str> = self
             .models
             .iter()
-            .filter(|(_, m)| m.max_cost.is_none())
+            .filter(|(_, m)| m.max_cost.is_none() && !m.unknown)
             .map(|(id, _)| id.as_str())
             .collect();
         if !unpriced.is_empty() {
@@ -294,7 +314,10 @@ mod tests {
         assert_eq!(plan.models["b"].unbounded, 1);
         assert_eq!(plan.total_max_cost(), None, "b has no price");
         let w = plan.warnings().join("\n");
-        assert!(w.contains("no price in /models for b"), "{w}");
+        assert!(
+            w.contains("b is not a model in /models (unknown model id; the total leaves it out); did you mean a?"),
+            "{w}"
+        );
         assert!(w.contains("max_tokens"), "{w}");
         assert!(w.contains("--max-cost"), "{w}");
         let table = plan.render();

@@ -40,7 +40,9 @@ async fn plan_estimates_and_prices_without_sending_a_prompt() {
     assert!(out.contains("remaining"), "{out}");
     let err = &done.stderr;
     assert!(
-        err.contains("no price in /models for mock/unpriced"),
+        err.contains(
+            "mock/unpriced is not a model in /models (unknown model id; the total leaves it out)"
+        ),
         "{err}"
     );
     assert!(err.contains("exceeds --max-cost"), "{err}");
@@ -105,4 +107,24 @@ async fn plan_counts_only_what_a_rerun_would_send() {
         done.stdout
     );
     assert_eq!(env.stats().requests, 3, "plan sends nothing");
+}
+
+/// A model id `/models` does not list is named, with the ids that look like it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_model_id_is_named_with_close_matches() {
+    let env = Env::new().await;
+    let input = env.jsonl("u.jsonl", &["one"]);
+    let done = Cmd::new(&["plan", "-m", "openai/gpt-4o-mimi"])
+        .input(&input)
+        .base_url(&env.mock.base_url())
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains(
+            "warning: openai/gpt-4o-mimi is not a model in /models (unknown model id; the total leaves it out); did you mean openai/gpt-4o-mini"
+        ),
+        "{}",
+        done.stderr
+    );
 }
