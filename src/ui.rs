@@ -124,6 +124,9 @@ pub struct Bar {
     started: Instant,
     skipped: u64,
     rate: Option<Arc<Pacer>>,
+    /// The columns the message may take, and when the terminal was last asked.
+    width: Option<usize>,
+    width_asked: Option<Instant>,
 }
 
 impl Bar {
@@ -133,7 +136,26 @@ impl Bar {
             started: Instant::now(),
             skipped: 0,
             rate: None,
+            width: None,
+            width_asked: None,
         }
+    }
+}
+
+impl Bar {
+    /// The terminal's width less the bar's other fields (the spinner, elapsed time, a short
+    /// bar and pos/len take about 30 columns), asked at most once a second.
+    fn message_width(&mut self) -> Option<usize> {
+        if self
+            .width_asked
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.width_asked = Some(Instant::now());
+            self.width = comfy_table::Table::new()
+                .width()
+                .map(|w| usize::from(w).saturating_sub(30));
+        }
+        self.width
     }
 }
 
@@ -164,6 +186,7 @@ impl Progress for Bar {
         let limits = Limits {
             rate: self.rate.as_ref().and_then(|r| r.rate()),
             in_flight: self.rate.as_ref().and_then(|r| r.in_flight().reduced()),
+            width: self.message_width(),
         };
         self.bar
             .set_message(status(t, self.started.elapsed(), remaining, limits));
@@ -182,6 +205,8 @@ struct Limits {
     rate: Option<f64>,
     /// The reduced number of requests in flight.
     in_flight: Option<usize>,
+    /// Columns the message may take (the terminal's, less the bar's other fields).
+    width: Option<usize>,
 }
 
 /// The bar's message: `ok 12 err 1 · 3.4 req/s · 1234 tok · $0.01 · ETA 5.0s`.
@@ -207,14 +232,48 @@ fn status(t: &Tally, elapsed: Duration, remaining: u64, limits: Limits) -> Strin
     } else {
         String::new()
     };
-    format!(
-        "ok {} err {}{retried} · {:.1} req/s{limit} · {} tok · {} · ETA {eta}",
-        t.ok,
-        t.failed,
-        rate,
-        t.prompt_tokens + t.completion_tokens,
-        t.spend()
-    )
+    // In the order shown, each with the rank at which it is dropped to fit a narrow
+    // terminal (lowest first): counts, spend and ETA stay longest.
+    let parts = [
+        (9, format!("ok {} err {}", t.ok, t.failed)),
+        (4, retried.trim_start_matches(" · ").to_owned()),
+        (3, format!("{rate:.1} req/s{limit}")),
+        (1, format!("{} tok", t.prompt_tokens + t.completion_tokens)),
+        (6, t.spend()),
+        (5, format!("ETA {eta}")),
+    ];
+    fit(&parts, limits.width)
+}
+
+/// `parts` joined with ` · `, leaving out the lowest-ranked ones until the line is at most
+/// `width` characters (all of them without a width). A limit annotation is dropped from its
+/// part before the part itself.
+fn fit(parts: &[(u8, String)], width: Option<usize>) -> String {
+    let join = |keep: &dyn Fn(u8) -> bool| {
+        parts
+            .iter()
+            .filter(|(rank, text)| keep(*rank) && !text.is_empty())
+            .map(|(_, text)| text.as_str())
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let Some(width) = width else {
+        return join(&|_| true);
+    };
+    let mut ranks: Vec<u8> = parts.iter().map(|(r, _)| *r).collect();
+    ranks.sort_unstable();
+    let mut dropped_below = 0;
+    loop {
+        let line = join(&|r| r >= dropped_below);
+        if line.chars().count() <= width || dropped_below > ranks[ranks.len() - 1] {
+            return line;
+        }
+        // Drop the lowest rank still shown (never the last one).
+        match ranks.iter().find(|r| **r >= dropped_below) {
+            Some(&r) if ranks.iter().filter(|x| **x > r).count() > 0 => dropped_below = r + 1,
+            _ => return line,
+        }
+    }
 }
 
 /// `retried 22 attempts: transient 18, rate_limited 4`: the extra attempts by cause, most
@@ -478,6 +537,7 @@ mod tests {
         let limits = Limits {
             rate: Some(12.5),
             in_flight: Some(6),
+            width: None,
         };
         bar.set_message(status(&tally, Duration::from_secs(50), 750, limits));
         bar.force_draw();
@@ -505,6 +565,48 @@ mod tests {
         };
         let line = status(&partial, Duration::from_secs(1), 0, limits);
         assert!(line.contains("\u{2265} $0.003000"), "{line}");
+    }
+
+    /// On a narrow terminal the message drops its least useful parts (tokens first, then the
+    /// rate) instead of wrapping; counts, spend and ETA stay.
+    #[test]
+    fn the_bar_message_fits_a_narrow_terminal() {
+        let t = Tally {
+            ok: 240,
+            failed: 10,
+            prompt_tokens: 12_000,
+            completion_tokens: 3_456,
+            cost: 0.0421,
+            ..Tally::default()
+        };
+        let at = |width| {
+            status(
+                &t,
+                Duration::from_secs(50),
+                750,
+                Limits {
+                    rate: Some(12.5),
+                    in_flight: None,
+                    width,
+                },
+            )
+        };
+        let full = at(None);
+        assert_eq!(
+            full,
+            "ok 240 err 10 · 5.0 req/s (server limit learnt: 12.5/s) · 15456 tok · $0.042100 · ETA 2m30s"
+        );
+        assert_eq!(at(Some(200)), full);
+        // A 70-column terminal.
+        let narrow = at(Some(70 - 30));
+        assert_eq!(narrow, "ok 240 err 10 · $0.042100 · ETA 2m30s");
+        let mid = at(Some(80));
+        assert_eq!(
+            mid,
+            "ok 240 err 10 · 5.0 req/s (server limit learnt: 12.5/s) · $0.042100 · ETA 2m30s"
+        );
+        // Never less than the counts.
+        assert_eq!(at(Some(3)), "ok 240 err 10");
     }
 
     #[test]
