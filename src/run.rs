@@ -1,6 +1,7 @@
 //! `orbatch run`: validate the input, open (and resume) the output, then feed requests to
 //! the pool and records to the writer until the input runs out or the run is stopped.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,9 @@ use crate::client::Client;
 use crate::config::{RunConfig, Target};
 use crate::connect::{ClientOptions, Connection};
 use crate::exit::{Exit, Failure, UsageError};
-use crate::job::{Input, Request, RequestKeys};
+use crate::hash::hash64;
+use crate::job::rows::each_row;
+use crate::job::{Input, InputSource, Request, RequestKeys};
 use crate::limit::Pacer;
 use crate::mock::MockConfig;
 use crate::output::resume::{self, Opened, ReadAhead};
@@ -103,6 +106,41 @@ fn demo_mock_config() -> MockConfig {
     }
 }
 
+/// For `--mock` with a `[score]` table: each prompt's expected value, keyed as the mock
+/// reads prompts, so that the in-process mock answers them right or wrong at a per-model
+/// accuracy (the evaluation demo has something to measure). Reads the input twice more; only
+/// a file input (stdin cannot be read again).
+fn oracle(input: &Input, config: &RunConfig) -> Option<HashMap<u64, String>> {
+    let score = config.score.as_ref()?;
+    if !matches!(config.target, Target::Mock) || config.input.source == InputSource::Stdin {
+        return None;
+    }
+    let mut expected = HashMap::new();
+    each_row(&config.input, |row| {
+        let value = match row.fields.get(&score.expected) {
+            None | Some(serde_json::Value::Null) => return,
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        expected.insert(row.id.to_owned(), value);
+    })
+    .ok()?;
+    let mut oracle = HashMap::new();
+    for req in input.requests().ok()? {
+        let Ok(req) = req else { break };
+        let Some(value) = expected.get(&req.id) else {
+            continue;
+        };
+        let Ok(body) = serde_json::to_vec(&req.body) else {
+            continue;
+        };
+        if let Ok(prompted) = crate::mock::answer::parse(req.endpoint, &body) {
+            oracle.insert(hash64(prompted.prompt.as_bytes()), value.clone());
+        }
+    }
+    Some(oracle)
+}
+
 /// Run a job. Problems found before anything is sent (bad input, unusable output, not enough
 /// open files) come back as `Err(UsageError)`; once something was sent, every failure (the
 /// input changed, the output could not be written, a task panicked) is in the summary, after
@@ -116,7 +154,8 @@ pub async fn run(
     fds::ensure(config.concurrency, matches!(config.target, Target::Mock))?;
     let (input, keys, ahead) = validate_input(&config).await?;
     let opened = open_output(&config, ahead).await?;
-    let connection = connect(&config).await?;
+    let oracle = oracle(&input, &config);
+    let connection = connect(&config, oracle).await?;
     let budget = budget(&config, &connection.client, opened.prior.spent).await?;
     let pool = start_pool(&config, connection.client.clone(), budget);
     let on_interrupt = stop_on_interrupt(&pool.pool, interrupt);
@@ -187,13 +226,20 @@ async fn open_output(config: &RunConfig, ahead: Option<ReadAhead>) -> Result<Ope
 }
 
 /// Where to send: the API, or the in-process mock.
-async fn connect(config: &RunConfig) -> Result<Connection, Failure> {
+async fn connect(
+    config: &RunConfig,
+    oracle: Option<HashMap<u64, String>>,
+) -> Result<Connection, Failure> {
     let options = ClientOptions {
         timeout: Some(config.timeout),
         app_url: config.app_url.clone(),
         app_title: config.app_title.clone(),
     };
-    let connection = Connection::open(&config.target, options, demo_mock_config())
+    let mock = MockConfig {
+        oracle: oracle.map(Arc::new),
+        ..demo_mock_config()
+    };
+    let connection = Connection::open(&config.target, options, mock)
         .await
         .map_err(|e| UsageError::new(e.to_string()))?;
     Ok(connection)

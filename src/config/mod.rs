@@ -71,6 +71,9 @@ pub struct RunConfig {
     pub app_url: Option<String>,
     pub app_title: Option<String>,
     pub quiet: bool,
+    /// The job file's `[score]` table, checked (a bad scorer is refused before anything is
+    /// sent); with `--mock`, the mock answers its expected values (the evaluation demo).
+    pub score: Option<ScoreSettings>,
 }
 
 /// How answers are scored: from `orbatch score`'s flags or the job file's `[score]` table.
@@ -151,9 +154,9 @@ impl RunConfig {
         key: Key,
     ) -> Result<RunConfig, UsageError> {
         let s = Sources { args, job };
-        // A bad [score] table is refused before anything is sent, though `run` does not
-        // score as it goes yet (`orbatch score` reads the same table).
-        ScoreSettings::from_job(job)?;
+        // A bad [score] table is refused before anything is sent (`orbatch score` reads the
+        // same table).
+        let score = ScoreSettings::from_job(job)?;
         let input = s.input()?;
         let output = s.output(&input.source)?;
         let pace = s.pace()?;
@@ -175,6 +178,7 @@ impl RunConfig {
             app_url: args.app_url.clone().or(job.file.app_url.clone()),
             app_title: args.app_title.clone().or(job.file.app_title.clone()),
             quiet: args.verbosity.quiet,
+            score,
             input,
         })
     }

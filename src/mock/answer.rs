@@ -116,6 +116,24 @@ const VOCAB: &[&str] = &[
 ];
 
 /// The full answer for (model, prompt), as words (completion tokens = number of words).
+/// How often `model` gives the expected answer of an oracle prompt: 0.50 to 0.95, a fixed
+/// function of the id (so two models differ, and every run agrees).
+pub fn accuracy(model: &str) -> f64 {
+    0.5 + 0.45 * (crate::hash::hash64(model.as_bytes()) % 1000) as f64 / 1000.0
+}
+
+/// The answer to an oracle prompt whose expected value is `expected`: that value, or a wrong
+/// one, decided by a hash of (model, prompt) against [`accuracy`].
+pub fn oracle_words(model: &str, prompt: &str, expected: &str) -> Vec<String> {
+    let draw = (crate::hash::key64(prompt, model) % 10_000) as f64 / 10_000.0;
+    let text = if draw < accuracy(model) {
+        expected.to_owned()
+    } else {
+        "I am not sure.".to_owned()
+    };
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
 pub fn answer_words(model: &str, prompt: &str) -> Vec<String> {
     let hash = crate::hash::key64(prompt, model);
     let mut words = vec![

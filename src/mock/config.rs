@@ -96,6 +96,13 @@ pub struct MockConfig {
     #[arg(long, value_name = "NAME: VALUE")]
     pub require_header: Option<String>,
 
+    /// The expected answer of each prompt (by the hash of its text as the mock reads it):
+    /// such a prompt is answered with exactly that value, or a wrong one, deterministically,
+    /// at a per-model accuracy (see [`super::answer::accuracy`]). Set by `run --mock` for a
+    /// job with a `[score]` table, so the evaluation demo has something to measure.
+    #[arg(skip)]
+    pub oracle: Option<std::sync::Arc<std::collections::HashMap<u64, String>>>,
+
     /// Answer as most OpenAI-compatible servers do (LiteLLM, vLLM, llama.cpp): `usage` has
     /// tokens but no `cost`, `cost_details` or `is_byok`.
     #[arg(long)]
@@ -135,6 +142,7 @@ impl Default for MockConfig {
             keep_generations: 100_000,
             require_key: None,
             require_header: None,
+            oracle: None,
             no_cost: false,
             usage_only_if_asked: false,
             without: Vec::new(),

@@ -390,7 +390,16 @@ pub async fn sleep(d: Duration) {
 /// Decide what the answer contains for `ctx` (issues the generation id).
 pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
     let req = &ctx.req;
-    let full = answer::answer_words(&req.model, &req.prompt);
+    let oracle = ctx
+        .state
+        .config
+        .oracle
+        .as_ref()
+        .and_then(|o| o.get(&crate::hash::hash64(req.prompt.as_bytes())));
+    let full = match oracle {
+        Some(expected) => answer::oracle_words(&req.model, &req.prompt, expected),
+        None => answer::answer_words(&req.model, &req.prompt),
+    };
     let (words, hit_limit) = answer::limited(full, req.max_tokens);
     let normal = if hit_limit { "length" } else { "stop" };
     let half = |w: Vec<String>| {

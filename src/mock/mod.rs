@@ -6,7 +6,7 @@
 //! `stream`), `GET /generation`, `GET /models`, `GET /key` (and `/auth/key`), and the test hook
 //! `GET /_mock/stats`.
 
-mod answer;
+pub(crate) mod answer;
 mod chat;
 mod config;
 mod directives;

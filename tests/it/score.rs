@@ -277,3 +277,74 @@ async fn bad_scorer_specs_and_inputs_exit_2() {
     assert!(done.stderr.contains("missing.csv"), "{}", done.stderr);
     assert!(!env.path("q.out.scores.jsonl").exists());
 }
+
+/// The evaluation demo of the README, end to end with the mock: `run jobs/eval.toml --mock`
+/// (the mock answers each row's expected value at a per-model rate), `score --job`, `report`,
+/// `export`. The accuracies are what the records say, the models differ, every row is scored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eval_demo_runs_end_to_end() {
+    let env = Env::new().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+    for f in ["eval.toml", "eval.csv"] {
+        std::fs::copy(root.join(f), env.path(f)).unwrap();
+    }
+    let job = env.path("eval.toml");
+    Cmd::new(&["run", job.to_str().unwrap(), "--mock", "-q"])
+        .output()
+        .await
+        .code(0);
+    let scored = Cmd::new(&["score", "--job", job.to_str().unwrap(), "-q"])
+        .output()
+        .await;
+    scored.code(0);
+    let out = env.path("eval.out.jsonl");
+    let recs = records(&out);
+    assert_eq!(recs.len(), 90);
+    let lines: Vec<Value> = std::fs::read_to_string(env.path("eval.out.scores.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 90, "every answer scored");
+    // A pass is an answer equal to the expected value (the mock gives it or "I am not sure.").
+    let mut per_model: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for l in &lines {
+        let r = recs
+            .iter()
+            .find(|r| r["id"] == l["id"] && r["model"] == l["model"])
+            .unwrap();
+        let said = r["output"].as_str().unwrap();
+        assert_eq!(
+            l["passed"].as_bool().unwrap(),
+            said != "I am not sure.",
+            "{l} for {said:?}"
+        );
+        let e = per_model
+            .entry(l["model"].as_str().unwrap().to_owned())
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(l["passed"].as_bool().unwrap());
+    }
+    let accuracies: std::collections::BTreeSet<u64> = per_model.values().map(|v| v.1).collect();
+    assert!(accuracies.len() > 1, "the models differ: {per_model:?}");
+    let report = Cmd::new(&["report", out.to_str().unwrap(), "--format", "json"])
+        .output()
+        .await;
+    report.code(0);
+    let v: Value = serde_json::from_str(&report.stdout).unwrap();
+    for m in v["scores"]["models"].as_array().unwrap() {
+        let (n, passed) = per_model[m["model"].as_str().unwrap()];
+        assert_eq!(
+            (m["scored"].as_u64(), m["passed"].as_u64()),
+            (Some(n), Some(passed))
+        );
+    }
+    assert_eq!(v["scores"]["pairs"].as_array().unwrap().len(), 3);
+    let export = Cmd::new(&["export", out.to_str().unwrap(), "-i"])
+        .arg(env.path("eval.csv").to_str().unwrap())
+        .args(&["--shape", "wide", "-q"])
+        .output()
+        .await;
+    export.code(0);
+    assert_eq!(export.stdout.lines().count(), 31, "a header and 30 rows");
+}
