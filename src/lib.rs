@@ -87,12 +87,17 @@ async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> Outcome {
     let config = RunConfig::resolve(args, &|k| std::env::var(k).ok())?;
     let quiet = config.quiet;
     let key_env = config.key_env.clone();
+    let score_config = config.score.is_some().then(|| config.clone());
     let summary = run::run(config, ui::progress(quiet), interrupt).await?;
     if !quiet {
         eprint!("{}", ui::summary(&summary, &rerun_hint()));
         if matches!(summary.stopped, Some(StopReason::Auth(_))) {
             eprintln!("  the key was read from ${key_env}");
         }
+    }
+    // A job with a [score] table: its answers are scored once the run is over.
+    if let Some(config) = score_config {
+        tokio::task::spawn_blocking(move || score::command::after_run(&config, quiet)).await?;
     }
     Ok(summary.exit())
 }

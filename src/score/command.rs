@@ -102,6 +102,39 @@ fn resolve(args: &ScoreArgs) -> Result<ScoreJob, UsageError> {
     })
 }
 
+/// After `run` of a job with a `[score]` table: score its output (as `orbatch score --job`
+/// would) and show accuracy per model on stderr. A problem here does not change how the run
+/// ended: it is said, and `orbatch score` can be run again.
+pub fn after_run(config: &crate::config::RunConfig, quiet: bool) {
+    let Some(settings) = &config.score else {
+        return;
+    };
+    let job = ScoreJob {
+        outputs: vec![config.output.clone()],
+        input: InputConfig::rows_only(
+            config.input.source.clone(),
+            config.input.format,
+            config.input.id_field.clone(),
+        ),
+        expected: settings.expected.clone(),
+        scorer: Arc::clone(&settings.scorer),
+        scorer_field: settings.scorer_field.clone(),
+    };
+    if config.input.source == InputSource::Stdin {
+        return;
+    }
+    match score(&job) {
+        Ok(summary) if !quiet => {
+            for path in &summary.written {
+                eprintln!("orbatch: scored the answers ([score]): {}", path.display());
+            }
+            eprint!("{}", table(&summary));
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("orbatch: warning: the answers were not scored: {e}"),
+    }
+}
+
 /// Accuracy per model, best first.
 fn table(summary: &ScoreSummary) -> String {
     let mut models: Vec<_> = summary.per_model.iter().collect();

@@ -289,10 +289,18 @@ async fn the_eval_demo_runs_end_to_end() {
         std::fs::copy(root.join(f), env.path(f)).unwrap();
     }
     let job = env.path("eval.toml");
-    Cmd::new(&["run", job.to_str().unwrap(), "--mock", "-q"])
+    let ran = Cmd::new(&["run", job.to_str().unwrap(), "--mock"])
         .output()
-        .await
-        .code(0);
+        .await;
+    ran.code(0);
+    // The job has a [score] table: the run scores its answers when it is over.
+    assert!(
+        ran.stderr
+            .contains("orbatch: scored the answers ([score]):"),
+        "{}",
+        ran.stderr
+    );
+    assert!(env.path("eval.out.scores.jsonl").exists());
     let scored = Cmd::new(&["score", "--job", job.to_str().unwrap(), "-q"])
         .output()
         .await;
