@@ -138,10 +138,5 @@ async fn export_command(args: cli::ExportArgs) -> Outcome {
 
 /// The command line as typed, to tell the user what to rerun.
 fn rerun_hint() -> String {
-    // `args_os`: `args` panics on an argument that is not UTF-8.
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    rerun::hint(&args)
+    rerun::hint(&rerun::typed())
 }

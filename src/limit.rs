@@ -403,19 +403,14 @@ impl State {
         self.sent.len().saturating_sub(self.refused.len()) as f64 / WINDOW.as_secs_f64()
     }
 
-    /// [`State::accepted`], when the last `WINDOW` holds enough sends to measure it; `None`
-    /// when a pause held the sends back for most of it (a rate over one send would measure
-    /// the pause, not the server: 0.1/s after a 1 s `Retry-After` made a 16-row job take 58 s).
-    /// Over a window that a pause took part of, the count is still what a window limit
-    /// counts (25 in any second is 25/s, pause or not).
-    fn accepted_measured(&mut self, now: Instant) -> Option<f64> {
-        let accepted = self.accepted(now);
-        (self.sent.len() >= MIN_SAMPLE).then_some(accepted)
-    }
-
     /// The multiplicative decrease.
     fn decrease(&mut self, now: Instant, ceiling: Option<Rate>) -> Option<f64> {
         let accepted = self.accepted(now);
+        // The accepted rate measures the server only when the window holds enough sends: a
+        // pause that held them back leaves one send, which read as 0.1/s after a 1 s
+        // `Retry-After` (a 16-row job took 58 s). Over a window that a pause took part of, the
+        // count is still what a window limit counts (25 in any second is 25/s, pause or not).
+        let measured = (self.sent.len() >= MIN_SAMPLE).then_some(accepted);
         let rate = match self.learnt {
             None => {
                 // The first 429: within the first second of sending, what was accepted is
@@ -426,7 +421,7 @@ impl State {
                     .first_send
                     .is_none_or(|t| now.duration_since(t) < WINDOW);
                 self.last_limit = None;
-                match self.accepted_measured(now) {
+                match measured {
                     Some(measured) if !young => {
                         self.provisional = false;
                         measured * DECREASE
@@ -444,7 +439,7 @@ impl State {
             Some(r) if self.provisional => {
                 self.provisional = false;
                 self.last_limit = None;
-                match self.accepted_measured(now) {
+                match measured {
                     Some(accepted) => r.min(accepted) * DECREASE,
                     None => r * DECREASE,
                 }

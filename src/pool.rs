@@ -270,15 +270,16 @@ impl Pool {
                 ids.push(id.clone());
             }
             let failure = match std::mem::replace(&mut attempt.result, Err(Failure::Timeout)) {
-                Ok(answer) if self.config.truncated_error && answer.is_cut_at_max_tokens() => {
-                    self.pacer.on_success();
-                    self.health.on_success();
-                    return Some(truncated(req, started, ids, attempts, &attempt, answer));
-                }
                 Ok(answer) => {
                     self.pacer.on_success();
                     self.health.on_success();
-                    return Some(finish(req, started, ids, attempts, &attempt, Ok(answer)));
+                    return Some(
+                        if self.config.truncated_error && answer.is_cut_at_max_tokens() {
+                            truncated(req, started, ids, attempts, &attempt, answer)
+                        } else {
+                            finish(req, started, ids, attempts, &attempt, Ok(answer))
+                        },
+                    );
                 }
                 Err(f) => f,
             };

@@ -10,6 +10,15 @@ use crate::cli::Cli;
 /// Flags of `run` that the rerun hint drops.
 const DROPPED: &[&str] = &["fresh"];
 
+/// The command line as typed, without the program name. `args_os`: `args` panics on an
+/// argument that is not UTF-8.
+pub fn typed() -> Vec<String> {
+    std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// `orbatch ARGS…` for `args` (without the program name), minus the dropped flags.
 pub fn hint(args: &[String]) -> String {
     let kept = without_dropped(args);

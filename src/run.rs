@@ -26,6 +26,7 @@ use crate::output::writer::{self, Tally};
 use crate::pool::{Pool, PoolConfig, StopReason};
 use crate::progress::Progress;
 use crate::retry::Backoff;
+use crate::score::job::expected_text;
 use crate::text::usd;
 use feed::{Fed, Feeder};
 
@@ -117,12 +118,9 @@ fn oracle(input: &Input, config: &RunConfig) -> Option<HashMap<u64, String>> {
     }
     let mut expected = HashMap::new();
     each_row(&config.input, |row| {
-        let value = match row.fields.get(&score.expected) {
-            None | Some(serde_json::Value::Null) => return,
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        };
-        expected.insert(row.id.to_owned(), value);
+        if let Some(value) = expected_text(row.fields.get(&score.expected)) {
+            expected.insert(row.id.to_owned(), value);
+        }
     })
     .ok()?;
     let mut oracle = HashMap::new();

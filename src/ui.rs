@@ -228,7 +228,7 @@ fn status(t: &Tally, elapsed: Duration, remaining: u64, limits: Limits) -> Strin
     }
     let retries: u64 = t.retried.values().sum();
     let retried = if retries > 0 {
-        format!(" · {retries} retried")
+        format!("{retries} retried")
     } else {
         String::new()
     };
@@ -236,7 +236,7 @@ fn status(t: &Tally, elapsed: Duration, remaining: u64, limits: Limits) -> Strin
     // terminal (lowest first): counts, spend and ETA stay longest.
     let parts = [
         (9, format!("ok {} err {}", t.ok, t.failed)),
-        (4, retried.trim_start_matches(" · ").to_owned()),
+        (4, retried),
         (3, format!("{rate:.1} req/s{limit}")),
         (1, format!("{} tok", t.prompt_tokens + t.completion_tokens)),
         (6, t.spend()),

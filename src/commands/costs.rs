@@ -139,10 +139,7 @@ pub fn summary(r: &CostsReport, out: &str) -> String {
 /// The command to rerun: as typed (so `--base-url`, `--api-key-env` and every flag that
 /// changes the target stay), or `orbatch costs OUT` when not run from the command line.
 fn rerun_hint(out: &str) -> String {
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = crate::rerun::typed();
     if args.first().map(String::as_str) == Some("costs") {
         crate::rerun::hint(&args)
     } else {

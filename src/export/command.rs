@@ -1,7 +1,7 @@
 //! `orbatch export` from the command line: resolve the flags, then write to `-o` (a temp file
 //! renamed into place) or to stdout (a closed pipe ends it quietly).
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use super::{ExportError, ExportJob, Format, Shape, export};
@@ -53,27 +53,15 @@ fn failure(e: ExportError) -> Failure {
     }
 }
 
-/// Export into a temporary file beside `dest`, then rename it into place.
+/// Export into `dest`, replaced whole or not at all.
 fn to_file(job: &ExportJob, dest: &Path) -> Result<super::ExportSummary, Failure> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let cannot = |e: io::Error| {
         Failure::Usage(UsageError::new(format!(
             "{}: cannot write the export: {e}",
             dest.display()
         )))
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
-    let summary = {
-        let mut w = io::BufWriter::new(tmp.as_file_mut());
-        let summary = export(job, &mut w).map_err(failure)?;
-        w.flush().map_err(cannot)?;
-        summary
-    };
-    tmp.persist(dest).map_err(|e| cannot(e.error))?;
-    Ok(summary)
+    crate::output::replace_file(dest, |w| export(job, w).map_err(failure), cannot)
 }
 
 fn resolve(args: &ExportArgs) -> Result<ExportJob, UsageError> {

@@ -58,6 +58,14 @@ pub struct InputConfig {
 }
 
 impl InputConfig {
+    /// The input's name in messages: the path as given, or `<stdin>`.
+    pub fn display_name(&self) -> String {
+        match &self.source {
+            InputSource::Path(p) => p.display().to_string(),
+            InputSource::Stdin => STDIN_NAME.to_owned(),
+        }
+    }
+
     /// The config of commands that read the rows back without sending them (`score`,
     /// `export`): the whole input, ids as `run` gave them.
     pub fn rows_only(source: InputSource, format: InputFormat, id_field: Option<String>) -> Self {
@@ -111,10 +119,10 @@ use std::sync::Arc;
 
 use tempfile::NamedTempFile;
 
-pub use problems::{InputError, InputProblem};
+pub use problems::InputError;
+pub(crate) use problems::Problems;
 
 use crate::hash::{hash64, hash128, key64};
-use problems::Problems;
 use shape::{RowModel, Shaped, Shaper};
 use source::{Item, RowSource};
 use template::Template;
@@ -199,10 +207,7 @@ impl Input {
         stdin: impl FnOnce() -> Box<dyn std::io::Read + Send>,
         mut keys: Option<RequestKeys>,
     ) -> Result<(Input, Option<RequestKeys>), InputError> {
-        let display = match &config.source {
-            InputSource::Path(p) => p.display().to_string(),
-            InputSource::Stdin => STDIN_NAME.to_owned(),
-        };
+        let display = config.display_name();
         if let Some(msg) = shape::check_params(&config.params) {
             return Err(InputError::one(PARAMS_PATH, None, msg));
         }

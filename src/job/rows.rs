@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::problems::Problems;
 use super::shape::Shaper;
-use super::{InputConfig, InputError, InputSource, STDIN_NAME, Walker, in_shard, source};
+use super::{InputConfig, InputError, Walker, in_shard, source};
 
 /// One input row: its id (as `run` gave it), line, and fields.
 pub struct Row<'a> {
@@ -17,10 +17,7 @@ pub struct Row<'a> {
 /// Call `each` for every selected row of the input (after `--limit` and `--shard`), in order.
 /// Rows that cannot be read are problems, reported together as for `run`.
 pub fn each_row(config: &InputConfig, mut each: impl FnMut(Row<'_>)) -> Result<u64, InputError> {
-    let display = match &config.source {
-        InputSource::Path(p) => p.display().to_string(),
-        InputSource::Stdin => STDIN_NAME.to_owned(),
-    };
+    let display = config.display_name();
     let shaper = Shaper::new(config, None);
     let (source, _spool) = source::open_first(config, &display, || Box::new(std::io::stdin()))?;
     let mut walker = Walker::new(source, config.limit);

@@ -49,6 +49,31 @@ pub fn scores_path(out: &Path) -> PathBuf {
     beside(out, "scores")
 }
 
+/// Write `dest` whole or not at all: `write` fills a temporary file beside it, which is
+/// synced and then renamed over it, so a crash leaves the old file or the new one, never half
+/// of one. `io_error` turns a failure of the file itself into the caller's error.
+pub fn replace_file<T, E>(
+    dest: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<T, E>,
+    io_error: impl Fn(std::io::Error) -> E,
+) -> Result<T, E> {
+    use std::io::Write as _;
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(&io_error)?;
+    let value = {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        let value = write(&mut w)?;
+        w.flush().map_err(&io_error)?;
+        value
+    };
+    tmp.as_file().sync_all().map_err(&io_error)?;
+    tmp.persist(dest).map_err(|e| io_error(e.error))?;
+    Ok(value)
+}
+
 /// `OUT.jsonl` → `OUT.<what>.jsonl`, beside it (`out.ndjson` → `out.ndjson.<what>.jsonl`).
 fn beside(out: &Path, what: &str) -> PathBuf {
     let name = out

@@ -124,6 +124,14 @@ pub enum InlineCost {
     Unknown,
 }
 
+impl InlineCost {
+    /// A sum of inline costs as it can be told: `None` (unknown) when answers without a cost
+    /// were summed and none had one; else `total` (a lower bound when `uncosted > 0`).
+    pub fn sum(total: f64, costed: u64, uncosted: u64) -> Option<f64> {
+        (costed > 0 || uncosted == 0).then_some(total)
+    }
+}
+
 impl Record {
     /// What this record cost by its own `usage.cost`.
     pub fn inline_cost(&self) -> InlineCost {

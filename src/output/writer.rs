@@ -62,7 +62,7 @@ impl Tally {
 
     /// The spend so far as text: `$0.0012`, `≥ $0.0012` or `—` (see [`crate::text::spend`]).
     pub fn spend(&self) -> String {
-        let known = (self.costed > 0 || self.uncosted == 0).then_some(self.cost);
+        let known = InlineCost::sum(self.cost, self.costed, self.uncosted);
         crate::text::spend(known, self.uncosted)
     }
 

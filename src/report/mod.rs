@@ -427,7 +427,7 @@ fn spend(paid: &Paid, exact: bool) -> Spend {
 impl Paid {
     /// `usage.cost` summed, or `None` when answers carry none and none has one.
     fn inline_usd(&self) -> Option<f64> {
-        (self.costed > 0 || self.uncosted == 0).then(|| self.inline.usd())
+        InlineCost::sum(self.inline.usd(), self.costed, self.uncosted)
     }
 }
 

@@ -3,7 +3,6 @@
 //! each output. Offline and cheap to rerun with another scorer (the file is replaced whole).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,9 +11,9 @@ use serde_json::Value;
 
 use super::{Score, Scorer};
 use crate::job::rows::{Row, each_row};
-use crate::job::{InputConfig, InputError, InputProblem};
+use crate::job::{InputConfig, InputError, Problems};
 use crate::output::record::{Record, Status};
-use crate::output::scores_path;
+use crate::output::{replace_file, scores_path};
 use crate::report::read;
 
 /// Longest `extracted` text kept in a score line (an `exact` scorer extracts the whole answer).
@@ -108,7 +107,9 @@ pub fn score(job: &ScoreJob) -> Result<ScoreSummary, ScoreError> {
 /// Read the input: each row's expected value and scorer, by id.
 fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
     let mut specs: HashMap<String, Arc<Scorer>> = HashMap::new();
-    let mut bad_specs = Vec::new();
+    // A row naming a scorer that cannot be used (grouped and capped as input problems are).
+    let mut bad_specs = Problems::default();
+    let field = job.scorer_field.as_deref().unwrap_or_default();
     let mut rows = HashMap::new();
     let mut with_field = 0u64;
     let mut columns: Vec<String> = Vec::new();
@@ -134,64 +135,45 @@ fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
                         Some(s)
                     }
                     Err(e) => {
-                        bad_specs.push((row.line, e.message));
+                        bad_specs.push(
+                            Some(row.line),
+                            format!("scorer field {field:?}: {}", e.message),
+                        );
                         None
                     }
                 },
             });
-        let expected = match row.fields.get(&job.expected) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => Some(other.to_string()),
-        };
+        let expected = expected_text(row.fields.get(&job.expected));
         rows.insert(row.id.to_owned(), Expect { expected, scorer });
     })?;
+    let name = job.input.display_name();
     if with_field == 0 && !rows.is_empty() {
-        return Err(InputError {
-            path: input_name(&job.input),
-            problems: vec![InputProblem {
-                line: None,
-                last_line: None,
-                lines: 1,
-                message: format!(
-                    "no row has the field {:?} named by --expected (the rows have {})",
-                    job.expected,
-                    columns
-                        .iter()
-                        .map(|c| format!("{c:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }],
-            more: 0,
-        }
+        let columns: Vec<String> = columns.iter().map(|c| format!("{c:?}")).collect();
+        return Err(InputError::one(
+            &name,
+            None,
+            format!(
+                "no row has the field {:?} named by --expected (the rows have {})",
+                job.expected,
+                columns.join(", ")
+            ),
+        )
         .into());
     }
     if !bad_specs.is_empty() {
-        let field = job.scorer_field.as_deref().unwrap_or_default();
-        let mut problems = InputError {
-            path: input_name(&job.input),
-            problems: Vec::new(),
-            more: 0,
-        };
-        for (line, message) in bad_specs {
-            problems.problems.push(InputProblem {
-                line: Some(line),
-                last_line: Some(line),
-                lines: 1,
-                message: format!("scorer field {field:?}: {message}"),
-            });
-        }
-        return Err(problems.into());
+        return Err(bad_specs.into_error(&name).into());
     }
     Ok(rows)
 }
 
-fn input_name(input: &InputConfig) -> String {
-    match &input.source {
-        crate::job::InputSource::Path(p) => p.display().to_string(),
-        crate::job::InputSource::Stdin => crate::job::STDIN_NAME.to_owned(),
+/// A row's expected answer as text: a string as it is, another JSON value as JSON; `None`
+/// for a missing, null or blank field (such a row is not scored).
+pub(crate) fn expected_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::Null => None,
+        Value::String(s) if s.trim().is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
     }
 }
 
@@ -283,24 +265,19 @@ fn clip(text: String) -> String {
     }
 }
 
-/// Replace `dest` with `lines`, so that a crash leaves the old file or the new one whole.
+/// Replace `dest` with `lines` (whole or not at all).
 fn write_atomically(dest: &Path, lines: &[ScoreLine]) -> std::io::Result<()> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        for line in lines {
-            serde_json::to_writer(&mut w, line)?;
-            w.write_all(b"\n")?;
-        }
-        w.flush()?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(dest).map_err(|e| e.error)?;
-    Ok(())
+    replace_file(
+        dest,
+        |w| {
+            for line in lines {
+                serde_json::to_writer(&mut *w, line)?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
+        },
+        |e| e,
+    )
 }
 
 impl ModelTally {

@@ -462,5 +462,16 @@ mod job {
             "{e}"
         );
         assert!(!dir.path().join("q.out.scores.jsonl").exists());
+        // Many rows with the same bad scorer: one problem with a line range, as for input.
+        let text: String = std::iter::once("id,prompt,answer,kind\n".to_owned())
+            .chain((0..30).map(|i| format!("r{i},x,1,fuzzy\n")))
+            .collect();
+        std::fs::write(&csv, text).unwrap();
+        let e = score(&job).unwrap_err().to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            e.contains(":2\u{2013}31: scorer field \"kind\"") && e.ends_with("(30 lines)"),
+            "{e}"
+        );
     }
 }
