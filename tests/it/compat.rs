@@ -4,7 +4,7 @@
 
 use orbatch::mock::MockConfig;
 
-use crate::support::{Cmd, Env, records};
+use crate::support::{Cmd, Env, dead_url, records};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_cost_gives_unknown_spend_not_zero() {
@@ -113,14 +113,6 @@ async fn a_server_without_key_is_not_a_refused_key() {
         "{}",
         plan.stderr
     );
-}
-
-/// A base URL where nothing listens.
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/api/v1")
 }
 
 fn attempts(records: &[serde_json::Value]) -> u64 {

@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use orbatch::mock::MockConfig;
 
-use crate::support::{Cmd, Done, Env, KEY};
+use crate::support::{Cmd, Done, Env, KEY, dead_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_flags_give_exit_2_naming_the_flag() {
@@ -121,14 +121,6 @@ async fn a_closed_stdout_ends_every_command_quietly_with_exit_0() {
         assert!(!done.stderr.contains("error"), "{line}: {}", done.stderr);
         assert!(!done.stderr.contains("panicked"), "{line}: {}", done.stderr);
     }
-}
-
-/// A base URL where nothing listens.
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/api/v1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,3 +251,11 @@ pub fn record<'a>(records: &'a [Value], id: &str) -> &'a Value {
         .find(|r| r["id"] == id)
         .unwrap_or_else(|| panic!("no record for {id}"))
 }
+
+/// A base URL where nothing listens.
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/api/v1")
+}
