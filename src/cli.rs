@@ -454,6 +454,11 @@ pub enum ReportByArg {
     Status,
     /// The error kind (`-` for ok requests).
     Error,
+    /// The service tier that served the request (flex, priority, standard; `-` when the
+    /// response did not say).
+    Tier,
+    /// The output file (one line per job or shard, when several are given).
+    Input,
 }
 
 /// `report --format`.

@@ -18,7 +18,7 @@ use crate::client::{Attempt, Client};
 use crate::health::{Alarm, Health};
 use crate::job::Request;
 use crate::limit::{Pacer, Pause, PauseGate};
-use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
+use crate::output::record::{ErrorKind, InlineCost, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
 use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify, describe};
 
@@ -179,7 +179,11 @@ impl Pool {
                 let record = pool.process(req).await;
                 if let (Some(budget), Some(reservation)) = (&pool.budget, reservation) {
                     let usage = record.as_ref().and_then(|r| r.usage.as_ref());
-                    let cost = usage.and_then(|u| u.cost).unwrap_or(0.0);
+                    // What OpenRouter charged plus, for BYOK, what the provider did.
+                    let cost = match record.as_ref().map(Record::inline_cost) {
+                        Some(InlineCost::Known(c)) => c,
+                        _ => 0.0,
+                    };
                     budget.settle(
                         reservation,
                         &model,
@@ -386,6 +390,9 @@ fn finish(
         provider: answer.provider,
         model_used: answer.model,
         usage: answer.usage,
+        is_byok: answer.billing.is_byok,
+        upstream_cost: answer.billing.upstream_cost,
+        service_tier: answer.service_tier,
         attempts,
         latency_ms: Some(millis(a.latency)),
         ttft_ms: a.ttft.map(millis),

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use super::Answer;
 use super::error::ApiError;
+use super::{Answer, Billing};
 use crate::output::record::{ErrorKind, Usage};
 use crate::retry::Failure;
 
@@ -63,6 +63,11 @@ pub fn parse_value(body: &Value) -> Result<Answer, Failure> {
         provider: str_field(body, "provider"),
         model: str_field(body, "model"),
         usage: body.get("usage").map(parse_usage),
+        billing: body
+            .get("usage")
+            .map(Billing::from_usage)
+            .unwrap_or_default(),
+        service_tier: str_field(body, "service_tier"),
     })
 }
 
@@ -108,7 +113,7 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
-fn str_field(v: &Value, key: &str) -> Option<String> {
+pub(super) fn str_field(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
@@ -168,6 +173,25 @@ mod tests {
         );
         assert_eq!((u.cached_tokens, u.reasoning_tokens), (3, 2));
         assert_eq!(u.cost, Some(0.00000735));
+        assert_eq!(a.billing.is_byok, Some(false));
+        assert_eq!(a.service_tier, None);
+    }
+
+    /// BYOK (FACTS §2.2): `cost` is OpenRouter's fee, the provider's charge is in
+    /// `cost_details`; both parsers (the fast one and the lenient one) read it.
+    #[test]
+    fn reads_byok_the_upstream_cost_and_the_tier() {
+        let body = json!({"id":"gen-1","model":"m","service_tier":"flex",
+            "choices":[{"message":{"content":"Hi"},"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":9,"completion_tokens":10,"total_tokens":19,"cost":0.00005,
+              "is_byok":true,"cost_details":{"upstream_inference_cost":0.001}}});
+        let fast = parse_body(body.to_string().as_bytes()).unwrap();
+        let lenient = parse_value(&body).unwrap();
+        for a in [fast, lenient] {
+            assert_eq!(a.billing.is_byok, Some(true));
+            assert_eq!(a.billing.upstream_cost, Some(0.001));
+            assert_eq!(a.service_tier.as_deref(), Some("flex"));
+        }
     }
 
     #[test]

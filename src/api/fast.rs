@@ -13,8 +13,8 @@ use std::marker::PhantomData;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::Answer;
 use super::chat::check_usable;
+use super::{Answer, Billing};
 use crate::output::record::Usage;
 
 /// A usable chat answer, or `None` when the lenient parser must decide.
@@ -45,8 +45,9 @@ pub fn chat(bytes: &[u8]) -> Option<Answer> {
         None => None,
         // `"usage": null` reads as all zeros in the lenient parser: left to it.
         Some(None) => return None,
-        Some(Some(u)) => Some(u.into_usage()),
+        Some(Some(u)) => Some(u),
     };
+    let billing = usage.as_ref().map(TypedUsage::billing).unwrap_or_default();
     let owned = |s: Option<Option<Text<'_>>>| s.flatten().map(Text::owned);
     Some(Answer {
         output,
@@ -54,7 +55,9 @@ pub fn chat(bytes: &[u8]) -> Option<Answer> {
         generation_id: owned(body.id),
         provider: owned(body.provider),
         model: owned(body.model),
-        usage,
+        usage: usage.map(TypedUsage::into_usage),
+        billing,
+        service_tier: owned(body.service_tier),
     })
 }
 
@@ -67,6 +70,7 @@ struct Body<'a> {
     id: Option<Option<Text<'a>>>,
     provider: Option<Option<Text<'a>>>,
     model: Option<Option<Text<'a>>>,
+    service_tier: Option<Option<Text<'a>>>,
     choices: Option<Option<First<Choice<'a>>>>,
     usage: Option<Option<TypedUsage>>,
 }
@@ -96,6 +100,13 @@ struct TypedUsage {
     prompt_tokens_details: Option<Option<Details>>,
     input_tokens_details: Option<Option<Details>>,
     cost: Option<Option<f64>>,
+    is_byok: Option<Option<bool>>,
+    cost_details: Option<Option<CostDetails>>,
+}
+
+#[derive(Default)]
+struct CostDetails {
+    upstream_inference_cost: Option<Option<f64>>,
 }
 
 #[derive(Default)]
@@ -105,6 +116,17 @@ struct Details {
 }
 
 impl TypedUsage {
+    fn billing(&self) -> Billing {
+        Billing {
+            is_byok: self.is_byok.flatten(),
+            upstream_cost: self
+                .cost_details
+                .as_ref()
+                .and_then(Option::as_ref)
+                .and_then(|d| d.upstream_inference_cost.flatten()),
+        }
+    }
+
     fn into_usage(self) -> Usage {
         let n = |v: Option<Option<u64>>| v.flatten();
         let detail = |d: &Option<Option<Details>>, pick: fn(&Details) -> Option<u64>| {
@@ -180,6 +202,7 @@ object!(Body<'de>, Body<'v> {
     "id" => id,
     "provider" => provider,
     "model" => model,
+    "service_tier" => service_tier,
     "choices" => choices,
     "usage" => usage,
 });
@@ -200,6 +223,11 @@ object!(TypedUsage, TypedUsage {
     "prompt_tokens_details" => prompt_tokens_details,
     "input_tokens_details" => input_tokens_details,
     "cost" => cost,
+    "is_byok" => is_byok,
+    "cost_details" => cost_details,
+});
+object!(CostDetails, CostDetails {
+    "upstream_inference_cost" => upstream_inference_cost,
 });
 object!(Details, Details {
     "reasoning_tokens" => reasoning_tokens,
@@ -439,6 +467,31 @@ mod tests {
             )
             .boxed(),
         );
+        fields.push(
+            field(
+                "is_byok",
+                &[(10, ""), (20, "false"), (5, "true"), (1, "null"), (1, "1")],
+            )
+            .boxed(),
+        );
+        let cost_details = object(vec![
+            field(
+                "upstream_inference_cost",
+                &[(5, ""), (20, "0.5"), (1, "null"), (1, "\"2\"")],
+            )
+            .boxed(),
+            field("upstream_inference_prompt_cost", &[(5, ""), (5, "0.1")]).boxed(),
+        ]);
+        fields.push(
+            (cost_details, 0..10u8)
+                .prop_map(|(d, k)| match k {
+                    0..=2 => None,
+                    3 => Some("\"cost_details\":null".to_owned()),
+                    4 => Some("\"cost_details\":[]".to_owned()),
+                    _ => Some(format!("\"cost_details\":{d}")),
+                })
+                .boxed(),
+        );
         object(fields)
     }
 
@@ -508,6 +561,7 @@ mod tests {
                 field("id", TEXT).boxed(),
                 field("provider", TEXT).boxed(),
                 field("model", TEXT).boxed(),
+                field("service_tier", TEXT).boxed(),
                 field("error", ERROR).boxed(),
                 field("object", &[(1, ""), (1, "\"chat.completion\"")]).boxed(),
             ])

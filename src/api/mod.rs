@@ -21,6 +21,33 @@ pub struct Answer {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub usage: Option<Usage>,
+    /// Who billed it: BYOK and the provider's own charge (`usage`, FACTS §2.2).
+    pub billing: Billing,
+    /// The tier that served it (`service_tier`; `null` when the provider did not say).
+    pub service_tier: Option<String>,
+}
+
+/// What a `usage` object says beyond tokens and `cost`: whether the request ran on the user's
+/// own provider key (BYOK: `cost` is then only OpenRouter's fee) and what the provider charged.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Billing {
+    /// `usage.is_byok`.
+    pub is_byok: Option<bool>,
+    /// `usage.cost_details.upstream_inference_cost`.
+    pub upstream_cost: Option<f64>,
+}
+
+impl Billing {
+    /// Read from a `usage` object of either endpoint.
+    pub fn from_usage(u: &serde_json::Value) -> Billing {
+        Billing {
+            is_byok: u.get("is_byok").and_then(serde_json::Value::as_bool),
+            upstream_cost: u
+                .get("cost_details")
+                .and_then(|d| d.get("upstream_inference_cost"))
+                .and_then(serde_json::Value::as_f64),
+        }
+    }
 }
 
 impl Answer {

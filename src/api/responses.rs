@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 
-use super::Answer;
-use super::chat::{check_usable, parse_usage};
+use super::chat::{check_usable, parse_usage, str_field};
 use super::error::ApiError;
+use super::{Answer, Billing};
 use crate::retry::Failure;
 
 /// Parse a non-streaming Responses body (HTTP 200).
@@ -66,6 +66,11 @@ pub fn parse_value(body: &Value) -> Result<Answer, Failure> {
             .map(str::to_owned),
         model: body.get("model").and_then(Value::as_str).map(str::to_owned),
         usage: body.get("usage").map(parse_usage),
+        billing: body
+            .get("usage")
+            .map(Billing::from_usage)
+            .unwrap_or_default(),
+        service_tier: str_field(body, "service_tier"),
     })
 }
 
@@ -114,8 +119,12 @@ mod tests {
                           {"type":"output_text","text":"lo","annotations":[]}]}],
             "usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":1},
               "output_tokens":3,"output_tokens_details":{"reasoning_tokens":2},
-              "total_tokens":10,"cost":0.00001}});
+              "total_tokens":10,"cost":0.00001,"is_byok":true,
+              "cost_details":{"upstream_inference_cost":0.0002}},"service_tier":"flex"});
         let a = parse_body(body.to_string().as_bytes()).unwrap();
+        assert_eq!(a.billing.is_byok, Some(true));
+        assert_eq!(a.billing.upstream_cost, Some(0.0002));
+        assert_eq!(a.service_tier.as_deref(), Some("flex"));
         assert_eq!(a.output, "Hello");
         assert_eq!(a.finish_reason.as_deref(), Some("stop"));
         assert_eq!(a.generation_id.as_deref(), Some("gen-1787612977-3B6P"));

@@ -5,11 +5,11 @@
 
 use serde_json::Value;
 
-use super::Answer;
 use super::chat::{check_usable, parse_usage};
 use super::error::ApiError;
 use super::responses;
 use super::sse::Event;
+use super::{Answer, Billing};
 use crate::endpoint::Endpoint;
 use crate::retry::Failure;
 
@@ -130,6 +130,7 @@ impl StreamState {
         // Usage comes once, in the last chunk (which may repeat the finish reason).
         if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
             self.answer.usage = Some(parse_usage(u));
+            self.answer.billing = Billing::from_usage(u);
         }
     }
 
@@ -192,6 +193,9 @@ impl StreamState {
         if self.answer.model.is_none() {
             self.answer.model = s("model");
         }
+        if self.answer.service_tier.is_none() {
+            self.answer.service_tier = s("service_tier");
+        }
     }
 
     /// The stream is over (or broke off): the answer, or why there is none.
@@ -248,7 +252,7 @@ mod tests {
         data: {\"id\":\"gen-9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n\
         data: {\"id\":\"gen-9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n\
         data: {\"id\":\"gen-9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}]}\n\n\
-        data: {\"id\":\"gen-9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7,\"cost\":0.0001}}\n\n\
+        data: {\"id\":\"gen-9\",\"service_tier\":\"priority\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7,\"cost\":0.0001,\"is_byok\":true,\"cost_details\":{\"upstream_inference_cost\":0.002}}}\n\n\
         data: [DONE]\n\n";
 
     #[test]
@@ -260,6 +264,9 @@ mod tests {
         assert_eq!(a.generation_id.as_deref(), Some("gen-9"));
         assert_eq!(a.provider.as_deref(), Some("OpenAI"));
         assert_eq!(a.usage.unwrap().cost, Some(0.0001));
+        assert_eq!(a.billing.is_byok, Some(true));
+        assert_eq!(a.billing.upstream_cost, Some(0.002));
+        assert_eq!(a.service_tier.as_deref(), Some("priority"));
         assert_eq!(
             steps.iter().filter(|s| **s == Step::FirstContent).count(),
             1

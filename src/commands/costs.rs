@@ -127,6 +127,14 @@ pub fn summary(r: &CostsReport, out: &str) -> String {
         r.sidecar_ids,
         usd(r.inline_total),
     ));
+    if r.sidecar_byok != 0.0 {
+        s.push_str(&format!(
+            "  of that, {} was billed by providers to your own keys (BYOK, \
+             upstream_inference_cost) and {} by OpenRouter (total_cost)\n",
+            usd(r.sidecar_byok),
+            usd(r.sidecar_total - r.sidecar_byok)
+        ));
+    }
     if r.sidecar_without_cost > 0 {
         s.push_str(&format!(
             "  {} sidecar records carry no total_cost\n",

@@ -4,6 +4,7 @@
 //! some seconds to minutes after the call (FACTS §5.2), so 404 means "not yet": ids still
 //! unknown when `--wait` runs out stay pending, and a rerun looks up only those.
 
+pub mod charge;
 pub mod lookup;
 pub mod sidecar;
 pub mod source;
@@ -41,12 +42,16 @@ pub struct CostsReport {
     /// Of those, already in the sidecar before this run.
     pub already_known: usize,
     pub tally: Tally,
-    /// Sum of the sidecar's `total_cost` (every id it holds), USD.
+    /// Sum of the sidecar's spend (every id it holds): `total_cost`, plus the provider's
+    /// charge for BYOK generations, USD.
     pub sidecar_total: f64,
+    /// Of that, what providers billed to the user's own keys (BYOK), USD.
+    pub sidecar_byok: f64,
     /// Ids in the sidecar whose record has no `total_cost`.
     pub sidecar_without_cost: u64,
     pub sidecar_ids: usize,
-    /// Sum of the output's inline `usage.cost`, USD.
+    /// Sum of the output's inline spend (`usage.cost`, plus the provider's charge for BYOK),
+    /// USD.
     pub inline_total: f64,
 }
 
@@ -143,6 +148,7 @@ pub async fn run(
         already_known,
         tally,
         sidecar_total: exact_sum(sidecar.costs()),
+        sidecar_byok: exact_sum(sidecar.byok_costs()),
         sidecar_without_cost: sidecar.without_cost,
         sidecar_ids: sidecar.len(),
         inline_total: exact_sum(&inline_costs),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::charge::Fields;
 use crate::output::{AppendError, open_append_locked};
 use serde_json::Value;
 
@@ -33,8 +34,11 @@ pub struct Sidecar {
     file: File,
     path: PathBuf,
     known: HashSet<String>,
-    /// `total_cost` of each known id, in file order (so the total is reproducible).
+    /// Spend of each known id (`total_cost` + BYOK), in file order (so the total is
+    /// reproducible).
     costs: Vec<f64>,
+    /// The BYOK part of each known id's spend that has one, in file order.
+    byok: Vec<f64>,
     /// Known ids whose line has no numeric `total_cost`.
     pub without_cost: u64,
     /// Messages for the user (torn line repaired, unreadable lines).
@@ -46,8 +50,8 @@ pub struct Sidecar {
 #[derive(Deserialize)]
 struct Line {
     id: String,
-    #[serde(default)]
-    total_cost: Value,
+    #[serde(flatten)]
+    cost: Fields,
 }
 
 impl Sidecar {
@@ -69,6 +73,7 @@ impl Sidecar {
             path: path.to_path_buf(),
             known: HashSet::new(),
             costs: Vec::new(),
+            byok: Vec::new(),
             without_cost: 0,
             warnings: Vec::new(),
         };
@@ -90,9 +95,15 @@ impl Sidecar {
         self.known.len()
     }
 
-    /// The `total_cost` of every recorded id, in file order.
+    /// The spend of every recorded id (`total_cost`, plus the provider's charge for BYOK),
+    /// in file order.
     pub fn costs(&self) -> &[f64] {
         &self.costs
+    }
+
+    /// The BYOK part of those (what providers billed to the user's own keys).
+    pub fn byok_costs(&self) -> &[f64] {
+        &self.byok
     }
 
     /// Append one `/generation` `data` object as a line, in one write. It must carry the
@@ -110,8 +121,13 @@ impl Sidecar {
 
     fn note(&mut self, line: Line) {
         if self.known.insert(line.id) {
-            match line.total_cost.as_f64() {
-                Some(c) => self.costs.push(c),
+            match line.cost.charge() {
+                Some(c) => {
+                    self.costs.push(c.total());
+                    if c.byok != 0.0 {
+                        self.byok.push(c.byok);
+                    }
+                }
                 None => self.without_cost += 1,
             }
         }

@@ -11,13 +11,15 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::exit::UsageError;
+use crate::output::record::byok_part;
 
 /// The ids and inline costs of one output file.
 #[derive(Debug, Default)]
 pub struct OutputIds {
     /// Distinct generation ids, in the order they first appear.
     pub ids: Vec<String>,
-    /// Every record's inline `usage.cost`, in file order.
+    /// Every record's inline spend (`usage.cost`, plus the provider's charge for BYOK), in
+    /// file order.
     pub inline_costs: Vec<f64>,
     pub records: u64,
     /// Messages for the user (unreadable lines).
@@ -32,6 +34,10 @@ struct Record {
     generation_id: Option<String>,
     #[serde(default)]
     usage: Option<Usage>,
+    #[serde(default)]
+    is_byok: Option<bool>,
+    #[serde(default)]
+    upstream_cost: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -88,8 +94,10 @@ pub fn read(out: &Path) -> Result<OutputIds, UsageError> {
 impl OutputIds {
     fn note(&mut self, r: Record, seen: &mut HashSet<String>) {
         self.records += 1;
+        // As `Record::inline_cost` counts it: OpenRouter's charge, plus the provider's for BYOK.
         if let Some(cost) = r.usage.and_then(|u| u.cost) {
-            self.inline_costs.push(cost);
+            self.inline_costs
+                .push(cost + byok_part(r.is_byok, r.upstream_cost));
         }
         for id in r.generation_ids.into_iter().chain(r.generation_id) {
             if !id.is_empty() && seen.insert(id.clone()) {

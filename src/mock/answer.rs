@@ -21,6 +21,8 @@ pub struct Prompted {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
+    /// `service_tier` as requested.
+    pub service_tier: Option<String>,
 }
 
 /// Parse a request body for `endpoint`; `Err` is the message of a 400.
@@ -60,6 +62,10 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Prompted, String> {
         max_tokens,
         stream,
         include_usage,
+        service_tier: value
+            .get("service_tier")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 

@@ -57,7 +57,7 @@ struct WholeBody<'a> {
     model: &'a str,
     object: &'static str,
     provider: &'static str,
-    service_tier: (),
+    service_tier: Option<&'static str>,
     system_fingerprint: &'static str,
     usage: UsageBody,
 }
@@ -131,10 +131,10 @@ impl UsageBody {
             cost: plan.with_cost.then_some(cost),
             cost_details: plan.with_cost.then(|| CostDetails {
                 upstream_inference_completions_cost: plan.price.cost(0, completion),
-                upstream_inference_cost: cost,
+                upstream_inference_cost: plan.upstream(completion),
                 upstream_inference_prompt_cost: plan.price.cost(plan.prompt_tokens, 0),
             }),
-            is_byok: plan.with_cost.then_some(false),
+            is_byok: plan.with_cost.then_some(plan.byok),
             prompt_tokens: plan.prompt_tokens,
             prompt_tokens_details: PromptDetails {
                 audio_tokens: 0,
@@ -168,7 +168,7 @@ fn whole_body(plan: &Plan) -> Vec<u8> {
         model: &plan.model,
         object: "chat.completion",
         provider: plan.provider,
-        service_tier: (),
+        service_tier: plan.service_tier,
         system_fingerprint: "fp_mock",
         usage: UsageBody::new(plan, plan.completion_tokens()),
     };
@@ -197,6 +197,7 @@ fn chunk(plan: &Plan, delta: Value, finish: Option<&str>) -> Value {
         "model": plan.model,
         "object": "chat.completion.chunk",
         "created": plan.created,
+        "service_tier": plan.service_tier,
         "choices": [{
             "index": 0, "delta": delta, "finish_reason": finish,
             "native_finish_reason": finish, "logprobs": null
@@ -292,12 +293,12 @@ mod tests {
             "completion_tokens": completion,
             "total_tokens": plan.prompt_tokens + completion,
             "cost": cost,
-            "is_byok": false,
+            "is_byok": plan.byok,
             "prompt_tokens_details": {
                 "cached_tokens": 0, "cache_write_tokens": 0, "audio_tokens": 0, "video_tokens": 0
             },
             "cost_details": {
-                "upstream_inference_cost": cost,
+                "upstream_inference_cost": plan.upstream(completion),
                 "upstream_inference_prompt_cost": plan.price.cost(plan.prompt_tokens, 0),
                 "upstream_inference_completions_cost": plan.price.cost(0, completion)
             },
@@ -322,7 +323,7 @@ mod tests {
             "model": plan.model,
             "provider": plan.provider,
             "system_fingerprint": "fp_mock",
-            "service_tier": null,
+            "service_tier": plan.service_tier,
             "choices": [choice],
             "usage": usage
         })
@@ -330,7 +331,7 @@ mod tests {
 
     #[test]
     fn the_answer_body_has_the_same_bytes_as_the_json_tree() {
-        for (words, ending, finish, price) in [
+        for (case, byok) in [
             (
                 vec!["a", "b\"c", "é"],
                 Ending::Complete,
@@ -367,7 +368,11 @@ mod tests {
                     completion: 0.1,
                 },
             ),
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|case| [(case.clone(), false), (case, true)])
+        {
+            let (words, ending, finish, price) = case;
             let plan = Plan {
                 id: "gen-1-abc".into(),
                 created: 1_779_358_422,
@@ -380,6 +385,8 @@ mod tests {
                 price,
                 with_cost: true,
                 stream_usage: true,
+                byok,
+                service_tier: byok.then_some("flex"),
             };
             assert_eq!(whole_body(&plan), tree_body(&plan).to_string().into_bytes());
             assert_eq!(
@@ -412,6 +419,8 @@ mod tests {
             },
             with_cost: false,
             stream_usage: true,
+            byok: false,
+            service_tier: None,
         };
         let u = usage(&plan, 2);
         assert_eq!(u["prompt_tokens"], 5);

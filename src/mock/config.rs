@@ -113,6 +113,13 @@ pub struct MockConfig {
     #[arg(long)]
     pub usage_only_if_asked: bool,
 
+    /// Fraction (0..1) of requests answered as BYOK (the user's own provider key): `usage.cost`
+    /// is then OpenRouter's 5 % fee and `cost_details.upstream_inference_cost` the provider's
+    /// charge, with `is_byok: true`; the same in `/generation`. Decided by the hash of the model
+    /// and prompt, so a prompt is BYOK on every attempt.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub byok_rate: f64,
+
     /// Do not serve these paths (they answer 404), as servers that are not OpenRouter:
     /// any of key, generation, responses, models (comma-separated).
     #[arg(long, value_name = "PATHS", value_delimiter = ',', value_parser = ["key", "generation", "responses", "models"])]
@@ -145,6 +152,7 @@ impl Default for MockConfig {
             oracle: None,
             no_cost: false,
             usage_only_if_asked: false,
+            byok_rate: 0.0,
             without: Vec::new(),
         }
     }

@@ -58,15 +58,15 @@ fn generation_json(g: &Generation) -> Value {
         "total_cost": g.cost,
         "usage": g.cost,
         "cache_discount": null,
-        "upstream_inference_cost": null,
-        "is_byok": false,
+        "upstream_inference_cost": g.upstream_cost,
+        "is_byok": g.is_byok,
         "created_at": g.created_at.to_string(),
         "model": g.model,
         "provider_name": g.provider,
         "provider_responses": [{
             "id": g.id, "endpoint_id": "mock-endpoint", "model_permaslug": g.model,
             "provider_name": g.provider, "status": 200, "latency": g.latency_ms,
-            "is_byok": false, "routed_service_tier": null
+            "is_byok": g.is_byok, "routed_service_tier": g.service_tier
         }],
         "router": null,
         "api_type": "completions",
@@ -101,7 +101,7 @@ fn generation_json(g: &Generation) -> Value {
         "external_user": null,
         "preset_id": null,
         "workspace_id": null,
-        "service_tier": null,
+        "service_tier": g.service_tier,
         "data_region": "global",
         "request_id": null,
         "session_id": null

@@ -72,6 +72,10 @@ pub struct Plan {
     /// Whether a stream ends with a usage chunk (`--usage-only-if-asked` without
     /// `stream_options.include_usage`: no).
     pub stream_usage: bool,
+    /// Served on the user's own provider key (`--byok-rate`).
+    pub byok: bool,
+    /// The tier reported (`None` for servers that are not OpenRouter: `--no-cost`).
+    pub service_tier: Option<&'static str>,
 }
 
 impl Plan {
@@ -83,7 +87,19 @@ impl Plan {
         self.words.len() as u64
     }
 
+    /// What OpenRouter charges to the credit balance (`usage.cost`): the list price, or the
+    /// BYOK fee.
     pub fn cost(&self, completion_tokens: u64) -> f64 {
+        let list = self.upstream(completion_tokens);
+        if self.byok {
+            list * pricing::BYOK_FEE
+        } else {
+            list
+        }
+    }
+
+    /// What the provider charges (`cost_details.upstream_inference_cost`): the list price.
+    pub fn upstream(&self, completion_tokens: u64) -> f64 {
         self.price.cost(self.prompt_tokens, completion_tokens)
     }
 }
@@ -414,6 +430,13 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         Some(Fault::Truncate) => (words, normal, Ending::Cut),
         _ => (words, normal, Ending::Complete),
     };
+    let (tier, factor) = pricing::tier(req.service_tier.as_deref());
+    let list = pricing::price_of(&req.model);
+    let byok_rate = ctx.state.config.byok_rate;
+    let byok = byok_rate > 0.0 && {
+        let h = crate::hash::hash64(format!("{}\n{}", req.model, req.prompt).as_bytes());
+        (h as f64 / u64::MAX as f64) < byok_rate
+    };
     Plan {
         id: ctx.state.new_generation_id(),
         created: jiff::Timestamp::now().as_second(),
@@ -423,8 +446,13 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         words,
         finish,
         ending,
-        price: pricing::price_of(&req.model),
+        price: Price {
+            prompt: list.prompt * factor,
+            completion: list.completion * factor,
+        },
         with_cost: !ctx.state.config.no_cost,
+        byok,
+        service_tier: (!ctx.state.config.no_cost).then_some(tier),
         stream_usage: req.include_usage || !ctx.state.config.usage_only_if_asked,
     }
 }
@@ -439,6 +467,7 @@ pub struct Bill {
     key: u64,
     started: std::time::Instant,
     price: Price,
+    byok: bool,
 }
 
 impl Bill {
@@ -450,6 +479,9 @@ impl Bill {
             prompt_tokens: plan.prompt_tokens,
             completion_tokens: 0,
             cost: plan.cost(0),
+            upstream_cost: plan.upstream(0),
+            is_byok: plan.byok,
+            service_tier: plan.service_tier,
             finish_reason: plan.finish,
             streamed,
             cancelled: false,
@@ -466,6 +498,7 @@ impl Bill {
             key: ctx.key,
             started: std::time::Instant::now(),
             price: plan.price,
+            byok: plan.byok,
         }
     }
 
@@ -473,7 +506,12 @@ impl Bill {
     pub fn sent(&mut self, completion_tokens: u64) {
         if let Some(g) = self.generation.as_mut() {
             g.completion_tokens = completion_tokens;
-            g.cost = self.price.cost(g.prompt_tokens, completion_tokens);
+            g.upstream_cost = self.price.cost(g.prompt_tokens, completion_tokens);
+            g.cost = if self.byok {
+                g.upstream_cost * pricing::BYOK_FEE
+            } else {
+                g.upstream_cost
+            };
         }
     }
 
@@ -487,6 +525,7 @@ impl Bill {
     pub fn settle_free(mut self, finish: &'static str) {
         if let Some(g) = self.generation.as_mut() {
             g.cost = 0.0;
+            g.upstream_cost = 0.0;
         }
         self.record(Some(finish), false, false);
     }

@@ -18,6 +18,20 @@ impl Price {
     }
 }
 
+/// The share of the list price OpenRouter charges to the credit balance for a BYOK request
+/// (FACTS §2.2); the provider bills the rest to the user's own key.
+pub const BYOK_FEE: f64 = 0.05;
+
+/// The tier that serves a request asking for `requested`, as the response reports it, and its
+/// price against the standard tier's: `flex` half, `priority` (or its alias `fast`) double.
+pub fn tier(requested: Option<&str>) -> (&'static str, f64) {
+    match requested {
+        Some("flex") => ("flex", 0.5),
+        Some("priority" | "fast") => ("priority", 2.0),
+        _ => ("standard", 1.0),
+    }
+}
+
 /// One built-in model: id, display name, price, provider name, reported (dated) model id.
 struct Entry {
     id: &'static str,

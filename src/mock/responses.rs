@@ -56,9 +56,9 @@ fn usage(plan: &Plan, output: u64) -> Value {
         "output_tokens_details": { "reasoning_tokens": 0 },
         "total_tokens": plan.prompt_tokens + output,
         "cost": cost,
-        "is_byok": false,
+        "is_byok": plan.byok,
         "cost_details": {
-            "upstream_inference_cost": cost,
+            "upstream_inference_cost": plan.upstream(output),
             "upstream_inference_input_cost": plan.price.cost(plan.prompt_tokens, 0),
             "upstream_inference_output_cost": plan.price.cost(0, output)
         }
@@ -125,7 +125,7 @@ fn response_object(plan: &Plan, done: Option<(&str, u64)>) -> Value {
         "tool_choice": "auto",
         "parallel_tool_calls": true,
         "metadata": {},
-        "service_tier": "auto",
+        "service_tier": plan.service_tier,
         "text": { "format": { "type": "text" } },
         "reasoning": null
     });

@@ -25,6 +25,9 @@ pub struct MockStats {
     pub answered: u64,
     /// Sum of the cost of every billed generation, in USD.
     pub billed_usd: f64,
+    /// What providers billed to the user's own keys for BYOK generations, in USD (not in
+    /// `billed_usd`).
+    pub byok_billed_usd: f64,
     /// Max over (model, prompt) of successful answers (proves no row was paid twice).
     pub max_answers_per_prompt: u64,
     /// Generation ids issued.
@@ -46,7 +49,12 @@ pub struct Generation {
     pub provider: &'static str,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// What OpenRouter charged (the BYOK fee for a BYOK generation).
     pub cost: f64,
+    /// What the provider charged (`upstream_inference_cost`).
+    pub upstream_cost: f64,
+    pub is_byok: bool,
+    pub service_tier: Option<&'static str>,
     pub finish_reason: &'static str,
     pub streamed: bool,
     pub cancelled: bool,
@@ -268,6 +276,9 @@ impl Shared {
     pub fn record(&self, generation: Generation, answer_key: Option<u64>) {
         let mut book = self.book();
         book.stats.billed_usd += generation.cost;
+        if generation.is_byok {
+            book.stats.byok_billed_usd += generation.upstream_cost;
+        }
         if let Some(key) = answer_key {
             book.stats.answered += 1;
             let n = book.answers.entry(key).or_insert(0);
@@ -360,6 +371,9 @@ mod tests {
             prompt_tokens: 1,
             completion_tokens: 1,
             cost: 0.0,
+            upstream_cost: 0.0,
+            is_byok: false,
+            service_tier: None,
             finish_reason: "stop",
             streamed: false,
             cancelled: false,

@@ -87,6 +87,17 @@ pub struct Record {
     /// The model that actually served the request (may be a dated variant).
     pub model_used: Option<String>,
     pub usage: Option<Usage>,
+    /// The request ran on the user's own provider key (BYOK, `usage.is_byok`): `usage.cost`
+    /// is then only OpenRouter's fee, and the provider billed `upstream_cost` to that key.
+    #[serde(default)]
+    pub is_byok: Option<bool>,
+    /// What the provider charged (`usage.cost_details.upstream_inference_cost`); part of the
+    /// spend only for BYOK (otherwise it is what `usage.cost` already holds).
+    #[serde(default)]
+    pub upstream_cost: Option<f64>,
+    /// The tier that served the request (`service_tier`), as the response said.
+    #[serde(default)]
+    pub service_tier: Option<String>,
     pub attempts: u32,
     /// Duration of the final attempt, in milliseconds.
     pub latency_ms: Option<u64>,
@@ -133,13 +144,29 @@ impl InlineCost {
 }
 
 impl Record {
-    /// What this record cost by its own `usage.cost`.
+    /// What this record cost by its own `usage`: OpenRouter's charge (`usage.cost`) plus,
+    /// for BYOK, the provider's.
     pub fn inline_cost(&self) -> InlineCost {
         match self.usage.as_ref().and_then(|u| u.cost) {
-            Some(c) => InlineCost::Known(c),
+            Some(c) => InlineCost::Known(c + self.byok_cost()),
             None if self.status == Status::Error => InlineCost::Free,
             None => InlineCost::Unknown,
         }
+    }
+
+    /// What the provider billed to the user's own key for a BYOK request (0 otherwise):
+    /// spend that OpenRouter's credits do not show.
+    pub fn byok_cost(&self) -> f64 {
+        byok_part(self.is_byok, self.upstream_cost)
+    }
+}
+
+/// The provider's charge that a BYOK request adds to OpenRouter's (`cost`): the upstream cost
+/// when `is_byok`, else nothing (without BYOK the upstream cost is what `cost` already holds).
+pub fn byok_part(is_byok: Option<bool>, upstream_cost: Option<f64>) -> f64 {
+    match is_byok {
+        Some(true) => upstream_cost.unwrap_or(0.0),
+        _ => 0.0,
     }
 }
 
@@ -210,6 +237,37 @@ mod tests {
             let ts: jiff::Timestamp = ts.parse().unwrap();
             assert_eq!(timestamp(ts), strftime(ts));
         }
+    }
+
+    #[test]
+    fn byok_spend_adds_the_providers_charge_to_openrouters_fee() {
+        let mut r: Record = serde_json::from_value(serde_json::json!({
+            "id": "1", "model": "m", "endpoint": "chat", "row": 1, "status": "ok",
+            "output": "x", "finish_reason": "stop", "generation_id": "g", "generation_ids": ["g"],
+            "provider": null, "model_used": null,
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2,
+                      "reasoning_tokens": 0, "cached_tokens": 0, "cost": 0.05},
+            "is_byok": true, "upstream_cost": 1.0, "service_tier": "flex",
+            "attempts": 1, "latency_ms": 1, "ttft_ms": null, "started_at": "", "finished_at": "",
+            "fingerprint": "", "error": null
+        }))
+        .unwrap();
+        assert_eq!(r.inline_cost(), InlineCost::Known(1.05));
+        assert_eq!(r.byok_cost(), 1.0);
+        // Not BYOK: the upstream cost is what `cost` already holds, not added again.
+        r.is_byok = Some(false);
+        assert_eq!(r.inline_cost(), InlineCost::Known(0.05));
+        assert_eq!(r.byok_cost(), 0.0);
+        // Records written before these fields existed read as "not said".
+        let mut v = serde_json::to_value(&r).unwrap();
+        for k in ["is_byok", "upstream_cost", "service_tier"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        let old: Record = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            (old.is_byok, old.upstream_cost, old.service_tier),
+            (None, None, None)
+        );
     }
 
     #[test]

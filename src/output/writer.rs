@@ -250,6 +250,9 @@ mod tests {
                 cost: Some(0.5),
                 ..Usage::default()
             }),
+            is_byok: None,
+            upstream_cost: None,
+            service_tier: None,
             attempts: 1,
             latency_ms: Some(1),
             ttft_ms: None,

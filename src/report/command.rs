@@ -43,6 +43,8 @@ impl ReportOptions {
                 ReportByArg::Provider => GroupBy::Provider,
                 ReportByArg::Status => GroupBy::Status,
                 ReportByArg::Error => GroupBy::Error,
+                ReportByArg::Tier => GroupBy::Tier,
+                ReportByArg::Input => GroupBy::Input,
             },
             format: match args.format {
                 ReportFormatArg::Table => Format::Table,
@@ -105,6 +107,7 @@ pub fn build(opts: &ReportOptions, warnings: &mut Vec<String>) -> Result<Report,
         .then(|| Aggregator::new(GroupBy::Model, generations));
     let mut read_inputs = Vec::new();
     for (path, sidecar) in inputs.iter().zip(sidecars) {
+        agg.set_input(&path.display().to_string());
         let mut input = read::records(path, warnings, |r| {
             agg.add(r);
             if let Some(m) = by_model.as_mut() {

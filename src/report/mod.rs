@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::costs::charge::Charge;
 use crate::hash::{hash64, key64};
 use crate::output::record::{ErrorKind, InlineCost, Record, Status};
 
@@ -45,6 +46,10 @@ pub enum GroupBy {
     Status,
     /// The error kind (`-` for ok rows).
     Error,
+    /// The service tier that served the final attempt (`service_tier`; `-` when not said).
+    Tier,
+    /// The output file the key's last record was read from (one line per job or shard).
+    Input,
 }
 
 impl GroupBy {
@@ -55,10 +60,13 @@ impl GroupBy {
             GroupBy::Provider => "provider",
             GroupBy::Status => "status",
             GroupBy::Error => "error",
+            GroupBy::Tier => "tier",
+            GroupBy::Input => "input",
         }
     }
 
-    fn key(self, r: &Record) -> &str {
+    /// The group of `r`, read from the file named `input`.
+    fn key<'a>(self, r: &'a Record, input: &'a str) -> &'a str {
         match self {
             GroupBy::Model => &r.model,
             GroupBy::Provider => r.provider.as_deref().unwrap_or(NONE),
@@ -67,6 +75,8 @@ impl GroupBy {
                 Status::Error => "error",
             },
             GroupBy::Error => r.error.as_ref().map_or(NONE, |e| e.kind.as_str()),
+            GroupBy::Tier => r.service_tier.as_deref().unwrap_or(NONE),
+            GroupBy::Input => input,
         }
     }
 }
@@ -134,12 +144,37 @@ pub struct Row {
     pub spend_exact: Option<f64>,
     /// Generation ids the sidecars do not know (yet).
     pub unconfirmed_ids: u64,
+    /// Where the money went: OpenRouter against the providers (BYOK), answers against
+    /// failed attempts, per 1,000 rows.
+    pub audit: Audit,
     /// Percentiles of `latency_ms` over ok requests.
     pub latency_ms: Percentiles,
     /// Median time to first token over ok streamed requests.
     pub ttft_p50_ms: Option<u64>,
     /// Error kinds of the failed requests, with counts.
     pub error_kinds: BTreeMap<ErrorKind, u64>,
+}
+
+/// A group's spend taken apart, from the best source there is: exact (`/generation`) when
+/// every generation id of the group is confirmed, else inline (`usage.cost`). USD; `null`
+/// when unknown (inline, with answers that carry no cost and none that does).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Audit {
+    /// `exact` or `inline`.
+    pub source: &'static str,
+    /// Charged to the OpenRouter balance (for BYOK requests, only its fee).
+    pub openrouter: Option<f64>,
+    /// Billed by providers to the user's own keys (BYOK).
+    pub byok: Option<f64>,
+    /// `openrouter + byok`.
+    pub total: Option<f64>,
+    /// Spent on the attempts that gave the answers kept (the ok records' final attempts).
+    pub answers: Option<f64>,
+    /// Spent on every other attempt: failed ones, retried ones, superseded records. Inline,
+    /// this is a lower bound (only failed records that carry a cost count); exact, it is all.
+    pub failed_attempts: Option<f64>,
+    /// `total / requests × 1000`.
+    pub per_1000_rows: Option<f64>,
 }
 
 /// Latency percentiles in milliseconds; `null` when there is nothing to measure.
@@ -199,22 +234,48 @@ impl Picos {
     }
 }
 
+/// A generation's exact spend: OpenRouter's part and the provider's (BYOK).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Exact {
+    openrouter: Picos,
+    byok: Picos,
+}
+
+impl Exact {
+    fn total(self) -> Picos {
+        Picos(self.openrouter.0.saturating_add(self.byok.0))
+    }
+}
+
 /// Exact costs from the `/generation` sidecars, by generation id. Ids are kept hashed
 /// (16 bytes an id), as resume keeps its keys.
 #[derive(Debug, Default)]
 pub struct Generations {
-    cost: HashMap<u64, Picos>,
+    cost: HashMap<u64, Exact>,
 }
 
 impl Generations {
-    /// Note the `total_cost` of generation `id` (a later line for the same id wins).
-    pub fn insert(&mut self, id: &str, total_cost: f64) {
-        self.cost
-            .insert(hash64(id.as_bytes()), Picos::from_usd(total_cost));
+    /// Note what generation `id` cost (a later line for the same id wins).
+    pub fn insert(&mut self, id: &str, charge: Charge) {
+        let exact = Exact {
+            openrouter: Picos::from_usd(charge.openrouter),
+            byok: Picos::from_usd(charge.byok),
+        };
+        self.cost.insert(hash64(id.as_bytes()), exact);
     }
 
-    fn get(&self, id: &str) -> Option<Picos> {
+    fn get(&self, id: &str) -> Option<Exact> {
         self.cost.get(&hash64(id.as_bytes())).copied()
+    }
+
+    /// Note that generation `id` cost `usd` (not BYOK).
+    #[cfg(test)]
+    pub fn insert_usd(&mut self, id: &str, usd: f64) {
+        let charge = Charge {
+            openrouter: usd,
+            byok: 0.0,
+        };
+        self.insert(id, charge);
     }
 
     /// Number of generation ids with a cost.
@@ -223,9 +284,10 @@ impl Generations {
         self.cost.len()
     }
 
-    /// The `total_cost` of generation `id` in USD, if a sidecar has it.
+    /// The spend of generation `id` in USD (OpenRouter's and, for BYOK, the provider's), if
+    /// a sidecar has it.
     pub fn cost_of(&self, id: &str) -> Option<f64> {
-        self.get(id).map(Picos::usd)
+        self.get(id).map(|e| e.total().usd())
     }
 }
 
@@ -252,6 +314,8 @@ pub struct Aggregator<'g> {
     names: Vec<String>,
     name_index: HashMap<String, usize>,
     keys: HashMap<u64, KeyState>,
+    /// The file records are being read from (for `--by input`).
+    input: String,
 }
 
 /// What is known about one `(id, model)`: its last outcome and everything paid for it.
@@ -281,10 +345,16 @@ struct Paid {
     tokens_in: u64,
     tokens_out: u64,
     inline: Picos,
+    /// Of `inline`: the providers' BYOK charges; the failed records' costs.
+    inline_byok: Picos,
+    inline_failed: Picos,
     /// Records with a `usage.cost` / ok records without one.
     costed: u64,
     uncosted: u64,
     exact: Picos,
+    /// Of `exact`: the providers' BYOK charges; every attempt's but the answers kept.
+    exact_byok: Picos,
+    exact_failed: Picos,
     ids: u64,
     unconfirmed: u64,
 }
@@ -296,9 +366,13 @@ impl Paid {
         self.tokens_in += o.tokens_in;
         self.tokens_out += o.tokens_out;
         self.inline.add(o.inline);
+        self.inline_byok.add(o.inline_byok);
+        self.inline_failed.add(o.inline_failed);
         self.costed += o.costed;
         self.uncosted += o.uncosted;
         self.exact.add(o.exact);
+        self.exact_byok.add(o.exact_byok);
+        self.exact_failed.add(o.exact_failed);
         self.ids += o.ids;
         self.unconfirmed += o.unconfirmed;
     }
@@ -312,7 +386,13 @@ impl<'g> Aggregator<'g> {
             names: Vec::new(),
             name_index: HashMap::new(),
             keys: HashMap::new(),
+            input: String::new(),
         }
+    }
+
+    /// Name the file the next records come from (what `--by input` groups by).
+    pub fn set_input(&mut self, name: &str) {
+        name.clone_into(&mut self.input);
     }
 
     /// Take one record into account (records of a key must come in file order).
@@ -329,9 +409,9 @@ impl<'g> Aggregator<'g> {
 
     fn outcome(&mut self, r: &Record) -> Outcome {
         let ok = r.status == Status::Ok;
-        let by = self.by;
+        let key = self.by.key(r, &self.input).to_owned();
         Outcome {
-            group: self.intern(by.key(r)),
+            group: self.intern(&key),
             kind: if ok {
                 None
             } else {
@@ -364,17 +444,30 @@ impl<'g> Aggregator<'g> {
             ids: r.generation_ids.len() as u64,
             ..Paid::default()
         };
+        let ok = r.status == Status::Ok;
         match r.inline_cost() {
             InlineCost::Known(c) => {
                 paid.inline = Picos::from_usd(c);
+                paid.inline_byok = Picos::from_usd(r.byok_cost());
+                if !ok {
+                    paid.inline_failed = paid.inline;
+                }
                 paid.costed = 1;
             }
             InlineCost::Free => {}
             InlineCost::Unknown => paid.uncosted = 1,
         }
+        // The answer kept is the ok record's final attempt; every other attempt failed.
+        let answer = if ok { r.generation_id.as_deref() } else { None };
         for id in &r.generation_ids {
             match self.generations.and_then(|g| g.get(id)) {
-                Some(cost) => paid.exact.add(cost),
+                Some(cost) => {
+                    paid.exact.add(cost.total());
+                    paid.exact_byok.add(cost.byok);
+                    if Some(id.as_str()) != answer {
+                        paid.exact_failed.add(cost.total());
+                    }
+                }
                 None => paid.unconfirmed += 1,
             }
         }
@@ -428,6 +521,30 @@ impl Paid {
     /// `usage.cost` summed, or `None` when answers carry none and none has one.
     fn inline_usd(&self) -> Option<f64> {
         InlineCost::sum(self.inline.usd(), self.costed, self.uncosted)
+    }
+
+    /// The spend of `requests` requests taken apart; exact when a sidecar was read and knows
+    /// every id.
+    fn audit(&self, requests: u64, exact: bool) -> Audit {
+        let (source, total, byok, failed) = if exact && self.unconfirmed == 0 {
+            let total = Some(self.exact);
+            ("exact", total, self.exact_byok, self.exact_failed)
+        } else {
+            let total = self.inline_usd().map(|_| self.inline);
+            ("inline", total, self.inline_byok, self.inline_failed)
+        };
+        let part = |p: Picos| total.map(|_| p.usd());
+        Audit {
+            source,
+            openrouter: total.map(|t| Picos(t.0 - byok.0).usd()),
+            byok: part(byok),
+            total: total.map(Picos::usd),
+            answers: total.map(|t| Picos(t.0 - failed.0).usd()),
+            failed_attempts: part(failed),
+            per_1000_rows: total
+                .filter(|_| requests > 0)
+                .map(|t| t.usd() * 1000.0 / requests as f64),
+        }
     }
 }
 
@@ -496,6 +613,7 @@ impl Acc {
             records_without_cost: p.uncosted,
             spend_exact: exact.then(|| p.exact.usd()),
             unconfirmed_ids: p.unconfirmed,
+            audit: p.audit(self.requests, exact),
             latency_ms: Percentiles {
                 p50: quantile(&self.latency, 0.50),
                 p95: quantile(&self.latency, 0.95),

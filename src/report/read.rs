@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{Generations, Input};
+use crate::costs::charge::Fields;
 use crate::output::record::Record;
 
 /// Bad lines reported per file; the rest are only counted.
@@ -116,7 +117,8 @@ enum SidecarLine {
 #[derive(Deserialize)]
 struct Cost {
     id: String,
-    total_cost: Option<f64>,
+    #[serde(flatten)]
+    cost: Fields,
 }
 
 /// Read the sidecar of `out` into `generations`, if there is one. Returns its path and the
@@ -145,8 +147,8 @@ pub fn sidecar(
                 return;
             }
         };
-        if let Some(total) = cost.total_cost {
-            generations.insert(&cost.id, total);
+        if let Some(charge) = cost.cost.charge() {
+            generations.insert(&cost.id, charge);
             read += 1;
         }
     })?;

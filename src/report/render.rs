@@ -115,6 +115,66 @@ pub(crate) fn cells(report: &Report) -> Cells {
     }
 }
 
+/// The spend table: per group, OpenRouter's charge and the providers' (BYOK) side by side,
+/// answers against failed attempts, and the cost of 1,000 rows.
+pub(crate) fn audit_cells(report: &Report) -> Cells {
+    let money = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), usd);
+    let header = [
+        report.by.as_str(),
+        "source",
+        "OpenRouter",
+        "provider (BYOK)",
+        "total",
+        "answers",
+        "failed attempts",
+        "per 1,000 rows",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let rows = report
+        .groups
+        .iter()
+        .chain(std::iter::once(&report.total))
+        .map(|r| {
+            let a = &r.audit;
+            vec![
+                r.key.clone(),
+                a.source.to_owned(),
+                money(a.openrouter),
+                money(a.byok),
+                money(a.total),
+                money(a.answers),
+                money(a.failed_attempts),
+                money(a.per_1000_rows),
+            ]
+        })
+        .collect();
+    let mut numeric = vec![true; header.len()];
+    numeric[0] = false;
+    numeric[1] = false;
+    Cells {
+        header,
+        numeric,
+        rows,
+    }
+}
+
+/// What the spend table's numbers are, under it.
+fn audit_note(report: &Report) -> String {
+    let inline = report.total.audit.source == "inline";
+    let mut note = "spend by source: OpenRouter is what the credit balance paid (for BYOK \
+                    requests only its fee), provider (BYOK) what providers billed to your own \
+                    keys; failed attempts are every attempt but the answers kept"
+        .to_owned();
+    if inline {
+        note.push_str(
+            "; inline, failed attempts count only failed records that carry a cost (a lower \
+             bound): `orbatch costs` makes it exact",
+        );
+    }
+    note
+}
+
 /// The lines under the table: inline against exact spend, and what was read.
 pub fn notes(report: &Report) -> Vec<String> {
     let s = &report.spend;
@@ -197,16 +257,23 @@ const HIDE_FIRST: &[&str] = &[
     "ok %",
 ];
 
-/// A plain table for the terminal (no colours), then the notes. Given a `width` (a terminal's),
-/// the least useful columns are left out until the table fits, and a note says which.
-pub fn table(report: &Report, width: Option<u16>) -> String {
-    let cells = cells(report);
-    let mut t = comfy(&cells);
+/// Columns of the spend table a narrow terminal loses first.
+const AUDIT_HIDE_FIRST: &[&str] = &["source", "per 1,000 rows", "answers", "failed attempts"];
+
+/// `cells` as a terminal table that fits `width` (when given): the columns named in
+/// `hide_first` are left out, in that order, until it fits. Returns the table and what was
+/// left out.
+fn fitted(
+    cells: &Cells,
+    hide_first: &[&'static str],
+    width: Option<u16>,
+) -> (String, Vec<&'static str>) {
+    let mut t = comfy(cells);
     let mut text = t.to_string();
     let mut hidden = Vec::new();
     let fits = |text: &str, w: u16| text.lines().all(|l| l.chars().count() <= usize::from(w));
     if let Some(w) = width {
-        for title in HIDE_FIRST {
+        for title in hide_first {
             if fits(&text, w) {
                 break;
             }
@@ -220,6 +287,15 @@ pub fn table(report: &Report, width: Option<u16>) -> String {
             text = t.to_string();
         }
     }
+    (text, hidden)
+}
+
+/// A plain table for the terminal (no colours), then the notes. Given a `width` (a terminal's),
+/// the least useful columns are left out until the table fits, and a note says which.
+pub fn table(report: &Report, width: Option<u16>) -> String {
+    let (text, mut hidden) = fitted(&cells(report), HIDE_FIRST, width);
+    let (audit, audit_hidden) = fitted(&audit_cells(report), AUDIT_HIDE_FIRST, width);
+    hidden.extend(audit_hidden);
     let mut out = text;
     out.push('\n');
     if !hidden.is_empty() {
@@ -232,6 +308,7 @@ pub fn table(report: &Report, width: Option<u16>) -> String {
         out.push_str(&n);
         out.push('\n');
     }
+    out.push_str(&format!("\nspend\n{audit}\n{}\n", audit_note(report)));
     if let Some(sc) = &report.scores {
         for (title, cells) in scores::sections(sc) {
             out.push_str(&format!("\n{title}\n{}\n", comfy(&cells)));
@@ -287,6 +364,11 @@ pub fn md(report: &Report) -> String {
     for n in notes(report) {
         out.push_str(&format!("- {}\n", n.replace('|', "\\|")));
     }
+    out.push_str(&format!(
+        "\n### Spend\n\n{}\n- {}\n",
+        md_table(&audit_cells(report)),
+        audit_note(report)
+    ));
     if let Some(sc) = &report.scores {
         for (title, cells) in scores::sections(sc) {
             out.push_str(&format!("\n### {title}\n\n{}", md_table(&cells)));
@@ -302,7 +384,6 @@ pub fn md(report: &Report) -> String {
 /// One CSV line per group and one for the total (key `TOTAL`), with plain numbers: USD
 /// without `$`, percentages without `%`, empty cells for unknown values.
 pub fn csv(report: &Report) -> String {
-    let mut w = csv::Writer::from_writer(Vec::new());
     let by = report.by.as_str();
     let header = [
         by,
@@ -327,25 +408,61 @@ pub fn csv(report: &Report) -> String {
     ];
     let rows = report.groups.iter().chain(std::iter::once(&report.total));
     let lines = std::iter::once(header.map(str::to_owned).to_vec()).chain(rows.map(csv_row));
-    for line in lines {
-        // Writing to a Vec cannot fail, and every line has the header's length.
-        w.write_record(&line).expect("CSV into memory");
-    }
-    let bytes = w.into_inner().expect("CSV into memory");
-    let mut out = String::from_utf8_lossy(&bytes).into_owned();
-    // Scores: two more tables, each after a blank line with its own header.
+    let mut out = csv_text(lines);
+    // The spend table, then the scores' two: each after a blank line with its own header.
+    out.push('\n');
+    out.push_str(&csv_text(audit_csv(report)));
     if let Some(sc) = &report.scores {
         for (header, rows) in scores::csv_tables(sc) {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            for line in std::iter::once(header).chain(rows) {
-                w.write_record(&line).expect("CSV into memory");
-            }
-            let bytes = w.into_inner().expect("CSV into memory");
             out.push('\n');
-            out.push_str(&String::from_utf8_lossy(&bytes));
+            out.push_str(&csv_text(std::iter::once(header).chain(rows)));
         }
     }
     out
+}
+
+/// The spend table as CSV lines: plain numbers, empty cells for unknown values.
+fn audit_csv(report: &Report) -> Vec<Vec<String>> {
+    let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let header = [
+        report.by.as_str(),
+        "source",
+        "openrouter_usd",
+        "byok_usd",
+        "total_usd",
+        "answers_usd",
+        "failed_attempts_usd",
+        "per_1000_rows_usd",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let rows = report.groups.iter().chain(std::iter::once(&report.total));
+    std::iter::once(header)
+        .chain(rows.map(|r| {
+            let a = &r.audit;
+            vec![
+                r.key.clone(),
+                a.source.to_owned(),
+                num(a.openrouter),
+                num(a.byok),
+                num(a.total),
+                num(a.answers),
+                num(a.failed_attempts),
+                num(a.per_1000_rows),
+            ]
+        }))
+        .collect()
+}
+
+/// CSV lines as text.
+fn csv_text(lines: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for line in lines {
+        // Writing to a Vec cannot fail.
+        w.write_record(&line).expect("CSV into memory");
+    }
+    let bytes = w.into_inner().expect("CSV into memory");
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn csv_row(r: &Row) -> Vec<String> {

@@ -5,6 +5,7 @@ use crate::endpoint::Endpoint;
 use crate::output::record::{ErrorKind, Record, RecordError, Status, Usage};
 
 use super::{Bucket, Generations, GroupBy, Report, aggregate, nice_width};
+use crate::costs::charge::Charge;
 
 /// An ok record of `(id, model)` costing `cost`, with one generation id per attempt.
 pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
@@ -27,6 +28,9 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
             cost: Some(cost),
             ..Usage::default()
         }),
+        is_byok: None,
+        upstream_cost: None,
+        service_tier: None,
         attempts: 1,
         latency_ms: Some(latency_ms),
         ttft_ms: None,
@@ -127,10 +131,10 @@ fn exact_spend_counts_every_known_generation_id_and_the_unknown_ones() {
         ok("q2", "m/a", 0.002, 100),
     ];
     let mut g = Generations::default();
-    g.insert("gen-q1-m/a-try1", 0.0005);
-    g.insert("gen-q1-m/a-try2", 0.0005);
-    g.insert("gen-q1-m/a", 0.001);
-    g.insert("gen-unrelated", 9.0);
+    g.insert_usd("gen-q1-m/a-try1", 0.0005);
+    g.insert_usd("gen-q1-m/a-try2", 0.0005);
+    g.insert_usd("gen-q1-m/a", 0.001);
+    g.insert_usd("gen-unrelated", 9.0);
     let r = aggregate(GroupBy::Model, Some(&g), &recs);
     let s = &r.spend;
     assert_eq!((s.generation_ids, s.unconfirmed_ids), (4, 1));
@@ -141,7 +145,7 @@ fn exact_spend_counts_every_known_generation_id_and_the_unknown_ones() {
     assert_eq!(r.total.unconfirmed_ids, 1);
     assert!(close(r.groups[0].spend_exact.unwrap(), 0.002));
 
-    g.insert("gen-q2-m/a", 0.002);
+    g.insert_usd("gen-q2-m/a", 0.002);
     let s = aggregate(GroupBy::Model, Some(&g), &recs).spend;
     assert!(s.difference_final);
     assert!(
@@ -244,6 +248,8 @@ fn every_grouping_partitions_requests_and_spend() {
         GroupBy::Provider,
         GroupBy::Status,
         GroupBy::Error,
+        GroupBy::Tier,
+        GroupBy::Input,
     ] {
         let r = by(g, &recs);
         let spend: f64 = r.groups.iter().filter_map(|g| g.spend_inline).sum();
@@ -302,10 +308,10 @@ pub(super) fn sample() -> Report {
         ),
     ];
     let mut g = Generations::default();
-    g.insert("gen-q1-openai/gpt-4o-mini", 0.00001245);
-    g.insert("gen-q2-openai/gpt-4o-mini-try1", 0.0000004);
-    g.insert("gen-q2-openai/gpt-4o-mini", 0.0000312);
-    g.insert("gen-q1-meta-llama/llama-3.1-8b-instruct", 0.0000021);
+    g.insert_usd("gen-q1-openai/gpt-4o-mini", 0.00001245);
+    g.insert_usd("gen-q2-openai/gpt-4o-mini-try1", 0.0000004);
+    g.insert_usd("gen-q2-openai/gpt-4o-mini", 0.0000312);
+    g.insert_usd("gen-q1-meta-llama/llama-3.1-8b-instruct", 0.0000021);
     let mut r = aggregate(GroupBy::Model, Some(&g), &recs);
     r.inputs = vec![super::Input {
         path: "demo.out.jsonl".to_owned(),
@@ -356,7 +362,10 @@ fn md_snapshot() {
 fn csv_has_a_line_per_group_and_the_total() {
     let text = super::render::csv(&sample());
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4);
+    // The main table (header, two groups, total), a blank line, the spend table.
+    assert_eq!(lines.len(), 9, "{text}");
+    assert_eq!(lines[4], "");
+    assert!(lines[5].starts_with("model,source,openrouter_usd,byok_usd,total_usd,"));
     assert!(lines[0].starts_with("model,requests,ok,truncated,errors,ok_pct,"));
     assert!(
         lines[3].starts_with("TOTAL,4,3,0,1,75.0,5,5,30,15,"),
@@ -409,4 +418,89 @@ fn unknown_cost_is_not_zero() {
     let r = aggregate(GroupBy::Model, None, [&priced, &failure]);
     assert_eq!(r.total.records_without_cost, 0);
     assert!(close(r.total.spend_inline.unwrap(), 0.001));
+}
+
+/// Two requests of one model: a BYOK answer (fee $0.05, provider $1), and one answered
+/// after two failed attempts (the failed record has no usage).
+fn byok_and_retried() -> [Record; 3] {
+    let mut byok = ok("q1", "m/a", 0.05, 100);
+    byok.is_byok = Some(true);
+    byok.upstream_cost = Some(1.0);
+    byok.service_tier = Some("flex".to_owned());
+    [
+        byok,
+        failed("q2", "m/a", ErrorKind::Transient, 2),
+        ok("q2", "m/a", 0.5, 100),
+    ]
+}
+
+#[test]
+fn inline_spend_is_openrouter_plus_byok_and_failed_attempts_are_a_lower_bound() {
+    let r = by(GroupBy::Model, &byok_and_retried());
+    let a = &r.total.audit;
+    assert_eq!(a.source, "inline");
+    assert!(close(a.total.unwrap(), 1.55), "{a:?}");
+    assert!(close(a.byok.unwrap(), 1.0), "{a:?}");
+    assert!(close(a.openrouter.unwrap(), 0.55), "{a:?}");
+    // Inline, the two failed attempts are not known to have cost anything.
+    assert!(close(a.failed_attempts.unwrap(), 0.0), "{a:?}");
+    assert!(close(a.answers.unwrap(), 1.55), "{a:?}");
+    assert!(close(a.per_1000_rows.unwrap(), 775.0), "{a:?}");
+    assert!(close(r.total.spend_inline.unwrap(), 1.55));
+}
+
+#[test]
+fn exact_spend_splits_byok_and_failed_attempts_once_every_id_is_known() {
+    let mut g = Generations::default();
+    g.insert(
+        "gen-q1-m/a",
+        Charge {
+            openrouter: 0.05,
+            byok: 1.0,
+        },
+    );
+    g.insert_usd("gen-q2-m/a-try1", 0.1);
+    g.insert_usd("gen-q2-m/a-try2", 0.2);
+    g.insert_usd("gen-q2-m/a", 0.5);
+    let r = aggregate(GroupBy::Model, Some(&g), &byok_and_retried());
+    let a = &r.total.audit;
+    assert_eq!(a.source, "exact");
+    assert!(close(a.total.unwrap(), 1.85), "{a:?}");
+    assert!(close(a.byok.unwrap(), 1.0), "{a:?}");
+    assert!(close(a.openrouter.unwrap(), 0.85), "{a:?}");
+    assert!(close(a.failed_attempts.unwrap(), 0.3), "{a:?}");
+    assert!(close(a.answers.unwrap(), 1.55), "{a:?}");
+    assert!(close(r.spend.exact.unwrap(), 1.85));
+    // One id unknown: the audit falls back to inline rather than show a partial sum.
+    let mut partial = Generations::default();
+    partial.insert_usd("gen-q2-m/a", 0.5);
+    let r = aggregate(GroupBy::Model, Some(&partial), &byok_and_retried());
+    assert_eq!(r.total.audit.source, "inline");
+}
+
+#[test]
+fn by_tier_groups_by_the_served_tier() {
+    let r = by(GroupBy::Tier, &byok_and_retried());
+    let keys: Vec<&str> = r.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["-", "flex"]);
+    assert!(close(r.groups[1].audit.total.unwrap(), 1.05));
+}
+
+#[test]
+fn by_input_gives_a_line_per_file() {
+    let recs = byok_and_retried();
+    let mut agg = super::Aggregator::new(GroupBy::Input, None);
+    agg.set_input("a.jsonl");
+    agg.add(&recs[0]);
+    agg.set_input("b.jsonl");
+    agg.add(&recs[1]);
+    agg.add(&recs[2]);
+    let r = agg.finish();
+    let keys: Vec<(&str, u64)> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.requests))
+        .collect();
+    assert_eq!(keys, [("a.jsonl", 1), ("b.jsonl", 1)]);
+    assert!(close(r.groups[1].audit.total.unwrap(), 0.5));
 }
