@@ -50,11 +50,19 @@ pub struct Plan {
     /// Why the credit check could not be done (a server without `/key`, the network).
     pub key_skipped: Option<String>,
     pub max_cost_flag: Option<f64>,
+    /// Requests by the `service_tier` they ask for (`None`: not set).
+    pub tiers: BTreeMap<Option<String>, u64>,
 }
 
 impl Plan {
     /// Count one request.
     pub fn add(&mut self, req: &Request) {
+        let tier = req
+            .body
+            .get("service_tier")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        *self.tiers.entry(tier).or_default() += 1;
         let m = self.models.entry(req.model.clone()).or_default();
         m.requests += 1;
         m.prompt_tokens += estimate::prompt_tokens(&req.body);
@@ -140,6 +148,20 @@ impl Plan {
                 usd(cap)
             ));
         }
+        for (tier, n) in &self.tiers {
+            match tier.as_deref() {
+                Some("flex") => w.push(format!(
+                    "{n} requests ask for service_tier flex: where a provider serves them on \
+                     flex they are billed about half the standard price, so the costs above \
+                     (standard prices) are high for them"
+                )),
+                Some(t @ ("priority" | "fast" | "scale")) => w.push(format!(
+                    "{n} requests ask for service_tier {t}: billed above the standard price, \
+                     so the costs above (standard prices) are low for them"
+                )),
+                _ => {}
+            }
+        }
         if let Some(why) = &self.key_skipped {
             w.push(format!("the key's credit was not checked: {why}"));
         }
@@ -193,7 +215,8 @@ impl Plan {
         let _ = writeln!(
             out,
             "{} rows → {} requests to send{}. Prompt tokens are estimated as characters ÷ 4 + 4 \
-             per message.",
+             per message; prices are the standard tier's from /models (a BYOK request costs \
+             about as much in all: OpenRouter's 5 % fee plus the provider's bill to your key).",
             self.rows,
             self.requests(),
             if skipped > 0 {
@@ -325,5 +348,20 @@ mod tests {
             table.contains("total") && table.contains("3 requests"),
             "{table}"
         );
+        assert!(!plan.warnings().join("\n").contains("service_tier"));
+        let mut flex = req("a", Some(10));
+        flex.body.insert("service_tier".into(), json!("flex"));
+        let mut fast = req("a", Some(10));
+        fast.body.insert("service_tier".into(), json!("fast"));
+        plan.add(&flex);
+        plan.add(&fast);
+        plan.add(&fast);
+        let w = plan.warnings().join("\n");
+        assert!(w.contains("1 requests ask for service_tier flex"), "{w}");
+        assert!(
+            w.contains("2 requests ask for service_tier fast: billed above"),
+            "{w}"
+        );
+        assert!(plan.render().contains("prices are the standard tier's"));
     }
 }

@@ -346,13 +346,24 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
     if !t.retried.is_empty() {
         out.push_str(&format!("  {}\n", retried(t)));
     }
+    let byok = if t.byok > 0.0 {
+        format!(
+            "; of it, {} billed by providers to your own keys (BYOK)",
+            crate::text::usd(t.byok)
+        )
+    } else {
+        String::new()
+    };
     let spend = match (t.costed, t.uncosted) {
-        (_, 0) => format!("spend {} (usage.cost)", t.spend()),
+        (_, 0) => format!("spend {} (usage.cost{byok})", t.spend()),
         (0, n) => format!(
             "spend unknown: the server sent no usage.cost for {n} records (`orbatch costs` \
              looks them up)"
         ),
-        (_, n) => format!("spend {} (usage.cost; {n} records without one)", t.spend()),
+        (_, n) => format!(
+            "spend {} (usage.cost{byok}; {n} records without one)",
+            t.spend()
+        ),
     };
     out.push_str(&format!(
         "  tokens {} in / {} out · {spend} · {:.1} req/s\n",

@@ -36,8 +36,11 @@ pub struct Tally {
     pub attempts: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// Sum of `usage.cost` over written records that have one.
+    /// Spend over written records that have a `usage.cost`: OpenRouter's charge plus, for
+    /// BYOK, the provider's.
     pub cost: f64,
+    /// Of `cost`, what providers billed to the user's own keys (BYOK).
+    pub byok: f64,
     /// Written answers that carry no `usage.cost` (servers other
     /// than OpenRouter often send none): then `cost` is a lower bound, or unknown if no
     /// record has a cost.
@@ -78,6 +81,7 @@ impl Tally {
         match r.inline_cost() {
             InlineCost::Known(c) => {
                 self.cost += c;
+                self.byok += r.byok_cost();
                 self.costed += 1;
             }
             InlineCost::Free => {}

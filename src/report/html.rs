@@ -16,6 +16,8 @@ const ROW_H: f64 = 26.0;
 const OK_COLOUR: &str = "#3a9d5d";
 const INLINE_COLOUR: &str = "#4c78a8";
 const EXACT_COLOUR: &str = "#f58518";
+const BYOK_COLOUR: &str = "#72b7b2";
+const FAILED_COLOUR: &str = "#e45756";
 
 const STYLE: &str = "\
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
@@ -53,6 +55,12 @@ pub fn html(report: &Report) -> String {
     }
     page.push_str("</ul>\n");
     page.push_str(&format!("<h2>Spend by {by}</h2>\n{}", spend_chart(report)));
+    page.push_str(&format!(
+        "<h2>Where the money went, by {by}</h2>\n{}{}<p class=\"muted\">{}</p>\n",
+        audit_chart(report),
+        cells_table(&render::audit_cells(report), ""),
+        esc(&render::audit_note(report))
+    ));
     page.push_str(&format!(
         "<h2>Latency of ok requests (ms)</h2>\n{}",
         latency_chart(&report.latency_histogram)
@@ -379,6 +387,69 @@ fn spend_chart(report: &Report) -> String {
     out
 }
 
+/// Two stacked bars per group, each as long as its spend: OpenRouter against the providers'
+/// BYOK bills, and answers against failed attempts.
+fn audit_chart(report: &Report) -> String {
+    let rows: Vec<(&Row, f64)> = report
+        .groups
+        .iter()
+        .filter_map(|r| Some((r, r.audit.total?)))
+        .collect();
+    if rows.is_empty() {
+        return "<p class=\"muted\">No group has a known spend.</p>\n".to_owned();
+    }
+    let max = rows.iter().map(|(_, t)| *t).fold(0.0, f64::max);
+    let scale = if max > 0.0 { BAR_W / max } else { 0.0 };
+    let bar_h = 10.0;
+    let mut body = String::new();
+    for (i, (r, total)) in rows.iter().enumerate() {
+        let a = &r.audit;
+        let y = i as f64 * ROW_H + 4.0;
+        body.push_str(&text(LABEL_W - 8.0, y + 14.0, "end", &r.key));
+        let stack = [
+            [
+                (a.openrouter, INLINE_COLOUR, "OpenRouter"),
+                (a.byok, BYOK_COLOUR, "provider (BYOK)"),
+            ],
+            [
+                (a.answers, OK_COLOUR, "answers"),
+                (a.failed_attempts, FAILED_COLOUR, "failed attempts"),
+            ],
+        ];
+        for (j, parts) in stack.iter().enumerate() {
+            let mut x = LABEL_W;
+            for (value, colour, what) in parts {
+                let v = value.unwrap_or(0.0);
+                let tip = format!("{}: {what} {} ({})", r.key, usd(v), a.source);
+                body.push_str(&rect(
+                    x,
+                    y + j as f64 * bar_h,
+                    v * scale,
+                    bar_h,
+                    colour,
+                    &tip,
+                ));
+                x += v * scale;
+            }
+        }
+        body.push_str(&text(
+            LABEL_W + total * scale + 6.0,
+            y + 14.0,
+            "start",
+            &format!("{} ({})", usd(*total), a.source),
+        ));
+    }
+    let height = rows.len() as f64 * ROW_H + 8.0;
+    let mut out = svg(LABEL_W + BAR_W + 200.0, height, "spend taken apart", &body);
+    out.push_str(&legend(&[
+        (INLINE_COLOUR, "OpenRouter"),
+        (BYOK_COLOUR, "provider (BYOK)"),
+        (OK_COLOUR, "answers"),
+        (FAILED_COLOUR, "failed attempts"),
+    ]));
+    out
+}
+
 /// A bar for a lower bound: hatched, with a dashed open end.
 fn partial_rect(x: f64, y: f64, w: f64, h: f64, colour: &str, tip: &str) -> String {
     format!(
@@ -514,7 +585,8 @@ mod tests {
     fn the_page_is_self_contained() {
         let page = html(&crate::report::tests::sample());
         assert!(page.starts_with("<!doctype html>"));
-        assert_eq!(page.matches("<svg").count(), 3);
+        assert_eq!(page.matches("<svg").count(), 4);
+        assert!(page.contains("provider (BYOK)") && page.contains("failed attempts"));
         for bad in ["http://", "https://", "<script", "<link", "url("] {
             assert!(!page.contains(bad), "{bad}");
         }

@@ -160,7 +160,7 @@ pub(crate) fn audit_cells(report: &Report) -> Cells {
 }
 
 /// What the spend table's numbers are, under it.
-fn audit_note(report: &Report) -> String {
+pub(crate) fn audit_note(report: &Report) -> String {
     let inline = report.total.audit.source == "inline";
     let mut note = "spend by source: OpenRouter is what the credit balance paid (for BYOK \
                     requests only its fee), provider (BYOK) what providers billed to your own \

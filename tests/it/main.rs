@@ -2,6 +2,7 @@
 //! Nothing here needs a key or the network.
 
 mod budget;
+mod byok;
 mod catalog;
 mod compat;
 mod costs;
