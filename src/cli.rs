@@ -281,7 +281,11 @@ const SCORERS_HELP: &str = "How answers are scored: KIND[:OPTS] [default: exact]
         expected value is the letter or the option's text
   json[:/pointer]
         the answer parsed as JSON (inside one code fence, if fenced); the value at the
-        pointer equals the expected value (numbers by value)";
+        pointer equals the expected value (numbers by value)
+  judge[:model=ID]
+        a model grades the answer against the expected value with a rubric
+        (--judge-model, --judge-template); its requests go to OUT.judge.jsonl through
+        the same limits and retries, resumable, their spend shown apart by report";
 
 /// `orbatch score`.
 #[derive(Debug, Args)]
@@ -313,8 +317,8 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "FIELD")]
     pub expected: Option<String>,
 
-    /// How answers are scored: exact, contains, regex:PATTERN, number, choice or json, each
-    /// with options (--help lists them) [default: exact].
+    /// How answers are scored: exact, contains, regex:PATTERN, number, choice, json or
+    /// judge, each with options (--help lists them) [default: exact].
     #[arg(long, value_name = "KIND[:OPTS]", long_help = SCORERS_HELP)]
     pub scorer: Option<String>,
 
@@ -322,6 +326,21 @@ pub struct ScoreArgs {
     /// --scorer.
     #[arg(long, value_name = "FIELD")]
     pub scorer_field: Option<String>,
+
+    /// The model that grades answers for the judge scorer (unless the scorer names one:
+    /// judge:model=ID). Its requests go to OUT.judge.jsonl, resumable and audited like a run.
+    #[arg(long, value_name = "ID")]
+    pub judge_model: Option<String>,
+
+    /// The judge's rubric, a template with {{ question }}, {{ answer }}, {{ expected }},
+    /// {{ answer_model }} and {{ row.FIELD }}; its answer must say CORRECT or INCORRECT (or
+    /// SCORE: 0..1) [default: the rubric orbatch ships].
+    #[arg(long, value_name = "FILE")]
+    pub judge_template: Option<PathBuf>,
+
+    /// Where the judge's requests go (only the judge scorer sends any).
+    #[command(flatten)]
+    pub api: ApiArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,

@@ -60,7 +60,7 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
         Command::Models(args) => commands::models::command(&args).await,
         Command::Key(args) => commands::key::command(&args).await,
         Command::Report(args) => report_command(&args).await,
-        Command::Score(args) => score_command(args).await,
+        Command::Score(args) => score_command(args, interrupt).await,
         Command::Export(args) => export_command(args).await,
     };
     if let Err(failure) = &outcome {
@@ -88,7 +88,7 @@ async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> Outcome {
     let quiet = config.quiet;
     let key_env = config.key_env.clone();
     let score_config = config.score.is_some().then(|| config.clone());
-    let summary = run::run(config, ui::progress(quiet), interrupt).await?;
+    let summary = run::run(config, ui::progress(quiet), interrupt.clone()).await?;
     if !quiet {
         eprint!("{}", ui::summary(&summary, &rerun_hint()));
         if matches!(summary.stopped, Some(StopReason::Auth(_))) {
@@ -97,7 +97,7 @@ async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> Outcome {
     }
     // A job with a [score] table: its answers are scored once the run is over.
     if let Some(config) = score_config {
-        tokio::task::spawn_blocking(move || score::command::after_run(&config, quiet)).await?;
+        score::command::after_run(&config, quiet, &interrupt).await;
     }
     Ok(summary.exit())
 }
@@ -128,8 +128,9 @@ async fn report_command(args: &ReportArgs) -> Outcome {
     tokio::task::spawn_blocking(move || report::command::run(&opts)).await?
 }
 
-async fn score_command(args: cli::ScoreArgs) -> Outcome {
-    tokio::task::spawn_blocking(move || score::command::run(&args)).await?
+async fn score_command(args: cli::ScoreArgs, interrupt: CancellationToken) -> Outcome {
+    ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
+    score::command::run(&args, interrupt).await
 }
 
 async fn export_command(args: cli::ExportArgs) -> Outcome {

@@ -63,6 +63,10 @@ pub struct ScoreTable {
     pub scorer: Option<String>,
     /// The input field naming a row's own scorer.
     pub scorer_field: Option<String>,
+    /// The judge scorer's model, as `--judge-model`.
+    pub judge_model: Option<String>,
+    /// The judge's rubric file (relative to the job file), as `--judge-template`.
+    pub judge_template: Option<PathBuf>,
 }
 
 /// A job file and where it is.

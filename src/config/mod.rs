@@ -82,6 +82,8 @@ pub struct ScoreSettings {
     pub expected: String,
     pub scorer: std::sync::Arc<crate::score::Scorer>,
     pub scorer_field: Option<String>,
+    /// The judge scorer's model and rubric.
+    pub judge: crate::score::judge::JudgeOptions,
 }
 
 impl ScoreSettings {
@@ -110,8 +112,30 @@ impl ScoreSettings {
             expected: t.expected.clone(),
             scorer: std::sync::Arc::new(scorer),
             scorer_field: t.scorer_field.clone(),
+            judge: crate::score::judge::JudgeOptions {
+                model: t.judge_model.clone(),
+                rubric: match &t.judge_template {
+                    Some(f) => read_judge_rubric(&job.resolve(f))?,
+                    None => crate::score::judge::DEFAULT_RUBRIC.to_owned(),
+                },
+            },
         }))
     }
+}
+
+/// A judge rubric file's text; an unreadable file or a template that does not compile is a
+/// usage error naming it.
+pub fn read_judge_rubric(path: &Path) -> Result<String, UsageError> {
+    let text = read_template(path)?;
+    minijinja::Environment::new()
+        .template_from_str(&text)
+        .map_err(|e| {
+            UsageError::new(format!(
+                "{}: the judge rubric does not compile: {e}",
+                path.display()
+            ))
+        })?;
+    Ok(text)
 }
 
 /// Whether a command needs the API key.

@@ -140,6 +140,38 @@ pub fn oracle_words(model: &str, prompt: &str, expected: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
 
+/// The mock as a judge: a prompt laid out as orbatch's rubric lays it out (`Expected
+/// answer:` and `Answer to grade:` sections) is answered CORRECT when the graded answer
+/// contains the expected one (case, punctuation and spacing aside), else INCORRECT. `None`
+/// for any other prompt.
+pub fn judge_words(prompt: &str) -> Option<Vec<String>> {
+    let section = |name: &str| -> Option<String> {
+        let start = prompt.find(name)? + name.len();
+        let rest = &prompt[start..];
+        let end = rest.find("\n\n").unwrap_or(rest.len());
+        Some(norm(&rest[..end]))
+    };
+    fn norm(s: &str) -> String {
+        let kept: String = s
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        kept.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+    let expected = section("Expected answer:")?;
+    let answer = section("Answer to grade:")?;
+    let correct = !expected.is_empty() && format!(" {answer} ").contains(&format!(" {expected} "));
+    Some(vec![
+        if correct { "CORRECT" } else { "INCORRECT" }.to_owned(),
+    ])
+}
+
 pub fn answer_words(model: &str, prompt: &str) -> Vec<String> {
     let hash = crate::hash::key64(prompt, model);
     let mut words = vec![

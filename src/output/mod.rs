@@ -75,7 +75,7 @@ pub fn replace_file<T, E>(
 }
 
 /// `OUT.jsonl` → `OUT.<what>.jsonl`, beside it (`out.ndjson` → `out.ndjson.<what>.jsonl`).
-fn beside(out: &Path, what: &str) -> PathBuf {
+pub(crate) fn beside(out: &Path, what: &str) -> PathBuf {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use super::read::{self, ReadError};
-use super::{Aggregator, Generations, GroupBy, Report, html, render, scores};
+use super::{Aggregator, Generations, GroupBy, Judge, Report, html, render, scores};
 use crate::cli::{ReportArgs, ReportByArg, ReportFormatArg};
 use crate::exit::{Exit, Outcome, UsageError};
 use crate::stdout;
@@ -122,6 +122,7 @@ pub fn build(opts: &ReportOptions, warnings: &mut Vec<String>) -> Result<Report,
     }
     let mut report = agg.finish();
     report.inputs = read_inputs;
+    report.judge = judge(&inputs, warnings)?;
     if !score_files.is_empty() {
         let model_rows = match by_model {
             Some(m) => m.finish().groups,
@@ -130,6 +131,31 @@ pub fn build(opts: &ReportOptions, warnings: &mut Vec<String>) -> Result<Report,
         report.scores = Some(scores::scores(score_files, score_lines, &model_rows));
     }
     Ok(report)
+}
+
+/// The judge's outputs beside `inputs` (`OUT.judge.jsonl`, with their own sidecars), summed.
+fn judge(inputs: &[PathBuf], warnings: &mut Vec<String>) -> Result<Option<Judge>, ReadError> {
+    let files: Vec<PathBuf> = inputs
+        .iter()
+        .map(|p| crate::score::judge::judge_path(p))
+        .filter(|p| p.exists())
+        .collect();
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut generations = Generations::default();
+    let mut any_sidecar = false;
+    for f in &files {
+        any_sidecar |= read::sidecar(f, &mut generations, warnings)?.is_some();
+    }
+    let mut agg = Aggregator::new(GroupBy::Model, any_sidecar.then_some(&generations));
+    for f in &files {
+        read::records(f, warnings, |r| agg.add(r))?;
+    }
+    Ok(Some(Judge {
+        files: files.iter().map(|f| f.display().to_string()).collect(),
+        total: agg.finish().total,
+    }))
 }
 
 /// The inputs without repeats (a file given twice would count its spend twice).

@@ -237,6 +237,17 @@ fn cards(report: &Report) -> String {
         };
         cards.push((label, usd(exact)));
     }
+    if let Some(j) = &report.judge {
+        let spend = j
+            .total
+            .audit
+            .total
+            .map_or_else(|| "unknown".to_owned(), usd);
+        cards.push((
+            "judge spend (apart)",
+            format!("{spend} ({})", j.total.audit.source),
+        ));
+    }
     cards.push((
         "latency p50 / p95",
         format!("{} / {} ms", opt(t.latency_ms.p50), opt(t.latency_ms.p95)),

@@ -99,6 +99,19 @@ pub struct Report {
     /// Accuracy per model and pairs of models, when `OUT.scores.jsonl` files were read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scores: Option<scores::Scores>,
+    /// What grading the answers cost (the judge scorer's `OUT.judge.jsonl` files, when there
+    /// are any): apart from the totals above, which are the job's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Judge>,
+}
+
+/// The judge's requests, summed over its output files.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judge {
+    /// The judge's output files read.
+    pub files: Vec<String>,
+    /// All of them together (requests, spend, audit), as a row of the report.
+    pub total: Row,
 }
 
 /// One output file read into the report.
@@ -498,6 +511,7 @@ impl<'g> Aggregator<'g> {
             spend: spend(&total.paid, exact),
             latency_histogram: buckets(&total.latency),
             scores: None,
+            judge: None,
         }
     }
 }

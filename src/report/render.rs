@@ -223,6 +223,19 @@ pub fn notes(report: &Report) -> Vec<String> {
     if !report.inputs.is_empty() {
         notes.push(format!("inputs: {}", inputs(report)));
     }
+    if let Some(j) = &report.judge {
+        let t = &j.total;
+        notes.push(format!(
+            "judge (grading the answers, not in the totals above): {} requests, {} ok, {} \
+             attempts, spend {} ({}) in {}",
+            t.requests,
+            t.ok,
+            t.attempts,
+            t.audit.total.map_or_else(|| "unknown".to_owned(), usd),
+            t.audit.source,
+            j.files.join(", ")
+        ));
+    }
     notes
 }
 

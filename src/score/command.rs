@@ -7,21 +7,27 @@ use std::sync::Arc;
 
 use comfy_table::{CellAlignment, Table, presets};
 
+use std::collections::HashMap;
+
+use tokio_util::sync::CancellationToken;
+
 use super::Scorer;
-use super::job::{ScoreJob, ScoreSummary, score};
-use crate::cli::ScoreArgs;
-use crate::config::{Job, ScoreSettings, default_output, input_source};
+use super::job::{ScoreError, ScoreJob, ScoreSummary, expectations, score_rows};
+use crate::cli::{RunArgs, ScoreArgs};
+use crate::config::{
+    Job, RunConfig, ScoreSettings, default_output, input_source, read_judge_rubric,
+};
 use crate::exit::{Exit, Failure, Outcome, UsageError};
 use crate::job::{InputConfig, InputFormat, InputSource};
 
-/// Run `orbatch score`.
-pub fn run(args: &ScoreArgs) -> Outcome {
+/// Run `orbatch score`. Offline, unless rows are scored by the judge: then its requests are
+/// sent first (what it has judged already is not sent again).
+pub async fn run(args: &ScoreArgs, interrupt: CancellationToken) -> Outcome {
     let job = resolve(args)?;
-    let summary = score(&job).map_err(|e| match e {
-        super::job::ScoreError::Write { .. } => Failure::failed(e),
-        other => Failure::Usage(UsageError::new(other.to_string())),
-    })?;
-    if !args.verbosity.quiet {
+    let quiet = args.verbosity.quiet;
+    let (summary, exit) =
+        judge_and_score(&job, quiet, &interrupt, || judge_base(args, &job)).await?;
+    if !quiet {
         for w in &summary.warnings {
             eprintln!("orbatch: warning: {w}");
         }
@@ -30,7 +36,53 @@ pub fn run(args: &ScoreArgs) -> Outcome {
         }
     }
     crate::stdout::write(table(&summary).as_bytes())?;
-    Ok(Exit::Ok)
+    Ok(exit)
+}
+
+/// Read the input; judge what the judge grades (a run set up by `base`, asked for only when
+/// there is something to judge); score everything. The exit is the judge's (`Ok` without).
+async fn judge_and_score(
+    job: &ScoreJob,
+    quiet: bool,
+    interrupt: &CancellationToken,
+    base: impl FnOnce() -> Result<RunConfig, Failure>,
+) -> Result<(ScoreSummary, Exit), Failure> {
+    let rows = tokio::task::block_in_place(|| expectations(job)).map_err(failure)?;
+    let mut warnings = Vec::new();
+    let (verdicts, exit) = if needs_judge(&rows) {
+        let mut base = base()?;
+        base.quiet = quiet;
+        super::judge::judge_all(job, &rows, &base, interrupt, &mut warnings).await?
+    } else {
+        (HashMap::new(), Exit::Ok)
+    };
+    let mut summary =
+        tokio::task::block_in_place(|| score_rows(job, &rows, &verdicts)).map_err(failure)?;
+    warnings.append(&mut summary.warnings);
+    summary.warnings = warnings;
+    Ok((summary, exit))
+}
+
+fn failure(e: ScoreError) -> Failure {
+    match e {
+        ScoreError::Write { .. } => Failure::failed(e),
+        other => Failure::Usage(UsageError::new(other.to_string())),
+    }
+}
+
+/// The run settings the judge's requests use under `orbatch score`: its `--base-url`,
+/// `--mock`, key and headers, orbatch's defaults for the rest.
+fn judge_base(args: &ScoreArgs, job: &ScoreJob) -> Result<RunConfig, Failure> {
+    let first = job
+        .outputs
+        .first()
+        .map(|o| super::judge::judge_input_path(o));
+    let run = RunArgs {
+        input: first.map(|p| p.display().to_string()),
+        api: args.api.clone(),
+        ..RunArgs::default()
+    };
+    Ok(RunConfig::resolve(&run, &|k| std::env::var(k).ok())?)
 }
 
 /// Flags first, then the job file (`--job`): its input, id field, output and `[score]` table.
@@ -90,7 +142,18 @@ fn resolve(args: &ScoreArgs) -> Result<ScoreJob, UsageError> {
         }
     };
     let id_field = args.id_field.clone().or(job.file.id_field.clone());
+    let mut judge = from_job
+        .as_ref()
+        .map(|s| s.judge.clone())
+        .unwrap_or_default();
+    if let Some(m) = &args.judge_model {
+        judge.model = Some(m.clone());
+    }
+    if let Some(f) = &args.judge_template {
+        judge.rubric = read_judge_rubric(f)?;
+    }
     Ok(ScoreJob {
+        judge,
         outputs,
         input: InputConfig::rows_only(source, format, id_field),
         expected,
@@ -103,13 +166,15 @@ fn resolve(args: &ScoreArgs) -> Result<ScoreJob, UsageError> {
 }
 
 /// After `run` of a job with a `[score]` table: score its output (as `orbatch score --job`
-/// would) and show accuracy per model on stderr. A problem here does not change how the run
-/// ended: it is said, and `orbatch score` can be run again.
-pub fn after_run(config: &crate::config::RunConfig, quiet: bool) {
+/// would; the judge's requests go where the run's went) and show accuracy per model on
+/// stderr. A problem here does not change how the run ended: it is said, and `orbatch score`
+/// can be run again.
+pub async fn after_run(config: &RunConfig, quiet: bool, interrupt: &CancellationToken) {
     let Some(settings) = &config.score else {
         return;
     };
     let job = ScoreJob {
+        judge: settings.judge.clone(),
         outputs: vec![config.output.clone()],
         input: InputConfig::rows_only(
             config.input.source.clone(),
@@ -123,7 +188,8 @@ pub fn after_run(config: &crate::config::RunConfig, quiet: bool) {
     if config.input.source == InputSource::Stdin {
         return;
     }
-    match score(&job) {
+    let scored = judge_and_score(&job, quiet, interrupt, || Ok(config.clone())).await;
+    match scored.map(|(summary, _)| summary) {
         Ok(summary) if !quiet => {
             for path in &summary.written {
                 eprintln!("orbatch: scored the answers ([score]): {}", path.display());
@@ -133,6 +199,11 @@ pub fn after_run(config: &crate::config::RunConfig, quiet: bool) {
         Ok(_) => {}
         Err(e) => eprintln!("orbatch: warning: the answers were not scored: {e}"),
     }
+}
+
+/// Whether any row of the input is scored by the judge.
+fn needs_judge(rows: &HashMap<String, super::job::Expect>) -> bool {
+    rows.values().any(super::job::Expect::judged)
 }
 
 /// Accuracy per model, best first.

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use super::judge::{self, JudgeOptions};
 use super::{Score, Scorer};
 use crate::job::rows::{Row, each_row};
 use crate::job::{InputConfig, InputError, Problems};
@@ -31,6 +32,8 @@ pub struct ScoreJob {
     pub scorer: Arc<Scorer>,
     /// `--scorer-field`: the input field naming a row's own scorer spec (mixed sets).
     pub scorer_field: Option<String>,
+    /// The judge's model and rubric, for rows scored by `judge`.
+    pub judge: JudgeOptions,
 }
 
 /// Why scoring could not be done.
@@ -40,6 +43,9 @@ pub enum ScoreError {
     Input(#[from] InputError),
     #[error("{0}")]
     Read(#[from] read::ReadError),
+    /// The scoring cannot be set up (e.g. a judge without a model).
+    #[error("{0}")]
+    Setup(String),
     #[error("{path}: cannot write the scores: {source}")]
     Write {
         path: String,
@@ -71,6 +77,9 @@ pub struct ModelTally {
     pub no_expected: u64,
     /// Records whose id is not a row of the input.
     pub not_in_input: u64,
+    /// Answers for the judge that it has not graded (yet): its request failed or was not
+    /// sent; rerunning `orbatch score` sends them.
+    pub unjudged: u64,
 }
 
 /// What `score` did.
@@ -83,17 +92,41 @@ pub struct ScoreSummary {
 }
 
 /// What the input says about one row.
-struct Expect {
+pub(crate) struct Expect {
     expected: Option<String>,
     scorer: Option<Arc<Scorer>>,
+    /// The row's fields, kept for the judge's rubric (rows it grades only).
+    fields: Option<Map<String, Value>>,
 }
 
-/// Score every output of `job`.
+impl Expect {
+    /// Scored by the judge (with an expected value to grade against).
+    pub(crate) fn judged(&self) -> bool {
+        self.fields.is_some()
+    }
+}
+
+/// The judge's verdicts for one output, by judge row id ([`judge::row_id`]).
+pub(crate) type Verdicts = HashMap<String, Score>;
+
+/// Score every output of `job`, without the judge's verdicts.
+#[cfg(test)]
 pub fn score(job: &ScoreJob) -> Result<ScoreSummary, ScoreError> {
     let rows = expectations(job)?;
+    score_rows(job, &rows, &HashMap::new())
+}
+
+/// [`score`] with the input read and the verdicts of each output given.
+pub(crate) fn score_rows(
+    job: &ScoreJob,
+    rows: &HashMap<String, Expect>,
+    verdicts: &HashMap<PathBuf, Verdicts>,
+) -> Result<ScoreSummary, ScoreError> {
     let mut summary = ScoreSummary::default();
+    let none = Verdicts::new();
     for out in &job.outputs {
-        let lines = score_output(out, &rows, &job.scorer, &mut summary)?;
+        let verdicts = verdicts.get(out).unwrap_or(&none);
+        let lines = score_output(out, rows, &job.scorer, verdicts, &mut summary)?;
         let dest = scores_path(out);
         write_atomically(&dest, &lines).map_err(|source| ScoreError::Write {
             path: dest.display().to_string(),
@@ -105,7 +138,7 @@ pub fn score(job: &ScoreJob) -> Result<ScoreSummary, ScoreError> {
 }
 
 /// Read the input: each row's expected value and scorer, by id.
-fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
+pub(crate) fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
     let mut specs: HashMap<String, Arc<Scorer>> = HashMap::new();
     // A row naming a scorer that cannot be used (grouped and capped as input problems are).
     let mut bad_specs = Problems::default();
@@ -144,7 +177,19 @@ fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
                 },
             });
         let expected = expected_text(row.fields.get(&job.expected));
-        rows.insert(row.id.to_owned(), Expect { expected, scorer });
+        let judged = matches!(
+            scorer.as_deref().unwrap_or(&job.scorer),
+            Scorer::Judge { .. }
+        );
+        let fields = (judged && expected.is_some()).then(|| row.fields.clone());
+        rows.insert(
+            row.id.to_owned(),
+            Expect {
+                expected,
+                scorer,
+                fields,
+            },
+        );
     })?;
     let name = job.input.display_name();
     if with_field == 0 && !rows.is_empty() {
@@ -166,6 +211,61 @@ fn expectations(job: &ScoreJob) -> Result<HashMap<String, Expect>, ScoreError> {
     Ok(rows)
 }
 
+/// The judge's input rows for the answers of `out` it grades: the last record of each
+/// (id, model), when ok and its row has an expected value and is scored by `judge`. Each row
+/// carries `model`: the judge model (of the row's `judge:model=…`, else `default_model`).
+pub(crate) fn judge_rows(
+    out: &Path,
+    rows: &HashMap<String, Expect>,
+    job: &ScoreJob,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Value>, ScoreError> {
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut latest: HashMap<(String, String), Option<Value>> = HashMap::new();
+    let mut missing_model = false;
+    read::records(out, warnings, |r: &Record| {
+        let row = rows.get(&r.id).and_then(|e| {
+            let fields = e.fields.as_ref()?;
+            let expected = e.expected.as_deref()?;
+            let Scorer::Judge { model } = e.scorer.as_deref().unwrap_or(&job.scorer) else {
+                return None;
+            };
+            let answer = match (&r.status, &r.output) {
+                (Status::Ok, Some(a)) => a,
+                _ => return None,
+            };
+            let Some(judge_model) = model.as_deref().or(job.judge.model.as_deref()) else {
+                missing_model = true;
+                return None;
+            };
+            let mut row = judge::row(&judge::Ask {
+                id: &r.id,
+                model: &r.model,
+                answer,
+                expected,
+                row: fields,
+            });
+            row["model"] = Value::String(judge_model.to_owned());
+            Some(row)
+        });
+        let key = (r.id.clone(), r.model.clone());
+        if latest.insert(key.clone(), row).is_none() {
+            order.push(key);
+        }
+    })?;
+    if missing_model {
+        return Err(ScoreError::Setup(
+            "the judge scorer needs a model: pass --judge-model ID (job file: judge_model in \
+             [score]) or write judge:model=ID"
+                .to_owned(),
+        ));
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|k| latest.remove(&k).flatten())
+        .collect())
+}
+
 /// A row's expected answer as text: a string as it is, another JSON value as JSON; `None`
 /// for a missing, null or blank field (such a row is not scored).
 pub(crate) fn expected_text(value: Option<&Value>) -> Option<String> {
@@ -182,12 +282,14 @@ fn score_output(
     out: &Path,
     rows: &HashMap<String, Expect>,
     default: &Scorer,
+    verdicts: &Verdicts,
     summary: &mut ScoreSummary,
 ) -> Result<Vec<ScoreLine>, ScoreError> {
     // The outcome of each key's latest record; a later record (a rerun) replaces it.
     enum Outcome {
         Scored(ScoreLine),
         Unanswered,
+        Unjudged,
         NoExpected,
         NotInInput,
     }
@@ -200,14 +302,28 @@ fn score_output(
             Some(Expect {
                 expected: Some(expected),
                 scorer,
+                ..
             }) => match (&r.status, &r.output) {
                 (Status::Ok, Some(answer)) => {
                     let scorer = scorer.as_deref().unwrap_or(default);
-                    let Score {
+                    let verdict = match scorer {
+                        Scorer::Judge { .. } => {
+                            verdicts.get(&judge::row_id(&r.id, &r.model)).cloned()
+                        }
+                        _ => Some(scorer.score(answer, expected)),
+                    };
+                    let Some(Score {
                         score,
                         passed,
                         extracted,
-                    } = scorer.score(answer, expected);
+                    }) = verdict
+                    else {
+                        let key = (r.id.clone(), r.model.clone());
+                        if latest.insert(key.clone(), Outcome::Unjudged).is_none() {
+                            order.push(key);
+                        }
+                        return;
+                    };
                     Outcome::Scored(ScoreLine {
                         id: r.id.clone(),
                         model: r.model.clone(),
@@ -240,6 +356,7 @@ fn score_output(
                 lines.push(line);
             }
             Outcome::Unanswered => tally.unanswered += 1,
+            Outcome::Unjudged => tally.unjudged += 1,
             Outcome::NoExpected => tally.no_expected += 1,
             Outcome::NotInInput => {
                 tally.not_in_input += 1;

@@ -83,6 +83,11 @@ pub enum Scorer {
     Json {
         pointer: String,
     },
+    /// An LLM grades the answer with a rubric ([`super::judge`]); `model` from
+    /// `judge:model=…`, else `--judge-model`.
+    Judge {
+        model: Option<String>,
+    },
 }
 
 impl Scorer {
@@ -95,6 +100,7 @@ impl Scorer {
             Scorer::Number { .. } => "number",
             Scorer::Choice(_) => "choice",
             Scorer::Json { .. } => "json",
+            Scorer::Judge { .. } => "judge",
         }
     }
 
@@ -208,13 +214,24 @@ impl Scorer {
                 }
                 Ok(Scorer::Json { pointer })
             }
-            "judge" => Err(err(
-                "the judge scorer is not available yet; use exact, contains, regex, number, \
-                 choice or json"
-                    .into(),
-            )),
+            "judge" => {
+                let mut model = None;
+                for (key, value) in options(opts.unwrap_or("")) {
+                    match (key, value) {
+                        ("model", Some(m)) if !m.is_empty() => model = Some(m.to_owned()),
+                        (other, _) => {
+                            return Err(err(format!(
+                                "unknown option {other:?}; judge takes model=ID, e.g. \
+                                 judge:model=openai/gpt-4o"
+                            )));
+                        }
+                    }
+                }
+                Ok(Scorer::Judge { model })
+            }
             other => Err(err(format!(
-                "unknown scorer {other:?}; use exact, contains, regex, number, choice or json"
+                "unknown scorer {other:?}; use exact, contains, regex, number, choice, json or \
+                 judge"
             ))),
         }
     }

@@ -338,6 +338,7 @@ mod job {
             ],
         );
         let job = ScoreJob {
+            judge: Default::default(),
             outputs: vec![out.clone()],
             input: input(&csv),
             expected: "answer".into(),
@@ -408,6 +409,7 @@ mod job {
                 unanswered: 0,
                 no_expected: 1,
                 not_in_input: 1,
+                unjudged: 0,
             }
         );
         assert_eq!(
@@ -418,6 +420,7 @@ mod job {
                 unanswered: 1,
                 no_expected: 0,
                 not_in_input: 0,
+                unjudged: 0,
             }
         );
         assert_eq!(summary.per_model["m/a"].accuracy(), Some(1.0));
@@ -432,6 +435,7 @@ mod job {
 
         // Rerun with another scorer: the file is replaced, not appended to.
         let job = ScoreJob {
+            judge: Default::default(),
             scorer: Arc::new(Scorer::parse("contains:i").unwrap()),
             scorer_field: None,
             ..job
@@ -450,6 +454,7 @@ mod job {
         let out = dir.path().join("q.out.jsonl");
         write_records(&out, &[answer("q1", "m", "1")]);
         let job = ScoreJob {
+            judge: Default::default(),
             outputs: vec![out],
             input: input(&csv),
             expected: "answer".into(),
@@ -458,7 +463,7 @@ mod job {
         };
         let e = score(&job).unwrap_err().to_string();
         assert!(
-            e.ends_with("q.csv:2: scorer field \"kind\": unknown scorer \"fuzzy\"; use exact, contains, regex, number, choice or json"),
+            e.ends_with("q.csv:2: scorer field \"kind\": unknown scorer \"fuzzy\"; use exact, contains, regex, number, choice, json or judge"),
             "{e}"
         );
         assert!(!dir.path().join("q.out.scores.jsonl").exists());

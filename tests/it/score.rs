@@ -356,3 +356,144 @@ async fn the_eval_demo_runs_end_to_end() {
     export.code(0);
     assert_eq!(export.stdout.lines().count(), 31, "a header and 30 rows");
 }
+
+/// The judge scorer: the eval demo's answers graded by a model through the mock (which, as a
+/// judge, says CORRECT when the graded answer holds the expected one). Its requests go to
+/// `OUT.judge.jsonl`, a rerun sends none again, `report` shows their spend apart, and a
+/// missing model or a rubric that does not compile exits 2 before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_judge_grades_through_the_pool_resumes_and_is_audited_apart() {
+    let env = Env::new().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+    for f in ["eval.toml", "eval.csv"] {
+        std::fs::copy(root.join(f), env.path(f)).unwrap();
+    }
+    let job = env.path("eval.toml");
+    Cmd::new(&["run", job.to_str().unwrap(), "--mock", "-q"])
+        .output()
+        .await
+        .code(0);
+    let out = env.path("eval.out.jsonl");
+    let judge = |extra: &[&str]| {
+        Cmd::new(&["score", out.to_str().unwrap(), "--scorer", "judge"])
+            .args(&[
+                "-i",
+                env.path("eval.csv").to_str().unwrap(),
+                "--expected",
+                "answer",
+            ])
+            .base_url(&env.mock.base_url())
+            .args(extra)
+    };
+    // No judge model: refused before anything is sent.
+    let done = judge(&[]).output().await;
+    done.code(2);
+    assert!(done.stderr.contains("--judge-model"), "{}", done.stderr);
+    assert_eq!(env.stats().requests, 0);
+    let bad = env.write("bad.j2", "{{ answer ");
+    let done = judge(&[
+        "--judge-model",
+        "m/j",
+        "--judge-template",
+        bad.to_str().unwrap(),
+    ])
+    .output()
+    .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("the judge rubric does not compile"),
+        "{}",
+        done.stderr
+    );
+
+    let done = judge(&["--judge-model", "openai/gpt-4o-mini"])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("orbatch: judge: 90 answers"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(env.stats().requests, 90, "one judge request per answer");
+    let recs = records(&out);
+    let lines: Vec<Value> = std::fs::read_to_string(env.path("eval.out.scores.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 90);
+    for l in &lines {
+        let said = recs
+            .iter()
+            .find(|r| r["id"] == l["id"] && r["model"] == l["model"])
+            .and_then(|r| r["output"].as_str())
+            .unwrap();
+        assert_eq!(l["scorer"], "judge");
+        assert_eq!(
+            l["passed"].as_bool().unwrap(),
+            said != "I am not sure.",
+            "{l}"
+        );
+        let verdict = if said == "I am not sure." {
+            "INCORRECT"
+        } else {
+            "CORRECT"
+        };
+        assert_eq!(l["extracted"], verdict, "{l}");
+    }
+    let judged = records(&env.path("eval.out.judge.jsonl"));
+    assert_eq!(judged.len(), 90);
+    assert!(
+        judged
+            .iter()
+            .all(|r| r["model"] == "openai/gpt-4o-mini" && r["status"] == "ok")
+    );
+    assert!(
+        judged[0]["id"].as_str().unwrap().contains('@'),
+        "{}",
+        judged[0]
+    );
+
+    // A rerun judges nothing again.
+    let done = judge(&["--judge-model", "openai/gpt-4o-mini"])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("90 already judged, 0 sent"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(env.stats().requests, 90);
+
+    // The report shows what judging cost, apart from the job's own spend.
+    let report = Cmd::new(&["report", out.to_str().unwrap(), "--format", "json"])
+        .output()
+        .await;
+    report.code(0);
+    let v: Value = serde_json::from_str(&report.stdout).unwrap();
+    let judge_spend: f64 = judged
+        .iter()
+        .map(|r| r["usage"]["cost"].as_f64().unwrap())
+        .sum();
+    let shown = v["judge"]["total"]["audit"]["total"].as_f64().unwrap();
+    assert!(
+        (shown - judge_spend).abs() < 1e-12,
+        "{shown} vs {judge_spend}"
+    );
+    assert!((v["judge"]["total"]["requests"].as_u64().unwrap()) == 90);
+    let own: f64 = recs
+        .iter()
+        .map(|r| r["usage"]["cost"].as_f64().unwrap())
+        .sum();
+    assert!((v["total"]["audit"]["total"].as_f64().unwrap() - own).abs() < 1e-12);
+    let table = Cmd::new(&["report", out.to_str().unwrap()]).output().await;
+    assert!(
+        table
+            .stdout
+            .contains("judge (grading the answers, not in the totals above): 90 requests"),
+        "{}",
+        table.stdout
+    );
+}
