@@ -213,6 +213,16 @@ impl StreamState {
                         self.answer.output.chars().count()
                     )));
                 }
+                // Every complete answer ends with a finish reason. A stream that says [DONE]
+                // without one was cut short by the server (llama.cpp's server does this to a
+                // stream when another request interrupts it): not an answer.
+                if self.answer.finish_reason.is_none() {
+                    return Err(Failure::Truncated(format!(
+                        "the stream ended with [DONE] but without a finish reason after {} \
+                         characters: the server cut the answer short",
+                        self.answer.output.chars().count()
+                    )));
+                }
                 check_usable(&self.answer.output, self.answer.finish_reason.as_deref())?;
                 Ok(self.answer)
             }
@@ -293,6 +303,38 @@ mod tests {
         let f = s.finish().unwrap_err();
         assert!(matches!(f, Failure::Truncated(_)));
         assert!(matches!(classify(&f).action, Action::Retry { .. }));
+    }
+
+    /// What llama.cpp's server (llama-cpp-python 0.3) sent for a stream that a second request
+    /// interrupted, byte for byte but the id: content deltas, then `[DONE]`, with no finish
+    /// chunk and no usage. Accepted as an answer, it was a cut-off text recorded as ok.
+    #[test]
+    fn a_stream_that_says_done_without_a_finish_reason_was_cut_short() {
+        let chunk = |delta: &str, finish: &str| {
+            format!(
+                "data: {{\"id\": \"chatcmpl-2adb1b05\", \"model\": \"openai/gpt-4o-mini\", \
+                 \"created\": 1796118341, \"object\": \"chat.completion.chunk\", \"choices\": \
+                 [{{\"index\": 0, \"delta\": {delta}, \"logprobs\": null, \"finish_reason\": \
+                 {finish}}}]}}\r\n\r\n"
+            )
+        };
+        let head = chunk("{\"role\": \"assistant\"}", "null")
+            + &chunk("{\"content\": \"The bakery\"}", "null")
+            + &chunk("{\"content\": \" now\"}", "null");
+        let (a, _) = run(Endpoint::Chat, &(head.clone() + "data: [DONE]\r\n\r\n"));
+        let f = a.unwrap_err();
+        assert!(
+            matches!(&f, Failure::Truncated(m) if m.contains("without a finish reason")),
+            "{f:?}"
+        );
+        assert!(matches!(classify(&f).action, Action::Retry { .. }));
+        // The same stream with its finish chunk (as the server ends an uninterrupted one):
+        // an answer, although this server sends no usage.
+        let whole = head + &chunk("{}", "\"length\"") + "data: [DONE]\r\n\r\n";
+        let a = run(Endpoint::Chat, &whole).0.unwrap();
+        assert_eq!(a.output, "The bakery now");
+        assert_eq!(a.finish_reason.as_deref(), Some("length"));
+        assert_eq!(a.usage, None);
     }
 
     #[test]

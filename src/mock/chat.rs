@@ -266,6 +266,10 @@ async fn produce(state: Arc<Shared>, tx: sse::Sse, plan: Plan, mut bill: Bill) {
             tx.data(&err).await;
             bill.settle(sent, false);
         }
+        Ending::Interrupted => {
+            tx.done().await;
+            bill.settle(sent, false);
+        }
         Ending::Cut => bill.settle(sent, false),
     }
 }

@@ -32,6 +32,10 @@ pub enum Fault {
     MidStreamError,
     /// Streams end early without usage/[DONE]; non-streaming bodies are cut mid-JSON.
     Truncate,
+    /// Streams: some content deltas, then `[DONE]` with no finish chunk and no usage, as
+    /// llama.cpp's server (llama-cpp-python) ends a stream that another request interrupts;
+    /// non-streaming: as `Truncate`.
+    Interrupted,
     /// 200 ok with empty content and `finish_reason:"length"`.
     LengthEmpty,
     /// 200 ok with empty content and `finish_reason:"content_filter"`.
@@ -66,6 +70,7 @@ impl Fault {
             "stall" => Fault::Stall,
             "mid-stream-error" => Fault::MidStreamError,
             "truncate" => Fault::Truncate,
+            "interrupted" => Fault::Interrupted,
             "length-empty" => Fault::LengthEmpty,
             "content-filter" => Fault::ContentFilter,
             _ => return None,

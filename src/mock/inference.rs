@@ -52,6 +52,8 @@ pub enum Ending {
     Error,
     /// Cut short (stream without usage/[DONE]; non-stream body cut mid-JSON).
     Cut,
+    /// A stream cut short that still says `[DONE]` (no finish chunk, no usage).
+    Interrupted,
 }
 
 /// Everything an endpoint needs to render one answer.
@@ -429,6 +431,8 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         Some(Fault::ChoiceError | Fault::MidStreamError) => (half(words), "error", Ending::Error),
         Some(Fault::Truncate) if req.stream => (half(words), normal, Ending::Cut),
         Some(Fault::Truncate) => (words, normal, Ending::Cut),
+        Some(Fault::Interrupted) if req.stream => (half(words), normal, Ending::Interrupted),
+        Some(Fault::Interrupted) => (words, normal, Ending::Cut),
         _ => (words, normal, Ending::Complete),
     };
     let (tier, factor) = pricing::tier(req.service_tier.as_deref());

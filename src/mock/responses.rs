@@ -262,7 +262,7 @@ async fn produce(state: Arc<Shared>, mut ev: Events, plan: Plan, mut bill: Bill)
                 .await;
             bill.settle(sent, false);
         }
-        Ending::Cut => bill.settle(sent, false),
+        Ending::Cut | Ending::Interrupted => bill.settle(sent, false),
     }
 }
 

@@ -118,3 +118,46 @@ async fn a_silent_stream_times_out_and_is_retried() {
     let r = &records(&env.path("st.out.jsonl"))[0];
     assert_eq!(r["attempts"], 2);
 }
+
+/// A stream that says `[DONE]` without a finish chunk (llama.cpp's server ends a stream that
+/// another request interrupts this way) is a cut-off answer: retried, never recorded as ok;
+/// an uninterrupted retry gives the whole answer with its finish reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_done_without_a_finish_reason_is_retried_not_kept() {
+    let env = Env::new().await;
+    let input = env.jsonl(
+        "i.jsonl",
+        &[
+            "[[mock:interrupted*1]] Summarise the river report.",
+            "[[mock:interrupted]] Summarise the bakery news.",
+        ],
+    );
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "a/b", "--stream", "--max-attempts", "3", "-q"])
+        .output()
+        .await;
+    done.code(1);
+    let recs = records(&env.path("i.out.jsonl"));
+    let once = record(&recs, "r1");
+    assert_eq!(once["status"], "ok", "{once}");
+    assert_eq!(once["attempts"], 2, "{once}");
+    assert_eq!(once["finish_reason"], "stop", "{once}");
+    assert_eq!(
+        once["generation_ids"].as_array().unwrap().len(),
+        2,
+        "{once}"
+    );
+    let always = record(&recs, "r2");
+    assert_eq!(always["status"], "error", "{always}");
+    assert_eq!(always["error"]["kind"], "truncated", "{always}");
+    assert!(
+        always["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without a finish reason"),
+        "{always}"
+    );
+    assert_eq!(env.stats().answered, 1);
+}
