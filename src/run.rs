@@ -280,6 +280,7 @@ fn start_pool(config: &RunConfig, client: Client, budget: Option<Arc<Budget>>) -
             backoff: backoff_from_env(),
             stream: config.stream,
             truncated_error: config.truncated_error,
+            structured: config.structured.clone(),
         },
         Arc::clone(&pacer),
         stop.clone(),

@@ -17,4 +17,5 @@ mod run_basic;
 mod schema;
 mod score;
 mod streaming;
+mod structured;
 mod support;

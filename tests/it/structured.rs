@@ -1,0 +1,367 @@
+//! Structured output (#15) end to end against the mock: the schema in the body, answers
+//! checked locally, re-asks as attempts of the same record (ids, attempts, summed cost),
+//! `invalid_output` records, `--lenient-json`, resume, and bad schema files.
+
+use serde_json::Value;
+
+use crate::support::{Env, record, records};
+use orbatch::mock::MockConfig;
+
+const SCHEMA: &str = r#"{"type": "object", "additionalProperties": false,
+  "required": ["name", "year", "kind"],
+  "properties": {"name": {"type": "string"}, "year": {"type": "integer", "minimum": 1900},
+                 "kind": {"enum": ["book", "film"]}}}"#;
+
+fn rows(env: &Env) -> std::path::PathBuf {
+    env.write(
+        "x.jsonl",
+        "{\"id\":\"valid\",\"prompt\":\"extract\"}\n\
+         {\"id\":\"once\",\"prompt\":\"[[mock:json-invalid*1]] extract\"}\n\
+         {\"id\":\"missing\",\"prompt\":\"[[mock:json-missing]] extract\"}\n\
+         {\"id\":\"fenced\",\"prompt\":\"[[mock:json-fenced]] extract\"}\n\
+         {\"id\":\"prose\",\"prompt\":\"[[mock:json-prose]] extract\"}\n",
+    )
+}
+
+fn record_validator() -> jsonschema::Validator {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../schema/record.schema.json")).unwrap();
+    jsonschema::draft202012::new(&schema).unwrap()
+}
+
+fn cost(r: &Value) -> f64 {
+    r["usage"]["cost"].as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_path_on_both_endpoints_and_transports() {
+    let validator = record_validator();
+    for (name, extra) in [
+        ("chat", vec![]),
+        ("chat-stream", vec!["--stream"]),
+        ("responses", vec!["--endpoint", "responses"]),
+        (
+            "responses-stream",
+            vec!["--endpoint", "responses", "--stream"],
+        ),
+    ] {
+        let env = Env::new().await;
+        let schema = env.write("x.schema.json", SCHEMA);
+        let out = env.path("x.out.jsonl");
+        let done = env
+            .run()
+            .input(&rows(&env))
+            .args(&["-m", "openai/gpt-4o-mini", "-o", out.to_str().unwrap()])
+            .args(&["--schema", schema.to_str().unwrap()])
+            .args(&extra)
+            .output()
+            .await;
+        done.code(1);
+        assert!(
+            done.stderr.contains("invalid_output"),
+            "{name}: {}",
+            done.stderr
+        );
+        let all = records(&out);
+        assert_eq!(all.len(), 5, "{name}");
+        for r in &all {
+            let problems: Vec<String> = validator.iter_errors(r).map(|e| e.to_string()).collect();
+            assert!(problems.is_empty(), "{name}: {problems:?} in {r}");
+        }
+
+        let valid = record(&all, "valid");
+        assert_eq!(valid["status"], "ok", "{name}: {valid}");
+        let parsed: Value = serde_json::from_str(valid["output"].as_str().unwrap()).unwrap();
+        assert_eq!(valid["output_json"], parsed, "{name}");
+        assert_eq!(valid["output_json"]["kind"], "book");
+        assert_eq!(valid["output_json"]["year"], 1900);
+        assert_eq!(valid["attempts"], 1);
+        assert!(valid.get("reasks").is_none() && valid.get("lenient_json").is_none());
+
+        // Invalid JSON once, fixed when re-asked: one record, two attempts, both paid for.
+        let once = record(&all, "once");
+        assert_eq!(once["status"], "ok", "{name}: {once}");
+        assert_eq!(
+            (once["attempts"].as_u64(), once["reasks"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(
+            once["generation_ids"].as_array().unwrap().len(),
+            2,
+            "{name}"
+        );
+        assert_eq!(once["output_json"]["kind"], "book");
+
+        // Never fits: an invalid_output error after one re-ask, the raw text kept.
+        for id in ["missing", "fenced", "prose"] {
+            let r = record(&all, id);
+            assert_eq!(r["status"], "error", "{name} {id}: {r}");
+            assert_eq!(r["error"]["kind"], "invalid_output");
+            assert_eq!(
+                (r["attempts"].as_u64(), r["reasks"].as_u64()),
+                (Some(2), Some(1))
+            );
+            assert!(r["output"].as_str().is_some_and(|o| !o.is_empty()));
+            assert!(r.get("output_json").is_none());
+        }
+        let missing = record(&all, "missing");
+        let message = missing["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("\"name\" is a required property"),
+            "{message}"
+        );
+        assert!(message.contains("after 1 re-ask"), "{message}");
+
+        // The audit: what the records say they cost is what the mock billed, re-asks too.
+        let stats = env.stats();
+        assert_eq!(stats.requests, 9, "{name}");
+        let recorded: f64 = all.iter().map(cost).sum();
+        assert!(
+            (recorded - stats.billed_usd).abs() < 1e-12,
+            "{name}: {recorded} vs {}",
+            stats.billed_usd
+        );
+        let tokens: u64 = all
+            .iter()
+            .map(|r| r["usage"]["completion_tokens"].as_u64().unwrap())
+            .sum();
+        assert!(tokens > 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenient_json_strips_fences_and_prose_and_says_so() {
+    let env = Env::new().await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let out = env.path("l.out.jsonl");
+    env.run()
+        .input(&rows(&env))
+        .args(&["-m", "m/a", "-o", out.to_str().unwrap(), "-q"])
+        .args(&[
+            "--schema",
+            schema.to_str().unwrap(),
+            "--lenient-json",
+            "--reask",
+            "0",
+        ])
+        .output()
+        .await
+        .code(1);
+    let all = records(&out);
+    for id in ["fenced", "prose"] {
+        let r = record(&all, id);
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["lenient_json"], true);
+        assert_eq!(r["output_json"]["kind"], "book");
+        assert!(r["output"].as_str().unwrap().contains("```") || id == "prose");
+    }
+    assert!(record(&all, "valid").get("lenient_json").is_none());
+    // --reask 0: no re-ask, the first invalid answer is the error.
+    let once = record(&all, "once");
+    assert_eq!(once["error"]["kind"], "invalid_output");
+    assert_eq!(once["attempts"], 1);
+    assert!(once.get("reasks").is_none());
+    assert_eq!(env.stats().requests, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_carries_the_schema_and_require_parameters() {
+    let env = Env::new().await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let input = env.jsonl("p.jsonl", &["extract"]);
+    // A model with no endpoint for structured output: OpenRouter's 404 under
+    // require_parameters, not retried.
+    let out = env.path("p.out.jsonl");
+    env.run()
+        .input(&input)
+        .args(&[
+            "-m",
+            "acme/no-structured-7b",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(&["--schema", schema.to_str().unwrap()])
+        .output()
+        .await
+        .code(1);
+    let r = &records(&out)[0];
+    assert_eq!(r["error"]["kind"], "bad_request", "{r}");
+    assert_eq!(r["attempts"], 1);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No endpoints found")
+    );
+    // The user turned require_parameters off: the endpoint ignores the schema and answers
+    // prose, which the local check catches.
+    let out = env.path("q.out.jsonl");
+    env.run()
+        .input(&input)
+        .args(&[
+            "-m",
+            "acme/no-structured-7b",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(&["--schema", schema.to_str().unwrap()])
+        .args(&["-p", "provider={\"require_parameters\":false}"])
+        .output()
+        .await
+        .code(1);
+    let r = &records(&out)[0];
+    assert_eq!(r["error"]["kind"], "invalid_output", "{r}");
+    assert!(r["output"].as_str().unwrap().starts_with("mock answer"));
+    assert_eq!(r["attempts"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_resends_invalid_output_and_a_new_schema_resends_everything() {
+    let env = Env::new().await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let input = env.write(
+        "r.jsonl",
+        "{\"id\":\"a\",\"prompt\":\"[[mock:json-invalid*1]] one\"}\n\
+         {\"id\":\"b\",\"prompt\":\"two\"}\n",
+    );
+    let out = env.path("r.out.jsonl");
+    let run = |extra: Vec<String>| {
+        let mut cmd = env
+            .run()
+            .input(&input)
+            .args(&["-m", "m/a", "-o", out.to_str().unwrap()]);
+        for a in &extra {
+            cmd = cmd.arg(a);
+        }
+        cmd.output()
+    };
+    let with = |path: &std::path::Path, more: &[&str]| {
+        let mut v = vec!["--schema".to_owned(), path.to_str().unwrap().to_owned()];
+        v.extend(more.iter().map(|s| s.to_string()));
+        v
+    };
+    run(with(&schema, &["--reask", "0"])).await.code(1);
+    assert_eq!(
+        record(&records(&out), "a")["error"]["kind"],
+        "invalid_output"
+    );
+    assert_eq!(env.stats().requests, 2);
+    // The error is sent again (and, re-asked this time, fixed); b is skipped.
+    run(with(&schema, &[])).await.code(0);
+    let all = records(&out);
+    let a = record(&all, "a");
+    assert_eq!(
+        (a["status"].as_str(), a["reasks"].as_u64()),
+        (Some("ok"), Some(1))
+    );
+    assert_eq!(env.stats().requests, 4);
+    // Nothing left to send.
+    let done = run(with(&schema, &[])).await;
+    done.code(0);
+    assert_eq!(env.stats().requests, 4, "{}", done.stderr);
+    // Another schema is another request: both rows are sent again.
+    let other = env.write(
+        "y.schema.json",
+        r#"{"type": "object", "required": ["title"], "properties": {"title": {"type": "string"}}}"#,
+    );
+    run(with(&other, &[])).await.code(0);
+    assert_eq!(env.stats().requests, 7, "a is re-asked again (2), b once");
+    let all = records(&out);
+    assert!(record(&all, "b")["output_json"]["title"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_schema_files_are_refused_before_anything_is_sent() {
+    let env = Env::new().await;
+    let input = env.jsonl("b.jsonl", &["x"]);
+    for (file, text, says) in [
+        (
+            "broken.json",
+            "{\"type\": \"object\",\n  }",
+            "broken.json:2:",
+        ),
+        (
+            "wrong.json",
+            "{\"type\": \"objekt\"}",
+            "not a valid JSON Schema",
+        ),
+        ("list.json", "[1, 2]", "must be a JSON object"),
+    ] {
+        let path = env.write(file, text);
+        let done = env
+            .run()
+            .input(&input)
+            .args(&["-m", "m/a", "--schema", path.to_str().unwrap()])
+            .output()
+            .await;
+        done.code(2);
+        assert!(done.stderr.contains(says), "{file}: {}", done.stderr);
+    }
+    let done = env
+        .run()
+        .input(&input)
+        .args(&[
+            "-m",
+            "m/a",
+            "--schema",
+            env.path("absent.json").to_str().unwrap(),
+        ])
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("cannot read the schema file"),
+        "{}",
+        done.stderr
+    );
+    let schema = env.write("ok.json", SCHEMA);
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "--schema", schema.to_str().unwrap()])
+        .args(&["-p", "response_format={\"type\":\"json_object\"}"])
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("--param response_format"),
+        "{}",
+        done.stderr
+    );
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "--reask", "2"])
+        .output()
+        .await;
+    done.code(2);
+    assert!(done.stderr.contains("--schema"), "{}", done.stderr);
+    assert_eq!(env.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_rates_break_schema_answers_too() {
+    let env = Env::with(MockConfig {
+        rate_json_missing: 1.0,
+        ..MockConfig::default()
+    })
+    .await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let input = env.jsonl("m.jsonl", &["a", "b", "c"]);
+    let out = env.path("m.out.jsonl");
+    env.run()
+        .input(&input)
+        .args(&["-m", "m/a", "-q", "-o", out.to_str().unwrap()])
+        .args(&["--schema", schema.to_str().unwrap(), "--reask", "2"])
+        .output()
+        .await
+        .code(1);
+    let all = records(&out);
+    assert!(
+        all.iter()
+            .all(|r| r["error"]["kind"] == "invalid_output" && r["attempts"] == 3)
+    );
+    assert_eq!(env.stats().requests, 9);
+}
