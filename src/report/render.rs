@@ -64,6 +64,29 @@ fn columns(report: &Report) -> Vec<Column> {
     if report.total.truncated > 0 {
         cols.insert(3, col("truncated", |r| r.truncated.to_string()));
     }
+    // Answers checked against a schema (--schema): the share that fit, and the re-asks.
+    if report.total.schema.is_some() {
+        let at = cols
+            .iter()
+            .position(|c| c.title == "ok %")
+            .map_or(cols.len(), |i| i + 1);
+        cols.insert(
+            at,
+            col("re-asked", |r| {
+                r.schema
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |s| s.reasked.to_string())
+            }),
+        );
+        cols.insert(
+            at,
+            col("schema ok %", |r| {
+                r.schema
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |s| percent(s.valid_pct))
+            }),
+        );
+    }
     if report.spend.exact.is_some() {
         cols.push(col("exact spend", |r| {
             r.spend_exact

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Env, record, records};
+use crate::support::{Cmd, Env, record, records};
 use orbatch::mock::MockConfig;
 
 const SCHEMA: &str = r#"{"type": "object", "additionalProperties": false,
@@ -364,4 +364,104 @@ async fn mock_rates_break_schema_answers_too() {
             .all(|r| r["error"]["kind"] == "invalid_output" && r["attempts"] == 3)
     );
     assert_eq!(env.stats().requests, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_shows_the_valid_share_and_export_flattens_output_json() {
+    let env = Env::new().await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let input = rows(&env);
+    let out = env.path("e.out.jsonl");
+    env.run()
+        .input(&input)
+        .args(&["-m", "m/a", "-q", "-o", out.to_str().unwrap()])
+        .args(&["--schema", schema.to_str().unwrap()])
+        .output()
+        .await
+        .code(1);
+    // 5 checked, 2 fit (valid, once), 4 needed a re-ask (all but valid).
+    let done = Cmd::new(&["report", out.to_str().unwrap(), "--format", "json"])
+        .output()
+        .await;
+    done.code(0);
+    let report: Value = serde_json::from_str(&done.stdout).unwrap();
+    let s = &report["groups"][0]["schema"];
+    assert_eq!(
+        (
+            s["checked"].as_u64(),
+            s["valid"].as_u64(),
+            s["reasked"].as_u64()
+        ),
+        (Some(5), Some(2), Some(4)),
+        "{s}"
+    );
+    assert_eq!(s["valid_pct"], 40.0);
+    let done = Cmd::new(&["report", out.to_str().unwrap(), "--format", "md"])
+        .output()
+        .await;
+    done.code(0);
+    let header = done.stdout.lines().next().unwrap();
+    assert!(
+        header.contains("| ok % | schema ok % | re-asked |"),
+        "{header}"
+    );
+    assert!(done.stdout.contains("| 40.0% | 4 |"), "{}", done.stdout);
+    // A job without a schema has neither column nor field.
+    let plain = env.jsonl("n.jsonl", &["x"]);
+    let plain_out = env.path("n.out.jsonl");
+    env.run()
+        .input(&plain)
+        .args(&["-m", "m/a", "-q", "-o", plain_out.to_str().unwrap()])
+        .output()
+        .await
+        .code(0);
+    let done = Cmd::new(&["report", plain_out.to_str().unwrap(), "--format", "json"])
+        .output()
+        .await;
+    assert!(!done.stdout.contains("\"schema\""), "{}", done.stdout);
+
+    let done = Cmd::new(&[
+        "export",
+        out.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+    ])
+    .output()
+    .await;
+    done.code(0);
+    let mut lines = done.stdout.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.ends_with(",passed,json.kind,json.name,json.year"),
+        "{header}"
+    );
+    let valid = done
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("valid,"))
+        .unwrap();
+    assert!(
+        valid.contains(",book,") && valid.ends_with(",1900"),
+        "{valid}"
+    );
+    let missing = done
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("missing,"))
+        .unwrap();
+    assert!(missing.ends_with(",,,"), "{missing}");
+    let done = Cmd::new(&[
+        "export",
+        out.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+    ])
+    .args(&["--format", "jsonl"])
+    .output()
+    .await;
+    done.code(0);
+    let line: Value = serde_json::from_str(done.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["id"], "valid");
+    assert_eq!(line["json.year"], 1900);
+    assert_eq!(line["json.kind"], "book");
 }
