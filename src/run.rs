@@ -98,11 +98,13 @@ fn pacer_from_env(rate: Option<crate::limit::Rate>) -> Pacer {
 
 /// The mock server `--mock` runs against: a little latency so the run looks like one. It
 /// keeps no generations: nothing can look them up once the run ends, and memory stays flat.
+/// One answer in eight to a `--schema` request is not JSON, so the demo shows a re-ask.
 fn demo_mock_config() -> MockConfig {
     MockConfig {
         latency_ms: 120,
         jitter_ms: 200,
         keep_generations: 0,
+        rate_json_invalid: 0.125,
         ..MockConfig::default()
     }
 }
