@@ -55,6 +55,7 @@ impl Asks {
     pub fn unsent_reask(&mut self) -> Option<(Answer, RecordError)> {
         let (mut answer, mut error) = self.pending.take()?;
         answer.usage = None;
+        self.reasks -= 1;
         error
             .message
             .push_str(" (the run stopped before the re-ask was sent)");

@@ -227,3 +227,24 @@ fn usage_is_summed_over_answered_attempts() {
     assert_eq!(reask::add(Some(&b), &b).cost, None);
     assert_eq!(reask::add(None, &a), a);
 }
+
+#[test]
+fn an_unsent_reask_leaves_its_usage_to_settle() {
+    let mut asks = Asks::new(Some(std::sync::Arc::new(Structured {
+        schema: std::sync::Arc::new(person()),
+        reask: 1,
+        lenient: false,
+    })));
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": "who?"}]),
+    );
+    asks.review(Endpoint::Chat, &mut body, answer("{}", 0.5));
+    assert_eq!(asks.reasks(), 1);
+    let (unsent, error) = asks.unsent_reask().unwrap();
+    assert_eq!((unsent.output.as_str(), unsent.usage), ("{}", None));
+    assert!(error.message.contains("before the re-ask was sent"));
+    assert_eq!(asks.reasks(), 0);
+    assert!(asks.unsent_reask().is_none());
+}

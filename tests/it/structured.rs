@@ -333,6 +333,21 @@ async fn bad_schema_files_are_refused_before_anything_is_sent() {
     let done = env
         .run()
         .input(&input)
+        .args(&[
+            "-m",
+            "m/a",
+            "--schema",
+            schema.to_str().unwrap(),
+            "--reask",
+            "11",
+        ])
+        .output()
+        .await;
+    done.code(2);
+    assert!(done.stderr.contains("--reask 11"), "{}", done.stderr);
+    let done = env
+        .run()
+        .input(&input)
         .args(&["-m", "m/a", "--reask", "2"])
         .output()
         .await;
@@ -503,4 +518,41 @@ async fn the_extract_demo_runs_with_the_mock() {
     if reasks > 0 {
         assert!(ran.stderr.contains("invalid_output"), "{}", ran.stderr);
     }
+}
+
+/// Stopped (SIGTERM) after an answer that does not fit but before its re-ask is sent: the
+/// answer is the record (it was paid for), an interrupted `invalid_output` that a rerun sends
+/// again. `--rps 0.5` holds the re-ask two seconds behind the first answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_the_reask_keeps_the_paid_answer() {
+    let env = Env::new().await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let input = env.jsonl("s.jsonl", &["[[mock:json-invalid*1]] extract"]);
+    let out = env.path("s.out.jsonl");
+    let mut child = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "-o", out.to_str().unwrap(), "--rps", "0.5"])
+        .args(&["--schema", schema.to_str().unwrap()])
+        .spawn();
+    env.wait_for("the first answer", |s| s.answered == 1).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(env.stats().requests, 1, "the re-ask was never sent");
+    let all = records(&out);
+    assert_eq!(all.len(), 1);
+    let r = &all[0];
+    assert_eq!(r["error"]["kind"], "invalid_output", "{r}");
+    assert_eq!(r["attempts"], 1);
+    assert!(r.get("reasks").is_none(), "{r}");
+    assert_eq!(r["generation_ids"].as_array().unwrap().len(), 1);
+    assert!((cost(r) - env.stats().billed_usd).abs() < 1e-12, "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(message.contains("before the re-ask was sent"), "{message}");
 }
