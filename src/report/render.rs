@@ -348,8 +348,28 @@ pub fn csv(report: &Report) -> String {
         "ttft_p50_ms",
         "error_kinds",
     ];
+    let mut header: Vec<String> = header.map(str::to_owned).to_vec();
+    // With --schema answers: three more columns at the end (absent otherwise).
+    let schema = report.total.schema.is_some();
+    if schema {
+        header.extend(["schema_checked", "schema_valid", "reasked"].map(str::to_owned));
+    }
     let rows = report.groups.iter().chain(std::iter::once(&report.total));
-    let lines = std::iter::once(header.map(str::to_owned).to_vec()).chain(rows.map(csv_row));
+    let lines = std::iter::once(header).chain(rows.map(|r| {
+        let mut line = csv_row(r);
+        if schema {
+            let s = r.schema.as_ref();
+            line.extend(
+                [
+                    s.map(|s| s.checked),
+                    s.map(|s| s.valid),
+                    s.map(|s| s.reasked),
+                ]
+                .map(|n| n.unwrap_or(0).to_string()),
+            );
+        }
+        line
+    }));
     for line in lines {
         // Writing to a Vec cannot fail, and every line has the header's length.
         w.write_record(&line).expect("CSV into memory");

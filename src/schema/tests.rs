@@ -82,6 +82,7 @@ fn bad_schemas_are_refused() {
         json!({"type": "objekt"}),
         json!({"properties": {"a": {"minimum": "x"}}}),
         json!({"$ref": "https://example.com/elsewhere.json"}),
+        json!({"$schema": "https://example.com/a-meta-schema", "type": "object"}),
     ] {
         assert!(Schema::new("x".into(), bad.clone()).is_err(), "{bad}");
     }

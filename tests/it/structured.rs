@@ -421,6 +421,17 @@ async fn report_shows_the_valid_share_and_export_flattens_output_json() {
         "{header}"
     );
     assert!(done.stdout.contains("| 40.0% | 4 |"), "{}", done.stdout);
+    let done = Cmd::new(&["report", out.to_str().unwrap(), "--format", "csv"])
+        .output()
+        .await;
+    done.code(0);
+    let mut csv = done.stdout.lines();
+    assert!(
+        csv.next()
+            .unwrap()
+            .ends_with(",schema_checked,schema_valid,reasked")
+    );
+    assert!(csv.next().unwrap().ends_with(",5,2,4"), "{}", done.stdout);
     // A job without a schema has neither column nor field.
     let plain = env.jsonl("n.jsonl", &["x"]);
     let plain_out = env.path("n.out.jsonl");
