@@ -263,7 +263,9 @@ impl Pool {
                 _ = self.stop.cancelled() => {
                     if last.is_none() && let Some((answer, error)) = asks.unsent_reask() {
                         // The answer that was to be re-asked is the record (it was paid for).
-                        let record = invalid(req, started, ids, attempts, answer, error);
+                        let mut record =
+                            invalid(req, started, ids, attempts, &no_attempt(), answer, error);
+                        record.latency_ms = None;
                         return Some(self.cut_short(record));
                     }
                     return last.map(|(a, f, v)| {
@@ -303,10 +305,9 @@ impl Pool {
                             return Some(finish(req, started, ids, attempts, &attempt, Ok(answer)));
                         }
                         Reviewed::Invalid(answer, error) => {
-                            let mut record = invalid(req, started, ids, attempts, answer, error);
-                            record.latency_ms = Some(millis(attempt.latency));
-                            record.ttft_ms = attempt.ttft.map(millis);
-                            return Some(record);
+                            return Some(invalid(
+                                req, started, ids, attempts, &attempt, answer, error,
+                            ));
                         }
                         // The retry budget (--max-attempts) is per ask: re-asks have their own.
                         Reviewed::Reask => {
@@ -475,20 +476,24 @@ fn invalid(
     started: jiff::Timestamp,
     ids: Vec<String>,
     attempts: u32,
+    a: &Attempt,
     answer: Answer,
     error: RecordError,
 ) -> Record {
-    let none = Attempt {
+    let mut record = finish(req, started, ids, attempts, a, Err(error));
+    record.output = Some(answer.output.clone());
+    keep_answer(&mut record, answer);
+    record
+}
+
+/// The attempt of a record that has none to show (not sent, or its answer is kept apart).
+fn no_attempt() -> Attempt {
+    Attempt {
         result: Err(Failure::Timeout),
         generation_id: None,
         latency: Duration::ZERO,
         ttft: None,
-    };
-    let mut record = finish(req, started, ids, attempts, &none, Err(error));
-    record.output = Some(answer.output.clone());
-    keep_answer(&mut record, answer);
-    record.latency_ms = None;
-    record
+    }
 }
 
 /// An error record of an answer that was billed: its usage, finish reason and generation id
@@ -509,13 +514,7 @@ fn unsent(
     last: Option<(Attempt, Failure, Verdict)>,
     error: RecordError,
 ) -> Record {
-    let none = Attempt {
-        result: Err(Failure::Timeout),
-        generation_id: None,
-        latency: Duration::ZERO,
-        ttft: None,
-    };
-    let attempt = last.map(|(a, _, _)| a).unwrap_or(none);
+    let attempt = last.map(|(a, _, _)| a).unwrap_or_else(no_attempt);
     finish(req, started, ids, attempts, &attempt, Err(error))
 }
 

@@ -418,9 +418,13 @@ impl Sources<'_> {
             (Some(p), _) => p.clone(),
             (None, Some(p)) => self.job.resolve(p),
             (None, None) => {
-                if args.reask.is_some() || args.lenient_json {
+                let flags = args.reask.is_some() || args.lenient_json || args.schema_name.is_some();
+                let keys =
+                    job.reask.is_some() || job.lenient_json.is_some() || job.schema_name.is_some();
+                if flags || keys {
                     return Err(UsageError::new(
-                        "--reask and --lenient-json need a schema: pass --schema FILE.json",
+                        "--reask, --lenient-json and --schema-name (reask, lenient_json, \
+                         schema_name in a job file) need a schema: pass --schema FILE.json",
                     ));
                 }
                 return Ok(None);
