@@ -353,6 +353,13 @@ async fn bad_schema_files_are_refused_before_anything_is_sent() {
         .await;
     done.code(2);
     assert!(done.stderr.contains("--schema"), "{}", done.stderr);
+    let job = env.write(
+        "j.toml",
+        "input = \"b.jsonl\"\nmodels = [\"m/a\"]\nschema_name = \"x\"\n",
+    );
+    let done = env.run().arg(job.to_str().unwrap()).output().await;
+    done.code(2);
+    assert!(done.stderr.contains("schema_name"), "{}", done.stderr);
     assert_eq!(env.stats().requests, 0);
 }
 
