@@ -239,7 +239,8 @@ pub fn instance(schema: &Value, root: &Value, seed: u64, depth: u32) -> Value {
                 .or(exclusive)
                 .unwrap_or(0)
                 .max(exclusive.unwrap_or(i64::MIN));
-            Value::from(n)
+            let max = s.get("maximum").and_then(Value::as_i64);
+            Value::from(max.map_or(n, |m| n.min(m)))
         }
         "boolean" => Value::Bool(false),
         "null" => Value::Null,
@@ -282,12 +283,13 @@ mod tests {
     use serde_json::json;
 
     fn schema() -> Value {
-        json!({"type": "object", "required": ["name", "kind", "tags", "n", "ok", "who"],
+        json!({"type": "object", "required": ["name", "kind", "tags", "n", "below", "ok", "who"],
             "properties": {
                 "name": {"type": "string", "minLength": 8},
                 "kind": {"enum": ["person", "place"]},
                 "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                 "n": {"type": "integer", "minimum": 3},
+                "below": {"type": "integer", "maximum": -2},
                 "ok": {"type": ["boolean", "null"]},
                 "who": {"$ref": "#/$defs/who"}},
             "$defs": {"who": {"type": "object", "required": ["id"],
@@ -306,7 +308,7 @@ mod tests {
         let missing: Value = serde_json::from_str(&text(Mode::Missing)).unwrap();
         assert!(!validator.is_valid(&missing) && missing.get("name").is_none());
         assert!(text(Mode::Fenced).starts_with("```json\n{"));
-        assert!(text(Mode::Prose).contains(":\n{\"kind\": \"person\", "));
+        assert!(text(Mode::Prose).contains(":\n{\"below\": -2, "));
         assert!(words(&s, Mode::Valid, 7).len() > 5);
     }
 
