@@ -236,6 +236,8 @@ impl Pool {
         let started = jiff::Timestamp::now();
         let mut ids: Vec<String> = Vec::new();
         let mut attempts: u32 = 0;
+        // Attempts before the current ask (a re-ask starts a new one, with its own retries).
+        let mut before_ask: u32 = 0;
         // The last failed attempt; recorded if the run stops before the next one.
         let mut last: Option<(Attempt, Failure, Verdict)> = None;
         loop {
@@ -312,6 +314,7 @@ impl Pool {
                         // The retry budget (--max-attempts) is per ask: re-asks have their own.
                         Reviewed::Reask => {
                             retried.push(ErrorKind::InvalidOutput);
+                            before_ask = attempts;
                             last = None;
                             continue;
                         }
@@ -362,7 +365,7 @@ impl Pool {
                         return Some(finish(req, started, ids, attempts, &attempt, Err(error)));
                     }
                     Action::GiveUp => true,
-                    Action::Retry { .. } => attempts >= self.config.max_attempts + asks.reasks(),
+                    Action::Retry { .. } => attempts - before_ask >= self.config.max_attempts,
                 };
             if give_up {
                 let error = record_error(&failure, verdict);

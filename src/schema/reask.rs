@@ -46,6 +46,7 @@ impl Asks {
     }
 
     /// Re-asks made so far.
+    #[cfg(test)]
     pub fn reasks(&self) -> u32 {
         self.reasks
     }

@@ -574,3 +574,31 @@ async fn a_stop_before_the_reask_keeps_the_paid_answer() {
     let message = r["error"]["message"].as_str().unwrap();
     assert!(message.contains("before the re-ask was sent"), "{message}");
 }
+
+/// `--max-attempts` is per ask: a re-ask that meets a 500 is retried like the first ask was
+/// (the mock's `[[mock:500*1]]` fails the first attempt of each distinct conversation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_ask_has_its_own_retries() {
+    let env = Env::new().await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let input = env.jsonl(
+        "t.jsonl",
+        &["[[mock:500*1]] [[mock:json-invalid*1]] extract"],
+    );
+    let out = env.path("t.out.jsonl");
+    env.run()
+        .input(&input)
+        .args(&["-m", "m/a", "-q", "-o", out.to_str().unwrap()])
+        .args(&["--schema", schema.to_str().unwrap(), "--max-attempts", "2"])
+        .output()
+        .await
+        .code(0);
+    let r = &records(&out)[0];
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(
+        (r["attempts"].as_u64(), r["reasks"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert_eq!(r["generation_ids"].as_array().unwrap().len(), 2, "{r}");
+    assert!((cost(r) - env.stats().billed_usd).abs() < 1e-12);
+}
