@@ -90,6 +90,19 @@ impl Asks {
         if self.reasks >= s.reask {
             return Reviewed::Invalid(answer, error);
         }
+        // Cut at max_tokens: the same limit would cut a re-ask too (and its prompt is longer).
+        if answer.is_cut_at_max_tokens() {
+            let error = RecordError {
+                message: format!(
+                    "the answer was cut at max_tokens (finish_reason: length) and does not fit \
+                     the schema: {}; raise max_tokens (not re-asked: the same limit would cut \
+                     it again)",
+                    errors.join("; ")
+                ),
+                ..error
+            };
+            return Reviewed::Invalid(answer, error);
+        }
         self.reasks += 1;
         if let Some(u) = &answer.usage {
             self.earlier = Some(add(self.earlier.as_ref(), u));

@@ -602,3 +602,39 @@ async fn each_ask_has_its_own_retries() {
     assert_eq!(r["generation_ids"].as_array().unwrap().len(), 2, "{r}");
     assert!((cost(r) - env.stats().billed_usd).abs() < 1e-12);
 }
+
+/// An answer cut at max_tokens is not re-asked (the same limit would cut the re-ask too):
+/// an `invalid_output` that says to raise max_tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_at_max_tokens_is_not_reasked() {
+    let env = Env::new().await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let input = env.jsonl("c.jsonl", &["extract"]);
+    let out = env.path("c.out.jsonl");
+    env.run()
+        .input(&input)
+        .args(&[
+            "-m",
+            "m/a",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+            "-p",
+            "max_tokens=2",
+        ])
+        .args(&["--schema", schema.to_str().unwrap()])
+        .output()
+        .await
+        .code(1);
+    let r = &records(&out)[0];
+    assert_eq!(r["error"]["kind"], "invalid_output", "{r}");
+    assert_eq!(r["finish_reason"], "length");
+    assert_eq!(r["attempts"], 1);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("raise max_tokens")
+    );
+    assert_eq!(env.stats().requests, 1);
+}
