@@ -19,7 +19,8 @@ pub enum Reviewed {
     Answer(Answer),
     /// It does not fit: the request now holds the re-ask; send it as the next attempt.
     Reask,
-    /// It does not fit and no re-ask is left: an `invalid_output` error (the raw text kept).
+    /// It does not fit, and no re-ask is left (or it was cut at max_tokens): an
+    /// `invalid_output` error (the raw text kept).
     Invalid(Answer, RecordError),
 }
 
@@ -87,9 +88,6 @@ impl Asks {
             code: None,
             message: invalid_message(self.reasks, &errors),
         };
-        if self.reasks >= s.reask {
-            return Reviewed::Invalid(answer, error);
-        }
         // Cut at max_tokens: the same limit would cut a re-ask too (and its prompt is longer).
         if answer.is_cut_at_max_tokens() {
             let error = RecordError {
@@ -101,6 +99,9 @@ impl Asks {
                 ),
                 ..error
             };
+            return Reviewed::Invalid(answer, error);
+        }
+        if self.reasks >= s.reask {
             return Reviewed::Invalid(answer, error);
         }
         self.reasks += 1;
