@@ -353,6 +353,25 @@ async fn bad_schema_files_are_refused_before_anything_is_sent() {
         .await;
     done.code(2);
     assert!(done.stderr.contains("--schema"), "{}", done.stderr);
+    // A row that asks for its own answer format: a problem of that row, before anything is sent.
+    let rowed = env.write(
+        "rf.jsonl",
+        "{\"id\":\"a\",\"prompt\":\"x\"}\n\
+         {\"id\":\"b\",\"prompt\":\"y\",\"params\":{\"response_format\":{\"type\":\"json_object\"}}}\n",
+    );
+    let done = env
+        .run()
+        .input(&rowed)
+        .args(&["-m", "m/a", "--schema", schema.to_str().unwrap()])
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr
+            .contains("rf.jsonl:2: \"response_format\" is set by --schema"),
+        "{}",
+        done.stderr
+    );
     let job = env.write(
         "j.toml",
         "input = \"b.jsonl\"\nmodels = [\"m/a\"]\nschema_name = \"x\"\n",
