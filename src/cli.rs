@@ -146,6 +146,25 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "ok|error")]
     pub truncated: Option<TruncatedArg>,
 
+    /// A JSON Schema the answers must fit: sent as the answer format (with
+    /// provider.require_parameters unless set), checked locally; the record gets output_json.
+    #[arg(long, value_name = "FILE.json")]
+    pub schema: Option<PathBuf>,
+
+    /// The name the schema is sent under [default: the file name without .schema.json].
+    #[arg(long, value_name = "NAME")]
+    pub schema_name: Option<String>,
+
+    /// With --schema: ask again this many times, quoting the validator's errors, when an
+    /// answer does not fit (0 to 10) [default: 1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub reask: Option<u64>,
+
+    /// With --schema: strip one code fence, or the prose around a single JSON value, before
+    /// checking (the record says lenient_json when it did).
+    #[arg(long)]
+    pub lenient_json: bool,
+
     /// Only the first N rows of the input.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<u64>,

@@ -30,6 +30,7 @@ pub(crate) mod report;
 pub(crate) mod rerun;
 pub(crate) mod retry;
 pub(crate) mod run;
+pub(crate) mod schema;
 pub(crate) mod score;
 pub(crate) mod stdout;
 pub mod text;

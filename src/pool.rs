@@ -21,6 +21,7 @@ use crate::limit::{Pacer, Pause, PauseGate};
 use crate::output::record::{ErrorKind, InlineCost, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
 use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify, describe};
+use crate::schema::{Asks, Reviewed};
 
 /// How the pool behaves.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct PoolConfig {
     pub stream: bool,
     /// An answer cut at max_tokens is an error record (`--truncated error`).
     pub truncated_error: bool,
+    /// `--schema`: answers are checked against it and re-asked ([`crate::schema`]).
+    pub structured: Option<Arc<crate::schema::Structured>>,
 }
 
 /// Why dispatching stopped before the input ran out.
@@ -206,8 +209,10 @@ impl Pool {
     /// (nothing sent, nothing to record).
     async fn process(&self, req: Request) -> Option<Record> {
         let mut retried = Vec::new();
-        let mut record = self.attempts(req, &mut retried).await?;
+        let mut asks = Asks::new(self.config.structured.clone());
+        let mut record = self.attempts(req, &mut retried, &mut asks).await?;
         record.retried = retried;
+        asks.settle(&mut record);
         Some(record)
     }
 
@@ -224,11 +229,19 @@ impl Pool {
         record
     }
 
-    /// [`Pool::process`], noting in `retried` what each retried attempt failed with.
-    async fn attempts(&self, req: Request, retried: &mut Vec<ErrorKind>) -> Option<Record> {
+    /// [`Pool::process`], noting in `retried` what each retried attempt failed with; `asks`
+    /// reviews each answer against the job's schema (a re-ask is the next attempt).
+    async fn attempts(
+        &self,
+        mut req: Request,
+        retried: &mut Vec<ErrorKind>,
+        asks: &mut Asks,
+    ) -> Option<Record> {
         let started = jiff::Timestamp::now();
         let mut ids: Vec<String> = Vec::new();
         let mut attempts: u32 = 0;
+        // Attempts before the current ask (a re-ask starts a new one, with its own retries).
+        let mut before_ask: u32 = 0;
         // The last failed attempt; recorded if the run stops before the next one.
         let mut last: Option<(Attempt, Failure, Verdict)> = None;
         loop {
@@ -254,6 +267,13 @@ impl Pool {
             let slot = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
+                    if last.is_none() && let Some((answer, error)) = asks.unsent_reask() {
+                        // The answer that was to be re-asked is the record (it was paid for).
+                        let mut record =
+                            invalid(req, started, ids, attempts, &no_attempt(), answer, error);
+                        record.latency_ms = None;
+                        return Some(self.cut_short(record));
+                    }
                     return last.map(|(a, f, v)| {
                         self.cut_short(finish(req, started, ids, attempts, &a, Err(record_error(&f, v))))
                     });
@@ -277,13 +297,32 @@ impl Pool {
                 Ok(answer) => {
                     self.pacer.on_success();
                     self.health.on_success();
-                    return Some(
-                        if self.config.truncated_error && answer.is_cut_at_max_tokens() {
-                            truncated(req, started, ids, attempts, &attempt, answer)
-                        } else {
-                            finish(req, started, ids, attempts, &attempt, Ok(answer))
-                        },
-                    );
+                    if self.config.truncated_error && answer.is_cut_at_max_tokens() {
+                        return Some(truncated(req, started, ids, attempts, &attempt, answer));
+                    }
+                    if self.config.structured.is_some()
+                        && let Some(id) = &answer.generation_id
+                        && !ids.contains(id)
+                    {
+                        ids.push(id.clone());
+                    }
+                    match asks.review(req.endpoint, &mut req.body, answer) {
+                        Reviewed::Answer(answer) => {
+                            return Some(finish(req, started, ids, attempts, &attempt, Ok(answer)));
+                        }
+                        Reviewed::Invalid(answer, error) => {
+                            return Some(invalid(
+                                req, started, ids, attempts, &attempt, answer, error,
+                            ));
+                        }
+                        // The retry budget (--max-attempts) is per ask: re-asks have their own.
+                        Reviewed::Reask => {
+                            retried.push(ErrorKind::InvalidOutput);
+                            before_ask = attempts;
+                            last = None;
+                            continue;
+                        }
+                    }
                 }
                 Err(f) => f,
             };
@@ -330,7 +369,7 @@ impl Pool {
                         return Some(finish(req, started, ids, attempts, &attempt, Err(error)));
                     }
                     Action::GiveUp => true,
-                    Action::Retry { .. } => attempts >= self.config.max_attempts,
+                    Action::Retry { .. } => attempts - before_ask >= self.config.max_attempts,
                 };
             if give_up {
                 let error = record_error(&failure, verdict);
@@ -401,6 +440,9 @@ fn finish(
         fingerprint: req.fingerprint,
         error,
         meta: req.meta,
+        output_json: None,
+        reasks: 0,
+        lenient_json: false,
         retried: Vec::new(),
         interrupted: false,
     }
@@ -432,13 +474,44 @@ fn truncated(
             answer.output.chars().count()
         ),
     };
-    let usage = answer.usage.clone();
-    let generation_id = answer.generation_id.clone();
     let mut record = finish(req, started, ids, attempts, a, Err(error));
-    record.usage = usage;
-    record.finish_reason = Some("length".to_owned());
-    record.generation_id = record.generation_id.or(generation_id);
+    keep_answer(&mut record, answer);
     record
+}
+
+/// The `invalid_output` record of an answer that does not fit the schema: its raw text is
+/// kept in `output`, and its usage is the sum [`Asks::settle`] makes.
+fn invalid(
+    req: Request,
+    started: jiff::Timestamp,
+    ids: Vec<String>,
+    attempts: u32,
+    a: &Attempt,
+    answer: Answer,
+    error: RecordError,
+) -> Record {
+    let mut record = finish(req, started, ids, attempts, a, Err(error));
+    record.output = Some(answer.output.clone());
+    keep_answer(&mut record, answer);
+    record
+}
+
+/// The attempt of a record that has none to show (not sent, or its answer is kept apart).
+fn no_attempt() -> Attempt {
+    Attempt {
+        result: Err(Failure::Timeout),
+        generation_id: None,
+        latency: Duration::ZERO,
+        ttft: None,
+    }
+}
+
+/// An error record of an answer that was billed: its usage, finish reason and generation id
+/// are kept (`--max-cost` and the audit count it).
+fn keep_answer(record: &mut Record, answer: Answer) {
+    record.usage = answer.usage;
+    record.finish_reason = answer.finish_reason;
+    record.generation_id = record.generation_id.take().or(answer.generation_id);
 }
 
 /// The record of a request that is not sent (again) because its model's quota is spent:
@@ -451,13 +524,7 @@ fn unsent(
     last: Option<(Attempt, Failure, Verdict)>,
     error: RecordError,
 ) -> Record {
-    let none = Attempt {
-        result: Err(Failure::Timeout),
-        generation_id: None,
-        latency: Duration::ZERO,
-        ttft: None,
-    };
-    let attempt = last.map(|(a, _, _)| a).unwrap_or(none);
+    let attempt = last.map(|(a, _, _)| a).unwrap_or_else(no_attempt);
     finish(req, started, ids, attempts, &attempt, Err(error))
 }
 

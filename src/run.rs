@@ -98,11 +98,13 @@ fn pacer_from_env(rate: Option<crate::limit::Rate>) -> Pacer {
 
 /// The mock server `--mock` runs against: a little latency so the run looks like one. It
 /// keeps no generations: nothing can look them up once the run ends, and memory stays flat.
+/// One answer in eight to a `--schema` request is not JSON, so the demo shows a re-ask.
 fn demo_mock_config() -> MockConfig {
     MockConfig {
         latency_ms: 120,
         jitter_ms: 200,
         keep_generations: 0,
+        rate_json_invalid: 0.125,
         ..MockConfig::default()
     }
 }
@@ -280,6 +282,7 @@ fn start_pool(config: &RunConfig, client: Client, budget: Option<Arc<Budget>>) -
             backoff: backoff_from_env(),
             stream: config.stream,
             truncated_error: config.truncated_error,
+            structured: config.structured.clone(),
         },
         Arc::clone(&pacer),
         stop.clone(),

@@ -47,6 +47,12 @@ pub struct JobFile {
     pub app_title: Option<String>,
     /// Merged into every request body.
     pub params: Option<Map<String, Value>>,
+    /// `schema = "x.schema.json"`, as `--schema` (with `schema_name`, `reask`,
+    /// `lenient_json`).
+    pub schema: Option<PathBuf>,
+    pub schema_name: Option<String>,
+    pub reask: Option<i64>,
+    pub lenient_json: Option<bool>,
     /// How `orbatch score` (and `run`, as it goes) scores the answers.
     pub score: Option<ScoreTable>,
     /// Extra request headers, as `-H` (`[headers]` with `Name = "value"`).

@@ -61,6 +61,8 @@ pub struct RunConfig {
     pub stream: bool,
     /// `--truncated error`: an answer cut at max_tokens is an error record.
     pub truncated_error: bool,
+    /// `--schema` with `--reask` and `--lenient-json`: how answers are checked.
+    pub structured: Option<std::sync::Arc<crate::schema::Structured>>,
     /// `--max-cost` in USD, 0 to [`given::MAX_COST_USD`].
     pub max_cost: Option<f64>,
     pub retry_errors: bool,
@@ -182,6 +184,7 @@ impl RunConfig {
         // same table).
         let score = ScoreSettings::from_job(job)?;
         let input = s.input()?;
+        let structured = s.structured(input.schema.clone())?;
         let output = s.output(&input.source)?;
         let pace = s.pace()?;
         let key_env = s.key_env();
@@ -195,6 +198,7 @@ impl RunConfig {
             truncated_error: args.truncated.or(job.file.truncated)
                 == Some(crate::cli::TruncatedArg::Error),
             max_cost: s.max_cost()?,
+            structured,
             retry_errors: s.retry_errors(),
             fresh: args.fresh,
             target: resolve_target(&args.api, job, env, key)?,
@@ -266,6 +270,7 @@ impl Sources<'_> {
             id_field: args.id_field.clone().or(job.id_field.clone()),
             params: self.params()?,
             keep_fields: args.keep_fields || job.keep_fields.unwrap_or(false),
+            schema: self.schema()?,
             limit: self.whole(args.limit, "--limit", job.limit, "limit", 0..=u64::MAX)?,
             shard: args.shard.or(job.shard),
         })
@@ -427,6 +432,79 @@ impl Sources<'_> {
         )
         .map(|g| given::number(&g, 0.0..=given::MAX_COST_USD, "USD"))
         .transpose()
+    }
+
+    /// `--schema FILE` (job `schema`, with `schema_name`), read and checked now: a file that
+    /// is not JSON or not a JSON Schema is refused before anything is sent.
+    fn schema(&self) -> Result<Option<std::sync::Arc<crate::schema::Schema>>, UsageError> {
+        let (args, job) = (self.args, &self.job.file);
+        let path = match (&args.schema, &job.schema) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) => self.job.resolve(p),
+            (None, None) => {
+                let flags = args.reask.is_some() || args.lenient_json || args.schema_name.is_some();
+                let keys =
+                    job.reask.is_some() || job.lenient_json.is_some() || job.schema_name.is_some();
+                if flags || keys {
+                    return Err(UsageError::new(
+                        "--reask, --lenient-json and --schema-name (reask, lenient_json, \
+                         schema_name in a job file) need a schema: pass --schema FILE.json",
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        let name = args.schema_name.as_deref().or(job.schema_name.as_deref());
+        let schema = crate::schema::Schema::load(&path, name)?;
+        for key in ["response_format", "text"] {
+            if self.params_set(key) {
+                return Err(UsageError::new(format!(
+                    "--param {key} (or [params] {key}) and --schema both set the answer                      format; keep the schema and drop the parameter"
+                )));
+            }
+        }
+        Ok(Some(std::sync::Arc::new(schema)))
+    }
+
+    /// Whether `-p` or the job's `[params]` set `key`.
+    fn params_set(&self, key: &str) -> bool {
+        let in_job = self
+            .job
+            .file
+            .params
+            .as_ref()
+            .is_some_and(|p| p.contains_key(key));
+        let in_flags = self
+            .args
+            .params
+            .iter()
+            .any(|p| p.split_once('=').is_some_and(|(k, _)| k.trim() == key));
+        in_job || in_flags
+    }
+
+    /// `--reask N` and `--lenient-json` around the schema.
+    fn structured(
+        &self,
+        schema: Option<std::sync::Arc<crate::schema::Schema>>,
+    ) -> Result<Option<std::sync::Arc<crate::schema::Structured>>, UsageError> {
+        let Some(schema) = schema else {
+            return Ok(None);
+        };
+        let (args, job) = (self.args, &self.job.file);
+        let reask = self
+            .whole(
+                args.reask,
+                "--reask",
+                job.reask,
+                "reask",
+                0..=crate::schema::MAX_REASK,
+            )?
+            .unwrap_or(1) as u32;
+        Ok(Some(std::sync::Arc::new(crate::schema::Structured {
+            schema,
+            reask,
+            lenient: args.lenient_json || job.lenient_json.unwrap_or(false),
+        })))
     }
 
     fn retry_errors(&self) -> bool {

@@ -32,6 +32,9 @@ pub struct Index {
     pub files: Vec<PathBuf>,
     /// Models in name order.
     pub models: Vec<String>,
+    /// The top-level fields of every `output_json` (`--schema` answers), in name order:
+    /// flattened into `json.FIELD` columns.
+    pub json_fields: std::collections::BTreeSet<String>,
     keys: HashMap<(String, usize), Located>,
 }
 
@@ -113,6 +116,13 @@ impl Index {
             });
             k.file = file;
             k.offset = at;
+            if let Some(serde_json::Value::Object(fields)) = &r.output_json {
+                for key in fields.keys() {
+                    if !self.json_fields.contains(key) {
+                        self.json_fields.insert(key.clone());
+                    }
+                }
+            }
             match r.inline_cost() {
                 InlineCost::Known(c) => k.inline += c,
                 InlineCost::Free => {}

@@ -83,6 +83,7 @@ pub fn export(job: &ExportJob, out: &mut dyn Write) -> Result<ExportSummary, Exp
     let index = Index::build(&job.outputs, &mut summary.warnings)?;
     summary.models = index.models.clone();
     let columns = input_columns(&job.input)?;
+    let names = per_model_names(&index.json_fields);
     let mut reader = Reader::new(&index.files);
     let mut w = Lines::new(job.format, out, !job.raw);
     // The header.
@@ -92,11 +93,11 @@ pub fn export(job: &ExportJob, out: &mut dyn Write) -> Result<ExportSummary, Exp
         match job.shape {
             Shape::Long => {
                 header.push("model".to_owned());
-                header.extend(PER_MODEL.iter().map(|c| (*c).to_owned()));
+                header.extend(names.iter().cloned());
             }
             Shape::Wide => {
                 for m in &index.models {
-                    header.extend(PER_MODEL.iter().map(|c| format!("{m}:{c}")));
+                    header.extend(names.iter().map(|c| format!("{m}:{c}")));
                 }
             }
         }
@@ -114,8 +115,8 @@ pub fn export(job: &ExportJob, out: &mut dyn Write) -> Result<ExportSummary, Exp
             let mut per_model = Vec::with_capacity(index.models.len());
             for m in 0..index.models.len() {
                 let values = match index.get(row.id, m) {
-                    Some(at) => values(&reader.record(at)?, at),
-                    None => not_run(),
+                    Some(at) => values(&reader.record(at)?, at, &index.json_fields),
+                    None => not_run(names.len()),
                 };
                 per_model.push(values);
             }
@@ -143,8 +144,8 @@ pub fn export(job: &ExportJob, out: &mut dyn Write) -> Result<ExportSummary, Exp
                         line.insert("id".into(), json!(row.id));
                         line.insert("input".into(), Value::Object(row.fields.clone()));
                         line.insert("model".into(), json!(index.models[m]));
-                        for (name, cell) in PER_MODEL.iter().zip(values) {
-                            line.insert((*name).into(), cell.json());
+                        for (name, cell) in names.iter().zip(values) {
+                            line.insert(name.clone(), cell.json());
                         }
                         w.json(&Value::Object(line))?;
                         summary.lines += 1;
@@ -155,10 +156,10 @@ pub fn export(job: &ExportJob, out: &mut dyn Write) -> Result<ExportSummary, Exp
                         .iter()
                         .enumerate()
                         .map(|(m, values)| {
-                            let o: Map<String, Value> = PER_MODEL
+                            let o: Map<String, Value> = names
                                 .iter()
                                 .zip(values)
-                                .map(|(n, c)| ((*n).to_owned(), c.json()))
+                                .map(|(n, c)| (n.clone(), c.json()))
                                 .collect();
                             (index.models[m].clone(), Value::Object(o))
                         })
@@ -194,6 +195,9 @@ enum Cell {
     Text(String),
     /// A number or flag orbatch wrote.
     Number(String),
+    /// A field of `output_json`: a string is text (neutralised in CSV), anything else is
+    /// written as JSON.
+    Json(Value),
     Empty,
 }
 
@@ -202,6 +206,7 @@ impl Cell {
         match self {
             Cell::Text(s) => Value::String(s.clone()),
             Cell::Number(n) => serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.clone())),
+            Cell::Json(v) => v.clone(),
             Cell::Empty => Value::Null,
         }
     }
@@ -256,8 +261,16 @@ fn input_cells(row: &Row<'_>, columns: &[String]) -> Vec<Cell> {
     cells
 }
 
-/// The per-model values of one record (`PER_MODEL` order).
-fn values(r: &Record, at: &Located) -> Vec<Cell> {
+/// The per-model column names: `PER_MODEL`, then `json.FIELD` for each field of the
+/// `output_json`s.
+fn per_model_names(json_fields: &std::collections::BTreeSet<String>) -> Vec<String> {
+    let mut names: Vec<String> = PER_MODEL.iter().map(|c| (*c).to_owned()).collect();
+    names.extend(json_fields.iter().map(|f| format!("json.{f}")));
+    names
+}
+
+/// The per-model values of one record (`per_model_names` order).
+fn values(r: &Record, at: &Located, json_fields: &std::collections::BTreeSet<String>) -> Vec<Cell> {
     let usage = r.usage.as_ref();
     let num = |n: Option<u64>| n.map_or(Cell::Empty, |n| Cell::Number(n.to_string()));
     let (spend, source) = match at.exact {
@@ -284,12 +297,20 @@ fn values(r: &Record, at: &Located) -> Vec<Cell> {
         at.passed
             .map_or(Cell::Empty, |p| Cell::Number(p.to_string())),
     ]
+    .into_iter()
+    .chain(json_fields.iter().map(|f| {
+        r.output_json
+            .as_ref()
+            .and_then(|v| v.get(f))
+            .map_or(Cell::Empty, |v| Cell::Json(v.clone()))
+    }))
+    .collect()
 }
 
-/// A (row, model) with no record: it was never run.
-fn not_run() -> Vec<Cell> {
+/// A (row, model) with no record: it was never run (`width` cells).
+fn not_run(width: usize) -> Vec<Cell> {
     let mut v = vec![Cell::Text("not_run".to_owned())];
-    v.resize(PER_MODEL.len(), Cell::Empty);
+    v.resize(width, Cell::Empty);
     v
 }
 
@@ -332,7 +353,10 @@ impl<'w> Lines<'w> {
         let texts = cells.iter().map(|c| match c {
             Cell::Text(s) if neutralise => neutralised(s),
             Cell::Text(s) | Cell::Number(s) => s.clone(),
-            Cell::Empty => String::new(),
+            Cell::Json(Value::String(s)) if neutralise => neutralised(s),
+            Cell::Json(Value::String(s)) => s.clone(),
+            Cell::Json(Value::Null) | Cell::Empty => String::new(),
+            Cell::Json(v) => v.to_string(),
         });
         w.write_record(texts).map_err(csv_io)
     }

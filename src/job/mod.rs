@@ -52,6 +52,8 @@ pub struct InputConfig {
     pub params: Map<String, Value>,
     /// `--keep-fields`: copy the row's other fields into the record's `meta`.
     pub keep_fields: bool,
+    /// `--schema`: written into every body (and so into the fingerprint).
+    pub schema: Option<std::sync::Arc<crate::schema::Schema>>,
     /// `--limit N`: only the first N rows of the input.
     pub limit: Option<u64>,
     pub shard: Option<Shard>,
@@ -79,6 +81,7 @@ impl InputConfig {
             id_field,
             params: Map::new(),
             keep_fields: false,
+            schema: None,
             limit: None,
             shard: None,
         }

@@ -64,6 +64,8 @@ pub(crate) struct Shaper {
     pub template: Option<Template>,
     /// CSV/TSV rows are plain strings: only `prompt` or the template make a message.
     pub csv: bool,
+    /// `--schema`: the answer format every body asks for.
+    pub schema: Option<std::sync::Arc<crate::schema::Schema>>,
 }
 
 /// What is wrong with `params` (the config's or a row's), if anything.
@@ -87,6 +89,7 @@ impl Shaper {
             id_field: config.id_field.clone(),
             params: config.params.clone(),
             keep_fields: config.keep_fields,
+            schema: config.schema.clone(),
             template,
             csv: matches!(
                 config.format,
@@ -199,6 +202,9 @@ impl Shaper {
             for (k, v) in p {
                 body.insert(k.clone(), v.clone());
             }
+        }
+        if let Some(schema) = &self.schema {
+            schema.apply(endpoint, &mut body).map_err(|e| vec![e])?;
         }
         let reserved: &[&str] = if self.csv { &CSV_RESERVED } else { &RESERVED };
         let meta = self.keep_fields.then(|| {

@@ -31,6 +31,7 @@ fn config(path: &std::path::Path, format: InputFormat) -> InputConfig {
         id_field: None,
         params: Map::new(),
         keep_fields: false,
+        schema: None,
         limit: None,
         shard: None,
     }

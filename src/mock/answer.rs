@@ -23,6 +23,12 @@ pub struct Prompted {
     pub include_usage: bool,
     /// `service_tier` as requested.
     pub service_tier: Option<String>,
+    /// The JSON Schema the answer must fit (`response_format` / `text.format`).
+    pub schema: Option<Value>,
+    /// `provider.require_parameters`.
+    pub require_parameters: bool,
+    /// 1 + the assistant turns in the conversation (a re-ask is ask 2).
+    pub ask: u64,
 }
 
 /// Parse a request body for `endpoint`; `Err` is the message of a 400.
@@ -55,7 +61,22 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Prompted, String> {
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let turns = match endpoint {
+        Endpoint::Chat => value.get("messages"),
+        Endpoint::Responses => value.get("input"),
+    };
+    let assistant_turns = turns.and_then(Value::as_array).map_or(0, |t| {
+        t.iter()
+            .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+            .count() as u64
+    });
     Ok(Prompted {
+        schema: super::json::requested(endpoint, &value),
+        require_parameters: value
+            .pointer("/provider/require_parameters")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        ask: assistant_turns + 1,
         model,
         segments: texts.len() as u64,
         prompt: texts.join("\n"),

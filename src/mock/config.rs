@@ -78,6 +78,23 @@ pub struct MockConfig {
     #[arg(long)]
     pub max_in_flight: Option<u32>,
 
+    /// Fraction (0..1) of answers to a request with a JSON Schema that are not JSON (also
+    /// `[[mock:json-invalid*N]]` in a prompt, for its first N asks).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_json_invalid: f64,
+
+    /// Fraction (0..1) of schema answers missing a required field (`json-missing`).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_json_missing: f64,
+
+    /// Fraction (0..1) of schema answers in a ```json code fence (`json-fenced`).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_json_fenced: f64,
+
+    /// Fraction (0..1) of schema answers with prose around the JSON (`json-prose`).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_json_prose: f64,
+
     /// A generation id answers 404 on GET /generation until this many ms after it was created.
     #[arg(long, default_value_t = 0)]
     pub generation_delay_ms: u64,
@@ -145,6 +162,10 @@ impl Default for MockConfig {
             rate_limit: None,
             rate_limit_bucket: None,
             max_in_flight: None,
+            rate_json_invalid: 0.0,
+            rate_json_missing: 0.0,
+            rate_json_fenced: 0.0,
+            rate_json_prose: 0.0,
             generation_delay_ms: 0,
             keep_generations: 100_000,
             require_key: None,

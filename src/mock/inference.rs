@@ -24,6 +24,7 @@ use bytes::Bytes;
 use super::answer::{self, Prompted};
 use super::directives;
 use super::faults::{self, Fault, RANDOM_5XX};
+use super::json;
 use super::pricing::{self, Price};
 use super::server::ConnKill;
 use super::state::{Flight, Generation, Shared};
@@ -147,6 +148,12 @@ fn police(
             "{} is not a valid model ID",
             req.model
         )));
+    }
+    if req.schema.is_some() && req.require_parameters && req.model.contains(json::NO_STRUCTURED) {
+        return Err(faults::envelope(
+            404,
+            serde_json::json!({"code": 404, "message": json::NO_ENDPOINT_MESSAGE}),
+        ));
     }
     if let Some(rps) = state.config.rate_limit
         && !state.admit(rps)
@@ -414,9 +421,17 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         .oracle
         .as_ref()
         .and_then(|o| o.get(&crate::hash::hash64(req.prompt.as_bytes())));
-    let full = match oracle {
-        Some(expected) => answer::oracle_words(&req.model, &req.prompt, expected),
-        None => answer::judge_words(&req.prompt)
+    let schema = req
+        .schema
+        .as_ref()
+        .filter(|_| !req.model.contains(json::NO_STRUCTURED));
+    let full = match (schema, oracle) {
+        (Some(schema), _) => {
+            let mode = json::mode(&ctx.state, &req.prompt, req.ask);
+            json::words(schema, mode, ctx.key)
+        }
+        (None, Some(expected)) => answer::oracle_words(&req.model, &req.prompt, expected),
+        (None, None) => answer::judge_words(&req.prompt)
             .unwrap_or_else(|| answer::answer_words(&req.model, &req.prompt)),
     };
     let (words, hit_limit) = answer::limited(full, req.max_tokens);

@@ -13,6 +13,7 @@ mod directives;
 mod faults;
 mod generation;
 mod inference;
+mod json;
 mod pricing;
 mod responses;
 mod server;

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     ProviderError,
     Truncated,
     InvalidResponse,
+    /// The answer did not fit the job's JSON Schema, re-asks included (`--schema`).
+    InvalidOutput,
 }
 
 impl ErrorKind {
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::ProviderError => "provider_error",
             ErrorKind::Truncated => "truncated",
             ErrorKind::InvalidResponse => "invalid_response",
+            ErrorKind::InvalidOutput => "invalid_output",
         }
     }
 }
@@ -112,6 +115,15 @@ pub struct Record {
     /// The row's other fields, with `--keep-fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Map<String, Value>>,
+    /// With `--schema`: the answer parsed, once it fits the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_json: Option<Value>,
+    /// With `--schema`: how many of the attempts were re-asks (the answer did not fit).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasks: u32,
+    /// `--lenient-json` stripped a code fence or prose around the JSON of `output`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lenient_json: bool,
     /// What each attempt before the last failed with (for the summary; not written).
     #[serde(skip)]
     pub retried: Vec<ErrorKind>,
@@ -120,6 +132,10 @@ pub struct Record {
     /// does every error).
     #[serde(skip)]
     pub interrupted: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a record's `usage.cost` says it cost.
@@ -283,6 +299,7 @@ mod tests {
             ErrorKind::ProviderError,
             ErrorKind::Truncated,
             ErrorKind::InvalidResponse,
+            ErrorKind::InvalidOutput,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), Value::from(k.as_str()));
         }

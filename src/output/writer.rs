@@ -270,6 +270,9 @@ mod tests {
                 message: "x".into(),
             }),
             meta: None,
+            output_json: None,
+            reasks: 0,
+            lenient_json: false,
             retried: Vec::new(),
             interrupted: false,
         })

@@ -577,6 +577,7 @@ fn kind_colour(kind: ErrorKind) -> &'static str {
         ErrorKind::ProviderError => "#ff9da6",
         ErrorKind::Truncated => "#eeca3b",
         ErrorKind::InvalidResponse => "#54a24b",
+        ErrorKind::InvalidOutput => "#4c78a8",
     }
 }
 

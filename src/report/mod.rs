@@ -166,6 +166,22 @@ pub struct Row {
     pub ttft_p50_ms: Option<u64>,
     /// Error kinds of the failed requests, with counts.
     pub error_kinds: BTreeMap<ErrorKind, u64>,
+    /// Answers checked against a JSON Schema (`--schema`); absent when there were none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaRow>,
+}
+
+/// How the answers of a group fared against the job's schema (last records only).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SchemaRow {
+    /// Requests whose answer was checked (it fits, or it ended `invalid_output`).
+    pub checked: u64,
+    /// Of those, the ones that fit (possibly after re-asks).
+    pub valid: u64,
+    /// `valid / checked × 100`.
+    pub valid_pct: f64,
+    /// Requests that needed at least one re-ask.
+    pub reasked: u64,
 }
 
 /// A group's spend taken apart, from the best source there is: exact (`/generation`) when
@@ -348,6 +364,9 @@ struct Outcome {
     truncated: bool,
     latency_ms: Option<u64>,
     ttft_ms: Option<u64>,
+    /// Checked against a schema: whether it fit.
+    schema: Option<bool>,
+    reasked: bool,
 }
 
 /// What records cost, summed.
@@ -434,6 +453,15 @@ impl<'g> Aggregator<'g> {
             truncated: ok && r.finish_reason.as_deref() == Some("length"),
             latency_ms: r.latency_ms,
             ttft_ms: r.ttft_ms,
+            schema: if r.output_json.is_some() {
+                Some(true)
+            } else {
+                r.error
+                    .as_ref()
+                    .filter(|e| e.kind == ErrorKind::InvalidOutput)
+                    .map(|_| false)
+            },
+            reasked: r.reasks > 0,
         }
     }
 
@@ -571,6 +599,9 @@ struct Acc {
     paid: Paid,
     latency: Histogram<u64>,
     ttft: Histogram<u64>,
+    schema_checked: u64,
+    schema_valid: u64,
+    reasked: u64,
 }
 
 /// An empty histogram of milliseconds, 3 significant digits, growing as needed.
@@ -589,6 +620,9 @@ impl Acc {
             paid: Paid::default(),
             latency: histogram(),
             ttft: histogram(),
+            schema_checked: 0,
+            schema_valid: 0,
+            reasked: 0,
         }
     }
 
@@ -596,6 +630,11 @@ impl Acc {
         let last = &state.last;
         self.requests += 1;
         self.paid.add(&state.paid);
+        if let Some(valid) = last.schema {
+            self.schema_checked += 1;
+            self.schema_valid += u64::from(valid);
+        }
+        self.reasked += u64::from(last.reasked);
         if last.ok {
             self.ok += 1;
             self.truncated += u64::from(last.truncated);
@@ -635,6 +674,12 @@ impl Acc {
             },
             ttft_p50_ms: quantile(&self.ttft, 0.50),
             error_kinds: self.kinds.clone(),
+            schema: (self.schema_checked > 0).then(|| SchemaRow {
+                checked: self.schema_checked,
+                valid: self.schema_valid,
+                valid_pct: self.schema_valid as f64 * 100.0 / self.schema_checked as f64,
+                reasked: self.reasked,
+            }),
         }
     }
 }

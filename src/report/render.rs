@@ -64,6 +64,29 @@ fn columns(report: &Report) -> Vec<Column> {
     if report.total.truncated > 0 {
         cols.insert(3, col("truncated", |r| r.truncated.to_string()));
     }
+    // Answers checked against a schema (--schema): the share that fit, and the re-asks.
+    if report.total.schema.is_some() {
+        let at = cols
+            .iter()
+            .position(|c| c.title == "ok %")
+            .map_or(cols.len(), |i| i + 1);
+        cols.insert(
+            at,
+            col("re-asked", |r| {
+                r.schema
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |s| s.reasked.to_string())
+            }),
+        );
+        cols.insert(
+            at,
+            col("schema ok %", |r| {
+                r.schema
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |s| percent(s.valid_pct))
+            }),
+        );
+    }
     if report.spend.exact.is_some() {
         cols.push(col("exact spend", |r| {
             r.spend_exact
@@ -419,8 +442,28 @@ pub fn csv(report: &Report) -> String {
         "ttft_p50_ms",
         "error_kinds",
     ];
+    let mut header: Vec<String> = header.map(str::to_owned).to_vec();
+    // With --schema answers: three more columns at the end (absent otherwise).
+    let schema = report.total.schema.is_some();
+    if schema {
+        header.extend(["schema_checked", "schema_valid", "reasked"].map(str::to_owned));
+    }
     let rows = report.groups.iter().chain(std::iter::once(&report.total));
-    let lines = std::iter::once(header.map(str::to_owned).to_vec()).chain(rows.map(csv_row));
+    let lines = std::iter::once(header).chain(rows.map(|r| {
+        let mut line = csv_row(r);
+        if schema {
+            let s = r.schema.as_ref();
+            line.extend(
+                [
+                    s.map(|s| s.checked),
+                    s.map(|s| s.valid),
+                    s.map(|s| s.reasked),
+                ]
+                .map(|n| n.unwrap_or(0).to_string()),
+            );
+        }
+        line
+    }));
     let mut out = csv_text(lines);
     // The spend table, then the scores' two: each after a blank line with its own header.
     out.push('\n');

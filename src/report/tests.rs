@@ -39,6 +39,9 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
         fingerprint: "0".repeat(32),
         error: None,
         meta: None,
+        output_json: None,
+        reasks: 0,
+        lenient_json: false,
         retried: Vec::new(),
         interrupted: false,
     }

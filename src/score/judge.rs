@@ -106,7 +106,9 @@ pub fn run_config(base: &RunConfig, out: &Path, rubric: &str) -> RunConfig {
         keep_fields: false,
         limit: None,
         shard: None,
+        schema: None,
     };
+    config.structured = None;
     config.output = judge_path(out);
     config.max_cost = None;
     config.fresh = false;

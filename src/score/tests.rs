@@ -281,6 +281,7 @@ mod job {
             id_field: None,
             params: Map::new(),
             keep_fields: false,
+            schema: None,
             limit: None,
             shard: None,
         }

@@ -197,3 +197,40 @@ async fn the_served_tier_is_recorded_billed_and_grouped_by() {
         assert!(done.stdout.contains(p.as_str()), "{}", done.stdout);
     }
 }
+
+/// A re-asked structured answer is one record of two answers: what both cost, the providers'
+/// BYOK charges included, is in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byok_charges_of_re_asked_answers_stay_in_the_record() {
+    let env = Env::with(byok_env(1.0)).await;
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/extract.schema.json");
+    let input = env.jsonl(
+        "s.jsonl",
+        &["[[mock:json-invalid*1]] Extract the invoice fields from: ACME, 3 items, $12."],
+    );
+    env.run()
+        .input(&input)
+        .args(&[
+            "-m",
+            "openai/gpt-4o-mini",
+            "-q",
+            "--schema",
+            schema.to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .code(0);
+    let recs = records(&env.path("s.out.jsonl"));
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r["reasks"], 1, "{r}");
+    assert_eq!(r["is_byok"], true, "{r}");
+    let stats = env.stats();
+    let billed = stats.billed_usd + stats.byok_billed_usd;
+    assert!(
+        (spend_of(r) - billed).abs() < 1e-15,
+        "{} vs {billed}: {r}",
+        spend_of(r)
+    );
+    assert!((r["upstream_cost"].as_f64().unwrap() - stats.byok_billed_usd).abs() < 1e-15);
+}

@@ -18,4 +18,5 @@ mod run_basic;
 mod schema;
 mod score;
 mod streaming;
+mod structured;
 mod support;
