@@ -59,7 +59,14 @@ pub async fn command(args: &AuditArgs) -> Outcome {
 fn read_all(outputs: &[PathBuf]) -> Result<(Tally, Vec<String>), ReadError> {
     let mut tally = Tally::default();
     let mut warnings = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for out in outputs {
+        // The same file twice would count its spend twice.
+        let real = std::fs::canonicalize(out).unwrap_or_else(|_| out.clone());
+        if !seen.insert(real) {
+            warnings.push(format!("{}: given twice; counted once", out.display()));
+            continue;
+        }
         read_output(out, &mut tally, &mut warnings)?;
         read_sidecar(out, &mut tally, &mut warnings)?;
     }

@@ -156,6 +156,10 @@ async fn a_per_job_key_caps_the_job_and_the_audit_agrees_unless_the_key_was_used
     let both = audit(&env, &[&a, &b], &hash).output().await;
     both.code(0);
     assert!(both.stdout.contains("not looked up yet"), "{}", both.stdout);
+    // The same output twice is counted once.
+    let twice = audit(&env, &[&a, &b, &a], &hash).output().await;
+    twice.code(0);
+    assert!(twice.stderr.contains("given twice"), "{}", twice.stderr);
 
     // Job C runs into the key's limit: 402, and the run stops as out of credit (exit 3).
     let c_in = env.jsonl("c.jsonl", &numbered(40, "third job question"));
