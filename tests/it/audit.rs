@@ -166,7 +166,12 @@ async fn a_per_job_key_caps_the_job_and_the_audit_agrees_unless_the_key_was_used
     let c = env.path("c.out.jsonl");
     let capped = run_with_key(&env, &c_in, &c, &key_file).output().await;
     capped.code(3);
-    assert!(capped.stderr.contains("out of credit"), "{}", capped.stderr);
+    assert!(
+        capped.stderr.contains("the key's credit limit is reached")
+            && capped.stderr.contains("raise the key's limit"),
+        "{}",
+        capped.stderr
+    );
     assert!(env.stats().by_status.get(&402).copied().unwrap_or(0) >= 1);
     costs(&env, &c, &key_file).output().await.code(0);
     audit(&env, &[&a, &b, &c], &hash).output().await.code(0);
@@ -261,7 +266,7 @@ async fn a_server_that_refuses_with_401_is_told_the_same() {
 }
 
 #[tokio::test]
-async fn a_key_limit_answered_403_also_stops_as_out_of_credit() {
+async fn a_key_limit_answered_403_also_stops_the_run() {
     let env = Env::with(MockConfig {
         management_key: Some(MGMT.into()),
         key_limit_status: 403,
@@ -290,7 +295,11 @@ async fn a_key_limit_answered_403_also_stops_as_out_of_credit() {
         .output()
         .await;
     done.code(3);
-    assert!(done.stderr.contains("out of credit"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("the key's credit limit is reached"),
+        "{}",
+        done.stderr
+    );
     assert_eq!(env.stats().by_status.get(&403).copied(), Some(1));
 }
 
