@@ -212,7 +212,7 @@ pub struct ApiArgs {
     pub api_key_file: Option<PathBuf>,
 
     /// An extra request header, 'Name: value' (repeatable), for proxies and gateways; never
-    /// logged. Authorization is refused: the key comes from the environment only.
+    /// logged. Authorization is refused: the key comes from the environment or --api-key-file.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
 }

@@ -389,7 +389,7 @@ pub fn refused(refusal: Refusal, limit_status: u16) -> Response {
             let status = if limit_status == 403 { 403 } else { 402 };
             let error = json!({
                 "code": status,
-                "message": "Key limit exceeded: this key's credit limit is used up",
+                "message": "Key limit exceeded",
                 "metadata": {
                     "error_type": if status == 403 { "permission_denied" } else { "payment_required" },
                     "limit_source": "openrouter_key_limit"
