@@ -34,9 +34,15 @@ pub enum Command {
     /// List models and their prices per million tokens (GET /models).
     #[command(after_help = EXIT_CODES_HELP)]
     Models(ModelsArgs),
-    /// Show the API key's label, limit, remaining credit and usage (GET /key).
+    /// Show the API key's label, limit, remaining credit and usage (GET /key); with a
+    /// management key, create, show and disable keys (a key per job).
     #[command(after_help = EXIT_CODES_HELP)]
     Key(KeyArgs),
+    /// A job's spend three ways — its records, /generation (the `costs` sidecars) and the
+    /// key's own usage — with the differences and what explains them. Exit 0 when they
+    /// agree, 1 when they do not.
+    #[command(after_help = AUDIT_HELP)]
+    Audit(AuditArgs),
     /// Summarise output files: counts, ok %, tokens, spend (inline and exact), latency, errors.
     #[command(after_help = EXIT_CODES_HELP)]
     Report(ReportArgs),
@@ -219,8 +225,13 @@ pub struct ApiArgs {
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,
 
+    /// Read the API key from FILE (trimmed) instead of the environment, e.g. a per-job key
+    /// from `orbatch key create --out FILE`; the key is never taken on the command line.
+    #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
+    pub api_key_file: Option<PathBuf>,
+
     /// An extra request header, 'Name: value' (repeatable), for proxies and gateways; never
-    /// logged. Authorization is refused: the key comes from the environment only.
+    /// logged. Authorization is refused: the key comes from the environment or --api-key-file.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
 }
@@ -232,6 +243,14 @@ impl ApiArgs {
     /// The variable the key is read from: `--api-key-env`, else the default.
     pub fn key_env(&self) -> &str {
         self.api_key_env.as_deref().unwrap_or(DEFAULT_KEY_ENV)
+    }
+
+    /// Where the key comes from, for messages: `$VAR` or `the key file FILE`.
+    pub fn key_source(&self) -> String {
+        match &self.api_key_file {
+            Some(f) => format!("the key file {}", f.display()),
+            None => format!("${}", self.key_env()),
+        }
     }
 }
 
@@ -462,13 +481,135 @@ pub struct ModelsArgs {
 
 /// `orbatch key`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct KeyArgs {
+    #[command(subcommand)]
+    pub action: Option<KeyAction>,
+
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
 
     #[command(flatten)]
     pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `orbatch key create|show|disable` (management key: `$OPENROUTER_MANAGEMENT_KEY`).
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Create a key with a credit limit that OpenRouter enforces (a key per job, shared by
+    /// all its shards): the key goes to --out (mode 0600; an existing file is never
+    /// overwritten), only its hash and label are printed.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Create(KeyCreateArgs),
+    /// Show a key's limit, usage and state (GET /keys/HASH).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Show(KeyShowArgs),
+    /// Disable a key (PATCH /keys/HASH with disabled: true), e.g. once its job is done.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Disable(KeyDisableArgs),
+}
+
+/// Where management calls go; the key is `$OPENROUTER_MANAGEMENT_KEY`, never a flag.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ManagementArgs {
+    /// API base URL [default: $OPENROUTER_BASE_URL, else https://openrouter.ai/api/v1].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// An extra request header, 'Name: value' (repeatable), for proxies and gateways.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+}
+
+/// `orbatch key create`.
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// The key's name (shown in OpenRouter's key list), e.g. the job's.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+
+    /// Credit limit in USD (0 to 1000000): requests made with the key are refused once it
+    /// has spent this much.
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    pub limit: f64,
+
+    /// Expire the key after this long (90m, 12h, 30d, or an RFC 3339 UTC time).
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+
+    /// Write the key to FILE (created with mode 0600; refused if it exists). Pass it to
+    /// run, plan and costs with --api-key-file FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub api: ManagementArgs,
+}
+
+/// `orbatch key show`.
+#[derive(Debug, Args)]
+pub struct KeyShowArgs {
+    /// The key's hash, as `key create` printed it.
+    #[arg(value_name = "HASH")]
+    pub hash: String,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+
+    #[command(flatten)]
+    pub api: ManagementArgs,
+}
+
+/// `orbatch key disable`.
+#[derive(Debug, Args)]
+pub struct KeyDisableArgs {
+    /// The key's hash, as `key create` printed it.
+    #[arg(value_name = "HASH")]
+    pub hash: String,
+
+    #[command(flatten)]
+    pub api: ManagementArgs,
+}
+
+/// What `orbatch audit` compares and when it fails.
+pub const AUDIT_HELP: &str =
+    "The key's usage is read with the management key, $OPENROUTER_MANAGEMENT_KEY.
+Tolerance: two figures agree when they differ by at most 0.5 % of the larger one, and at
+least $0.000001. Explained differences: failed attempts (billed by /generation, in no
+usage.cost), ids not looked up yet (counted at their records' cost; run `orbatch costs`),
+BYOK provider charges (not in a key's usage; in byok_usage). Unexplained: more on the key
+than in the outputs (other use of the key), less on the key (OpenRouter updates key usage
+minutes late: rerun later).
+
+Exit codes:
+  0    the figures agree
+  1    they disagree beyond the tolerance; or the command could not finish
+  2    usage error (a file cannot be read, no management key); nothing was sent
+  3    the management key was refused";
+
+/// `orbatch audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Output files of the job (every shard's); each one's `.generations.jsonl` sidecar
+    /// (from `orbatch costs`) is read when it exists.
+    #[arg(value_name = "OUT.jsonl", required = true)]
+    pub outputs: Vec<PathBuf>,
+
+    /// The hash of the job's key, as `orbatch key create` printed it.
+    #[arg(long, value_name = "HASH")]
+    pub key_hash: String,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+
+    #[command(flatten)]
+    pub api: ManagementArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,

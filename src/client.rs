@@ -27,6 +27,12 @@ impl ApiKey {
         ApiKey(key.into())
     }
 
+    /// The key itself, for tests that check where it was read from.
+    #[cfg(test)]
+    pub fn expose_for_test(&self) -> &str {
+        &self.0
+    }
+
     fn header(&self) -> Option<HeaderValue> {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", self.0)).ok()?;
         v.set_sensitive(true);
@@ -138,13 +144,25 @@ impl Client {
     /// `GET base_url + path` (path may carry a query), within the timeout. Transport
     /// failures come back as a [`Failure`]; any HTTP status comes back as a [`GetResponse`].
     pub async fn get(&self, path: &str) -> Result<GetResponse, Failure> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// `method base_url + path` with an optional JSON body, within the timeout; as
+    /// [`Client::get`], any HTTP status comes back as a [`GetResponse`].
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<GetResponse, Failure> {
         let work = async {
-            let resp = self
-                .http
-                .get(self.url(path))
-                .send()
-                .await
-                .map_err(transport_failure)?;
+            let mut request = self.http.request(method, self.url(path));
+            if let Some(body) = body {
+                request = request
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string());
+            }
+            let resp = request.send().await.map_err(transport_failure)?;
             let status = resp.status().as_u16();
             let retry_after = resp
                 .headers()

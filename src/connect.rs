@@ -24,6 +24,8 @@ pub struct Connection {
 
 /// The key the in-process mock accepts.
 const MOCK_KEY: &str = "mock-key";
+/// The in-process mock's management key (so that the mock key is an ordinary one).
+const MOCK_MANAGEMENT_KEY: &str = "mock-management-key";
 /// The default timeout for commands that do not set one.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -37,6 +39,10 @@ impl Connection {
     ) -> anyhow::Result<Connection> {
         let (mock, base_url, key, headers) = match target {
             Target::Mock => {
+                let mut mock_config = mock_config;
+                mock_config
+                    .management_key
+                    .get_or_insert_with(|| MOCK_MANAGEMENT_KEY.to_owned());
                 let server =
                     MockServer::start(mock_config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
                         .await?;

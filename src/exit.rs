@@ -81,10 +81,11 @@ impl Failure {
         Failure::Failed(anyhow::anyhow!("{msg}"))
     }
 
-    /// Add which variable the key came from to a refusal (`check $VAR`).
-    pub fn with_key_hint(self, key_env: &str) -> Failure {
+    /// Add where the key came from to a refusal (`check $VAR`, `check the key file F`);
+    /// `source` is [`crate::config::key_source`]'s.
+    pub fn with_key_hint(self, source: &str) -> Failure {
         match self {
-            Failure::Refused(m) => Failure::Refused(format!("{m}; check ${key_env}")),
+            Failure::Refused(m) => Failure::Refused(format!("{m}; check {source}")),
             other => other,
         }
     }
@@ -133,7 +134,7 @@ mod tests {
 
     #[test]
     fn a_refusal_names_the_variable() {
-        let f = Failure::Refused("GET /key: HTTP 401".into()).with_key_hint("MY_KEY");
+        let f = Failure::Refused("GET /key: HTTP 401".into()).with_key_hint("$MY_KEY");
         assert_eq!(f.to_string(), "GET /key: HTTP 401; check $MY_KEY");
     }
 }

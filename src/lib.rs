@@ -4,6 +4,7 @@
 //! only parses arguments, builds the runtime and maps the outcome to an exit code.
 
 pub(crate) mod api;
+pub(crate) mod audit;
 pub(crate) mod budget;
 pub(crate) mod catalog;
 pub mod cli;
@@ -60,6 +61,7 @@ pub async fn execute(cli: Cli, interrupt: CancellationToken) -> Exit {
         Command::Costs(args) => commands::costs::command(&args, interrupt).await,
         Command::Models(args) => commands::models::command(&args).await,
         Command::Key(args) => commands::key::command(&args).await,
+        Command::Audit(args) => audit::command::command(&args).await,
         Command::Report(args) => report_command(&args).await,
         Command::Score(args) => score_command(args, interrupt).await,
         Command::Export(args) => export_command(args).await,
@@ -87,13 +89,13 @@ async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> Outcome {
     ui::init_logging(args.verbosity.quiet, args.verbosity.verbose);
     let config = RunConfig::resolve(args, &|k| std::env::var(k).ok())?;
     let quiet = config.quiet;
-    let key_env = config.key_env.clone();
+    let key_source = config.key_source.clone();
     let score_config = config.score.is_some().then(|| config.clone());
     let summary = run::run(config, ui::progress(quiet), interrupt.clone()).await?;
     if !quiet {
         eprint!("{}", ui::summary(&summary, &rerun_hint()));
         if matches!(summary.stopped, Some(StopReason::Auth(_))) {
-            eprintln!("  the key was read from ${key_env}");
+            eprintln!("  the key was read from {key_source}");
         }
     }
     // A job with a [score] table: its answers are scored once the run is over.
@@ -110,7 +112,7 @@ async fn plan_command(args: &RunArgs) -> Outcome {
     let have_key = !matches!(config.target, config::Target::Remote { key: None, .. });
     let plan = plan::plan(&config, have_key)
         .await
-        .map_err(|f| f.with_key_hint(&config.key_env))?;
+        .map_err(|f| f.with_key_hint(&config.key_source))?;
     stdout::write(plan.render().as_bytes())?;
     for w in plan.warnings() {
         eprintln!("orbatch: warning: {w}");

@@ -181,7 +181,7 @@ fn classify_status(status: u16, error: Option<&ApiError>, header: Option<Duratio
                 Verdict::give_up(ErrorKind::ContentFilter)
             } else if e
                 .and_then(|e| e.limit_source.as_deref())
-                .is_some_and(|s| s.ends_with("_budget") || s == "openrouter_key_limit")
+                .is_some_and(|s| s.ends_with("_budget") || s == KEY_LIMIT_SOURCE)
             {
                 Verdict::stop(ErrorKind::Credits)
             } else {
@@ -281,13 +281,26 @@ impl Backoff {
     }
 }
 
+/// `error.metadata.limit_source` of a key whose credit limit is used up (402 or 403).
+pub const KEY_LIMIT_SOURCE: &str = "openrouter_key_limit";
+
 /// A short, safe description of a failure for logs and records.
 pub fn describe(f: &Failure) -> String {
     let text = match f {
-        Failure::Http { status, error, .. } => match error {
-            Some(e) if !e.message.is_empty() => format!("HTTP {status}: {}", e.message),
-            _ => format!("HTTP {status}"),
-        },
+        Failure::Http { status, error, .. } => {
+            let mut text = match error {
+                Some(e) if !e.message.is_empty() => format!("HTTP {status}: {}", e.message),
+                _ => format!("HTTP {status}"),
+            };
+            if error
+                .as_ref()
+                .and_then(|e| e.limit_source.as_deref())
+                .is_some_and(|s| s == KEY_LIMIT_SOURCE)
+            {
+                text.push_str(" (the key's credit limit is reached)");
+            }
+            text
+        }
         Failure::InBody { error } => {
             if error.message.is_empty() {
                 "the server returned an error inside a 200 response".to_owned()

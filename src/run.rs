@@ -258,7 +258,7 @@ async fn budget(
         .await
         .map_err(|e| match e {
             // A refused key is a refused key (exit 3), whichever request met it first.
-            Failure::Refused(m) => Failure::Refused(m).with_key_hint(&config.key_env),
+            Failure::Refused(m) => Failure::Refused(m).with_key_hint(&config.key_source),
             other => UsageError::new(format!("--max-cost needs model prices: {other:#}")).into(),
         })?;
     Ok(Some(Arc::new(Budget::new(cap, spent, catalog))))

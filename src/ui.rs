@@ -407,6 +407,11 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         Some(StopReason::Auth(m)) => out.push_str(&format!(
             "  stopped: the API key was refused ({m}); check the API key, then rerun\n"
         )),
+        Some(StopReason::Credits(m)) if m.contains("the key's credit limit is reached") => out
+            .push_str(&format!(
+                "  stopped: {m}; raise the key's limit at https://openrouter.ai/settings/keys, \
+                 or give the job a key with a higher `orbatch key create --limit`, then rerun\n"
+            )),
         Some(StopReason::Credits(m)) => out.push_str(&format!(
             "  stopped: out of credit ({m}); add credit at https://openrouter.ai/settings/credits, then rerun\n"
         )),

@@ -64,8 +64,8 @@ pub async fn command(args: &CostsArgs, interrupt: CancellationToken) -> Outcome 
     }
     if let Some(message) = &report.tally.refused {
         return Err(Failure::Refused(format!(
-            "the API key was refused ({message}); check ${} (ids looked up so far are kept)",
-            args.api.key_env()
+            "the API key was refused ({message}); check {} (ids looked up so far are kept)",
+            args.api.key_source()
         )));
     }
     Ok(if report.tally.interrupted {

@@ -51,7 +51,7 @@ pub async fn command(args: &ModelsArgs) -> Outcome {
     let conn = connect(&args.api, Key::Optional).await?;
     let result = catalog::fetch_models(&conn.client).await;
     conn.close().await;
-    let catalog = result.map_err(|f| f.with_key_hint(args.api.key_env()))?;
+    let catalog = result.map_err(|f| f.with_key_hint(&args.api.key_source()))?;
     let rows: Vec<ModelRow> = catalog
         .models
         .iter()

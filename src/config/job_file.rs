@@ -43,6 +43,8 @@ pub struct JobFile {
     pub keep_fields: Option<bool>,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
+    /// A file holding the API key (relative to the job file's folder).
+    pub api_key_file: Option<PathBuf>,
     pub app_url: Option<String>,
     pub app_title: Option<String>,
     /// Merged into every request body.

@@ -70,6 +70,8 @@ pub struct RunConfig {
     pub target: Target,
     /// The environment variable the key is read from (for messages).
     pub key_env: String,
+    /// Where the key was read from, for messages: `$VAR` or `the key file FILE`.
+    pub key_source: String,
     pub app_url: Option<String>,
     pub app_title: Option<String>,
     pub quiet: bool,
@@ -188,6 +190,7 @@ impl RunConfig {
         let output = s.output(&input.source)?;
         let pace = s.pace()?;
         let key_env = s.key_env();
+        let key_source = key_source(&args.api, job);
         Ok(RunConfig {
             output,
             concurrency: pace.concurrency,
@@ -203,6 +206,7 @@ impl RunConfig {
             fresh: args.fresh,
             target: resolve_target(&args.api, job, env, key)?,
             key_env,
+            key_source,
             app_url: args.app_url.clone().or(job.file.app_url.clone()),
             app_title: args.app_title.clone().or(job.file.app_title.clone()),
             quiet: args.verbosity.quiet,
@@ -531,6 +535,75 @@ fn key_env<'a>(api: &'a ApiArgs, job_key_env: Option<&'a str>) -> &'a str {
         .unwrap_or(DEFAULT_KEY_ENV)
 }
 
+/// The key file asked for: `--api-key-file`, else the job file's `api_key_file` (relative to
+/// the job file's folder), with how to name it in messages.
+fn key_file(api: &ApiArgs, job: &Job) -> Option<(PathBuf, String)> {
+    if let Some(p) = &api.api_key_file {
+        return Some((p.clone(), "--api-key-file".to_owned()));
+    }
+    // `--api-key-env` wins over the job file's key file, as a flag wins over the file.
+    if api.api_key_env.is_some() {
+        return None;
+    }
+    let p = job.file.api_key_file.as_ref()?;
+    Some((
+        job.resolve(p),
+        format!("api_key_file in {}", job.path.display()),
+    ))
+}
+
+/// Where the key comes from, for messages: `$VAR` or `the key file FILE`.
+pub fn key_source(api: &ApiArgs, job: &Job) -> String {
+    match key_file(api, job) {
+        Some((path, _)) => format!("the key file {}", path.display()),
+        None => format!("${}", key_env(api, job.file.api_key_env.as_deref())),
+    }
+}
+
+/// Read an API key from `path` (named by `origin` in errors): the file's text, trimmed. An
+/// unreadable or empty file is an error; a file others may read gets a warning.
+pub fn read_key_file(path: &Path, origin: &str) -> Result<ApiKey, UsageError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UsageError::new(format!(
+            "{shown} ({origin}): cannot read the key file: {e}; write the key into it              (`orbatch key create --out {shown}` does)"
+        ))
+    })?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(UsageError::new(format!(
+            "{shown} ({origin}): the key file is empty; write the API key into it              (`orbatch key create --out FILE` does)"
+        )));
+    }
+    if key.contains(['\n', '\r']) {
+        return Err(UsageError::new(format!(
+            "{shown} ({origin}): the key file holds more than one line; it must hold only              the API key"
+        )));
+    }
+    warn_if_shared(path);
+    Ok(ApiKey::new(key))
+}
+
+/// A key file that the group or others can read gets a warning (not an error: the owner
+/// may mean it), with the command that fixes it.
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "the key file {} can be read by others (mode {mode:04o}); `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_: &Path) {}
+
 /// Decide where API calls go: the in-process mock, or a base URL with a key from the
 /// environment. Flag beats environment beats job file (`Job::default()` for none) beats
 /// default.
@@ -544,10 +617,13 @@ pub fn resolve_target(
         return Ok(Target::Mock);
     }
     let key_env = key_env(api, job.file.api_key_env.as_deref());
-    let key = env(key_env)
-        .map(|k| k.trim().to_owned())
-        .filter(|k| !k.is_empty())
-        .map(ApiKey::new);
+    let key = match key_file(api, job) {
+        Some((path, origin)) => Some(read_key_file(&path, &origin)?),
+        None => env(key_env)
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .map(ApiKey::new),
+    };
     if key.is_none() && need == Key::Required {
         return Err(UsageError::new(format!(
             "no API key: set {key_env} (create one at https://openrouter.ai/keys), or pass \

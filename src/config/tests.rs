@@ -415,3 +415,53 @@ proptest! {
         }
     }
 }
+
+/// The key a target carries, for tests only (`ApiKey` shows nothing).
+fn key_of(c: &RunConfig) -> Option<String> {
+    match &c.target {
+        Target::Remote { key, .. } => key.as_ref().map(|k| k.expose_for_test().to_owned()),
+        Target::Mock => None,
+    }
+}
+
+#[test]
+fn a_key_file_replaces_the_environment_and_names_itself_when_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.key");
+    std::fs::write(&file, "  sk-or-v1-fromfile \n").unwrap();
+    let mut a = args("q.jsonl");
+    a.api.api_key_file = Some(file.clone());
+    let c = RunConfig::resolve(&a, &key_env).unwrap();
+    assert_eq!(
+        key_of(&c).as_deref(),
+        Some("sk-or-v1-fromfile"),
+        "trimmed, env ignored"
+    );
+    assert_eq!(c.key_source, format!("the key file {}", file.display()));
+
+    std::fs::write(&file, "\n").unwrap();
+    let e = RunConfig::resolve(&a, &key_env).unwrap_err().to_string();
+    assert!(
+        e.contains("job.key") && e.contains("is empty") && e.contains("--api-key-file"),
+        "{e}"
+    );
+    a.api.api_key_file = Some(dir.path().join("missing.key"));
+    let e = RunConfig::resolve(&a, &key_env).unwrap_err().to_string();
+    assert!(
+        e.contains("missing.key") && e.contains("cannot read"),
+        "{e}"
+    );
+
+    // The job file's key, relative to its folder.
+    std::fs::write(&file, "sk-or-v1-job\n").unwrap();
+    let job_path = dir.path().join("j.toml");
+    let job = Job::parse(&job_path, "api_key_file = \"job.key\"\n").unwrap();
+    let c = RunConfig::from_job(&args("q.jsonl"), &job, &no_env, Key::Required).unwrap();
+    assert_eq!(key_of(&c).as_deref(), Some("sk-or-v1-job"));
+    // `--api-key-env` on the command line wins over the job file's key file.
+    let mut a = args("q.jsonl");
+    a.api.api_key_env = Some("OPENROUTER_API_KEY".into());
+    let c = RunConfig::from_job(&a, &job, &key_env, Key::Required).unwrap();
+    assert_eq!(key_of(&c).as_deref(), Some("sk-test"));
+    assert_eq!(c.key_source, "$OPENROUTER_API_KEY");
+}

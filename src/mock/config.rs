@@ -136,6 +136,23 @@ pub struct MockConfig {
     /// and prompt, so a prompt is BYOK on every attempt.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub byok_rate: f64,
+    /// The management key: only it may call `/keys` (create, get, disable keys), and it
+    /// cannot make completions (401). Keys created with it are accepted for inference until
+    /// disabled, expired or at their limit. Without it, every `/keys` call is refused.
+    #[arg(long, value_name = "VALUE")]
+    pub management_key: Option<String>,
+
+    /// Status of a `/keys` call made with a key that is not the management key: 403, as
+    /// OpenRouter documents it, or 401.
+    #[arg(long, value_name = "401|403", default_value_t = 403,
+          value_parser = |s: &str| status_in(s, &[401, 403]))]
+    pub management_refusal: u16,
+
+    /// Status of inference with a created key whose usage reached its limit: 402, or 403
+    /// (both with `limit_source: openrouter_key_limit`).
+    #[arg(long, value_name = "402|403", default_value_t = 402,
+          value_parser = |s: &str| status_in(s, &[402, 403]))]
+    pub key_limit_status: u16,
 
     /// Do not serve these paths (they answer 404), as servers that are not OpenRouter:
     /// any of key, generation, responses, models (comma-separated).
@@ -175,8 +192,20 @@ impl Default for MockConfig {
             usage_only_if_asked: false,
             byok_rate: 0.0,
             without: Vec::new(),
+            management_key: None,
+            management_refusal: 403,
+            key_limit_status: 402,
         }
     }
+}
+
+/// An HTTP status that must be one of `allowed`.
+fn status_in(s: &str, allowed: &[u16]) -> Result<u16, String> {
+    s.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|n| allowed.contains(n))
+        .ok_or_else(|| format!("`{s}`: expected one of {allowed:?}"))
 }
 
 /// A token bucket: `per_second` tokens a second, at most `burst` saved up.

@@ -13,19 +13,26 @@ use serde_json::{Value, json};
 use super::faults;
 use super::state::{Generation, Lookup, Shared};
 
+/// The account's key (`--require-key`, else any non-empty one) or a key created through
+/// `/keys` that is not disabled; `/generation` and `/key` do not spend, so a key at its limit
+/// may still look its generations up.
 fn authorized(state: &Shared, headers: &HeaderMap) -> bool {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    !token.is_empty()
-        && state
+    let token = super::keys::bearer(headers);
+    match state
+        .keys
+        .caller(state.config.management_key.as_deref(), token)
+    {
+        super::keys::Caller::Nobody => false,
+        super::keys::Caller::Created(hash) => !matches!(
+            state.keys.admit(&hash, jiff::Timestamp::now()),
+            Err(super::keys::Refusal::Disabled | super::keys::Refusal::Expired)
+        ),
+        _ => state
             .config
             .require_key
             .as_deref()
-            .is_none_or(|k| k == token)
+            .is_none_or(|k| k == token),
+    }
 }
 
 /// The generation lookup handler.
@@ -119,7 +126,16 @@ pub async fn key(State(state): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     if !authorized(&state, &headers) {
         return faults::unauthorized();
     }
+    let token = super::keys::bearer(&headers);
+    if let super::keys::Caller::Created(hash) = state
+        .keys
+        .caller(state.config.management_key.as_deref(), token)
+        && let Some(data) = state.keys.self_view(&hash)
+    {
+        return Json(json!({ "data": data })).into_response();
+    }
     let billed = state.billed();
+    let byok = state.stats().byok_billed_usd;
     let limit = state.config.credit_limit;
     let remaining = limit.map(|l| (l - billed).max(0.0));
     Json(json!({ "data": {
@@ -132,10 +148,10 @@ pub async fn key(State(state): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         "usage_daily": billed,
         "usage_weekly": billed,
         "usage_monthly": billed,
-        "byok_usage": 0.0,
-        "byok_usage_daily": 0.0,
-        "byok_usage_weekly": 0.0,
-        "byok_usage_monthly": 0.0,
+        "byok_usage": byok,
+        "byok_usage_daily": byok,
+        "byok_usage_weekly": byok,
+        "byok_usage_monthly": byok,
         "is_free_tier": false,
         "is_management_key": false,
         "is_provisioning_key": false,

@@ -25,6 +25,7 @@ use super::answer::{self, Prompted};
 use super::directives;
 use super::faults::{self, Fault, RANDOM_5XX};
 use super::json;
+use super::keys::{self, Caller};
 use super::pricing::{self, Price};
 use super::server::ConnKill;
 use super::state::{Flight, Generation, Shared};
@@ -42,6 +43,8 @@ pub struct Ctx {
     pub user_agent: Option<String>,
     /// Held while this request is answered (streams: until the stream ends).
     pub flight: Option<Arc<Flight>>,
+    /// The created key (`/keys`) the request was made with: what it costs is billed to it.
+    pub key_hash: Option<String>,
 }
 
 /// How an answer ends.
@@ -137,11 +140,7 @@ fn police(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Ctx, Response> {
-    if !authorized(&state.config.require_key, headers)
-        || !has_header(state.config.require_header.as_deref(), headers)
-    {
-        return Err(faults::unauthorized());
-    }
+    let key_hash = who(state, headers)?;
     let req = answer::parse(endpoint, body).map_err(|m| faults::bad_request(&m))?;
     if req.model.contains("invalid") {
         return Err(faults::bad_request(&format!(
@@ -187,8 +186,34 @@ fn police(
         referer: header_string(headers, "http-referer"),
         user_agent: header_string(headers, "user-agent"),
         flight,
+        key_hash,
         req,
     })
+}
+
+/// Authenticate: a key created through `/keys` (refused once disabled, expired or at its
+/// limit; it is billed for what it uses), or the account's key (`--require-key`, else any).
+/// The management key cannot make completions.
+#[allow(clippy::result_large_err)]
+fn who(state: &Shared, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    if !has_header(state.config.require_header.as_deref(), headers) {
+        return Err(faults::unauthorized());
+    }
+    let token = keys::bearer(headers);
+    match state
+        .keys
+        .caller(state.config.management_key.as_deref(), token)
+    {
+        Caller::Management => Err(keys::management_key_used_for_inference()),
+        Caller::Created(hash) => match state.keys.admit(&hash, jiff::Timestamp::now()) {
+            Ok(()) => Ok(Some(hash)),
+            Err(refusal) => Err(keys::refused(refusal, state.config.key_limit_status)),
+        },
+        Caller::Nobody | Caller::Other if authorized(&state.config.require_key, headers) => {
+            Ok(None)
+        }
+        _ => Err(faults::unauthorized()),
+    }
 }
 
 fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -488,6 +513,8 @@ pub struct Bill {
     started: std::time::Instant,
     price: Price,
     byok: bool,
+    /// The created key to bill, if the request used one.
+    key_hash: Option<String>,
 }
 
 impl Bill {
@@ -519,6 +546,7 @@ impl Bill {
             started: std::time::Instant::now(),
             price: plan.price,
             byok: plan.byok,
+            key_hash: ctx.key_hash.clone(),
         }
     }
 
@@ -558,6 +586,10 @@ impl Bill {
             g.cancelled = cancelled;
             g.latency_ms = self.started.elapsed().as_millis() as u64;
             g.recorded = std::time::Instant::now();
+            if let Some(hash) = &self.key_hash {
+                let byok = if g.is_byok { g.upstream_cost } else { 0.0 };
+                self.state.keys.bill(hash, g.cost, byok);
+            }
             self.state.record(g, answered.then_some(self.key));
         }
     }

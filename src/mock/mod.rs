@@ -3,7 +3,8 @@
 //! plus per-prompt `[[mock:…]]` directives. It is the target of tests, benchmarks and `run --mock`.
 //!
 //! Endpoints under `/api/v1`: `POST /chat/completions`, `POST /responses` (both with
-//! `stream`), `GET /generation`, `GET /models`, `GET /key` (and `/auth/key`), and the test hook
+//! `stream`), `GET /generation`, `GET /models`, `GET /key` (and `/auth/key`), the management API `POST /keys`,
+//! `GET`/`PATCH /keys/{hash}` (`keys.rs`), and the test hook
 //! `GET /_mock/stats`.
 
 pub(crate) mod answer;
@@ -14,6 +15,7 @@ mod faults;
 mod generation;
 mod inference;
 mod json;
+mod keys;
 mod pricing;
 mod responses;
 mod server;
@@ -148,6 +150,8 @@ fn router(shared: Arc<Shared>) -> Router {
             .route("/auth/key", get(generation::key));
     }
     let api = api
+        .route("/keys", post(keys::create))
+        .route("/keys/{hash}", get(keys::get).patch(keys::patch))
         .route("/_mock/stats", get(stats))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared);

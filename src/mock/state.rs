@@ -102,6 +102,8 @@ pub struct Shared {
     id_seq: AtomicU64,
     alternate: AtomicU64,
     in_flight: AtomicU64,
+    /// Keys created through the management API (`/keys`).
+    pub keys: super::keys::Keys,
 }
 
 /// Drop the instants 1 s or more before `now` (oldest first).
@@ -137,6 +139,7 @@ impl Shared {
             id_seq: AtomicU64::new(0),
             alternate: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            keys: super::keys::Keys::default(),
         }
     }
 

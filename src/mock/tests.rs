@@ -820,3 +820,136 @@ async fn max_tokens_truncates_with_length() {
     assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
     server.shutdown().await;
 }
+
+/// `METHOD path` with `token` and an optional body.
+async fn call_as(
+    server: &MockServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = client()
+        .request(method, format!("{}{path}", server.base_url()))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.expect("send")
+}
+
+#[tokio::test]
+async fn keys_are_created_read_disabled_and_billed_as_openrouter_describes() {
+    use reqwest::Method;
+    let server = start(MockConfig {
+        management_key: Some("mgmt".into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let body = json!({"name": "job", "limit": 1.0, "expires_at": "2099-01-01T00:00:00Z"});
+    // Only the management key may manage keys: the ordinary key gets 403.
+    let resp = call_as(
+        &server,
+        Method::POST,
+        "/keys",
+        "sk-test",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    let resp = call_as(&server, Method::POST, "/keys", "mgmt", Some(body)).await;
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.expect("json");
+    let key = created["key"].as_str().expect("key").to_owned();
+    let hash = created["data"]["hash"].as_str().expect("hash").to_owned();
+    assert_eq!(created["data"]["limit"], 1.0);
+    assert_eq!(created["data"]["usage"], 0.0);
+    assert_eq!(created["data"]["expires_at"], "2099-01-01T00:00:00Z");
+    assert!(
+        !created["data"].to_string().contains(&key),
+        "data never holds the key"
+    );
+    // The management key makes no completions; the new key does, and is billed for it.
+    let chat = chat_body("openai/gpt-4o-mini", "hello", false);
+    let resp = call_as(
+        &server,
+        Method::POST,
+        "/chat/completions",
+        "mgmt",
+        Some(chat.clone()),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    let resp = call_as(
+        &server,
+        Method::POST,
+        "/chat/completions",
+        &key,
+        Some(chat.clone()),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.expect("json");
+    let cost = answer["usage"]["cost"].as_f64().expect("cost");
+    let path = format!("/keys/{hash}");
+    let got: Value = call_as(&server, Method::GET, &path, "mgmt", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got["data"]["usage"].as_f64(), Some(cost));
+    // `/key` with the created key shows that key.
+    let own: Value = call_as(&server, Method::GET, "/key", &key, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(own["data"]["usage"].as_f64(), Some(cost));
+    assert_eq!(own["data"]["limit"], 1.0);
+    // Disabled: 401 for completions; unknown hashes are 404.
+    let resp = call_as(
+        &server,
+        Method::PATCH,
+        &path,
+        "mgmt",
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let resp = call_as(&server, Method::POST, "/chat/completions", &key, Some(chat)).await;
+    assert_eq!(resp.status(), 401);
+    let resp = call_as(&server, Method::GET, "/keys/nope", "mgmt", None).await;
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn a_created_keys_limit_is_enforced_with_402() {
+    use reqwest::Method;
+    let server = start(MockConfig {
+        management_key: Some("mgmt".into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let resp = call_as(
+        &server,
+        Method::POST,
+        "/keys",
+        "mgmt",
+        Some(json!({"name": "j", "limit": 0.0})),
+    )
+    .await;
+    let created: Value = resp.json().await.expect("json");
+    let key = created["key"].as_str().expect("key").to_owned();
+    let chat = chat_body("openai/gpt-4o-mini", "hello", false);
+    let resp = call_as(&server, Method::POST, "/chat/completions", &key, Some(chat)).await;
+    assert_eq!(resp.status(), 402);
+    assert!(
+        resp.headers().get("retry-after").is_none(),
+        "not the in-flight 402"
+    );
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        body["error"]["metadata"]["limit_source"],
+        "openrouter_key_limit"
+    );
+}

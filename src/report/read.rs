@@ -183,7 +183,10 @@ pub fn score_lines(
 /// Call `f(line_number, line, is_torn_last_line)` for every non-blank line of `path`. A
 /// line is "torn" when it is the last one and lacks its newline. Invalid UTF-8 is left to
 /// the JSON parser to reject, line by line.
-fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8], bool)) -> Result<(), ReadError> {
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(u64, &[u8], bool),
+) -> Result<(), ReadError> {
     let mut reader = BufReader::new(open(path)?);
     let mut buf = Vec::new();
     let mut n = 0u64;

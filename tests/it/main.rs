@@ -1,6 +1,7 @@
 //! Integration tests: the `orbatch` binary against the mock server on 127.0.0.1:0.
 //! Nothing here needs a key or the network.
 
+mod audit;
 mod budget;
 mod byok;
 mod catalog;

@@ -504,7 +504,13 @@ async fn a_write_error_stops_the_run_and_says_what_was_not_recorded() {
 /// interrupted, the summary counts them as interrupted, not failed, and a rerun sends them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_waiting_for_a_retry_at_ctrl_c_are_interrupted_not_failed() {
-    let env = Env::new().await;
+    // The 429s come after a second, so both requests are out before the first one's
+    // Retry-After pauses every worker, however loaded the machine is.
+    let env = Env::with(MockConfig {
+        latency_ms: 1000,
+        ..MockConfig::default()
+    })
+    .await;
     let input = env.jsonl(
         "wait.jsonl",
         &[
