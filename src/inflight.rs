@@ -176,6 +176,25 @@ impl InFlight {
         }
     }
 
+    /// The server answers one request at a time (it cut a stream short when another came,
+    /// as llama.cpp's server does): one in flight from now on, for the rest of the run.
+    /// Returns the new limit when it changed.
+    pub fn one_at_a_time(&self) -> Option<usize> {
+        let mut s = self.lock();
+        s.start = Start::Done;
+        s.max = 1;
+        if s.limit <= 1 {
+            return None;
+        }
+        let cut = s.limit - 1;
+        let now_forgotten = self.permits.forget_permits(cut);
+        s.debt += cut - now_forgotten;
+        s.limit = 1;
+        s.credit = 0;
+        s.last_decrease = Some(Instant::now());
+        Some(1)
+    }
+
     /// The server said too many are in flight: allow 3/4 of what is in flight now (the
     /// attempt that was refused still counts). Returns the new limit when it changed.
     pub fn on_pushback(&self) -> Option<usize> {
@@ -226,6 +245,31 @@ mod tests {
         let more = tokio::time::timeout(Duration::from_secs(1), f.acquire()).await;
         assert!(more.is_err(), "a 16th must wait");
         assert_eq!(f.reduced(), Some(15));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_one_at_a_time_server_gets_one_for_good() {
+        let f = InFlight::new(8);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(f.acquire().await);
+        }
+        assert_eq!(f.one_at_a_time(), Some(1));
+        assert_eq!(f.one_at_a_time(), None);
+        held.clear();
+        let one = f.acquire().await;
+        let more = tokio::time::timeout(Duration::from_secs(1), f.acquire()).await;
+        assert!(more.is_err(), "a second must wait");
+        drop(one);
+        // Successes never grow it back.
+        for _ in 0..100 {
+            let s = f.acquire().await;
+            f.on_success();
+            drop(s);
+        }
+        let _one = f.acquire().await;
+        let more = tokio::time::timeout(Duration::from_secs(1), f.acquire()).await;
+        assert!(more.is_err(), "still one at a time");
     }
 
     #[tokio::test(start_paused = true)]

@@ -327,6 +327,16 @@ impl Pool {
                 Err(f) => f,
             };
             let verdict = classify(&failure);
+            // A server that cuts a stream short when another request comes (llama.cpp's)
+            // answers one at a time.
+            if matches!(failure, Failure::CutShort(_))
+                && self.pacer.in_flight().one_at_a_time().is_some()
+            {
+                tracing::warn!(
+                    "the server cuts a stream short when another request comes: one request \
+                     at a time from now on"
+                );
+            }
             // A 429 limits the rate; the in-flight budget's 402 limits how many run at once.
             if verdict.kind == ErrorKind::RateLimited {
                 if matches!(failure, Failure::Http { status: 402, .. }) {

@@ -27,6 +27,10 @@ pub enum Failure {
     Timeout,
     /// A stream that ended without its completion marker.
     Truncated(String),
+    /// A stream that said it was over (`[DONE]`) without a finish reason: the server cut the
+    /// answer short. llama.cpp's server does this to a stream when another request arrives,
+    /// so it is also a sign that fewer should be in flight.
+    CutShort(String),
     /// A 200 that is not a usable answer: empty, not JSON, or no choices.
     Invalid(String),
     /// A well-formed answer that is not a usable result (e.g. `content_filter`, empty text
@@ -132,7 +136,7 @@ pub fn classify(failure: &Failure) -> Verdict {
         Failure::InBody { error } => classify_in_body(error),
         Failure::Connection(_) => Verdict::retry(ErrorKind::Transient, None),
         Failure::Timeout => Verdict::retry(ErrorKind::Timeout, None),
-        Failure::Truncated(_) => Verdict::retry(ErrorKind::Truncated, None),
+        Failure::Truncated(_) | Failure::CutShort(_) => Verdict::retry(ErrorKind::Truncated, None),
         // Empty or broken 200s: docs suggest retrying (cold starts, proxies cutting bodies).
         Failure::Invalid(_) => Verdict::retry(ErrorKind::InvalidResponse, None),
         Failure::Unusable { kind, retry, .. } => {
@@ -311,6 +315,7 @@ pub fn describe(f: &Failure) -> String {
         Failure::Connection(m) => format!("connection failed: {m}"),
         Failure::Timeout => "the attempt timed out (see --timeout)".to_owned(),
         Failure::Truncated(m) => format!("the stream was cut off: {m}"),
+        Failure::CutShort(m) => format!("the stream was cut short: {m}"),
         Failure::Invalid(m) => format!("invalid response: {m}"),
         Failure::Unusable { message, .. } => message.clone(),
     };

@@ -217,9 +217,8 @@ impl StreamState {
                 // without one was cut short by the server (llama.cpp's server does this to a
                 // stream when another request interrupts it): not an answer.
                 if self.answer.finish_reason.is_none() {
-                    return Err(Failure::Truncated(format!(
-                        "the stream ended with [DONE] but without a finish reason after {} \
-                         characters: the server cut the answer short",
+                    return Err(Failure::CutShort(format!(
+                        "it ended with [DONE] but without a finish reason after {} characters",
                         self.answer.output.chars().count()
                     )));
                 }
@@ -324,7 +323,7 @@ mod tests {
         let (a, _) = run(Endpoint::Chat, &(head.clone() + "data: [DONE]\r\n\r\n"));
         let f = a.unwrap_err();
         assert!(
-            matches!(&f, Failure::Truncated(m) if m.contains("without a finish reason")),
+            matches!(&f, Failure::CutShort(m) if m.contains("without a finish reason")),
             "{f:?}"
         );
         assert!(matches!(classify(&f).action, Action::Retry { .. }));

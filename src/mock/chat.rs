@@ -210,12 +210,19 @@ fn streamed(ctx: &Ctx, plan: Plan) -> Response {
     let (tx, body) = sse::channel();
     let bill = Bill::new(ctx, &plan, true);
     let resp = inference::ok_response(&plan.id, "text/event-stream", body);
-    tokio::spawn(produce(ctx.state.clone(), tx, plan, bill));
+    let interrupt = ctx.state.take_over_stream();
+    tokio::spawn(produce(ctx.state.clone(), tx, plan, bill, interrupt));
     resp
 }
 
 /// Write the chat stream; returns early (billing what was sent) if the client goes away.
-async fn produce(state: Arc<Shared>, tx: sse::Sse, plan: Plan, mut bill: Bill) {
+async fn produce(
+    state: Arc<Shared>,
+    tx: sse::Sse,
+    mut plan: Plan,
+    mut bill: Bill,
+    interrupt: Option<tokio_util::sync::CancellationToken>,
+) {
     sse::stall(&state).await;
     let step = sse::pacing(&state, plan.words.len() + 1);
     if !tx.comments(state.config.keepalive_comments).await {
@@ -243,6 +250,10 @@ async fn produce(state: Arc<Shared>, tx: sse::Sse, plan: Plan, mut bill: Bill) {
         sent = (i + 1).min(plan.words.len()) as u64;
         bill.sent(sent);
         inference::sleep(step).await;
+        if interrupt.as_ref().is_some_and(|t| t.is_cancelled()) && i + 1 < deltas.len() {
+            plan.ending = Ending::Interrupted;
+            break;
+        }
     }
     match plan.ending {
         Ending::Complete => {

@@ -136,6 +136,12 @@ pub struct MockConfig {
     /// and prompt, so a prompt is BYOK on every attempt.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub byok_rate: f64,
+
+    /// Answer one chat stream at a time, as llama.cpp's server (llama-cpp-python) does: a
+    /// new streamed request interrupts the one being answered, which then ends with `[DONE]`
+    /// and no finish reason or usage.
+    #[arg(long)]
+    pub interrupt_streams: bool,
     /// The management key: only it may call `/keys` (create, get, disable keys), and it
     /// cannot make completions (401). Keys created with it are accepted for inference until
     /// disabled, expired or at their limit. Without it, every `/keys` call is refused.
@@ -191,6 +197,7 @@ impl Default for MockConfig {
             no_cost: false,
             usage_only_if_asked: false,
             byok_rate: 0.0,
+            interrupt_streams: false,
             without: Vec::new(),
             management_key: None,
             management_refusal: 403,

@@ -104,6 +104,8 @@ pub struct Shared {
     in_flight: AtomicU64,
     /// Keys created through the management API (`/keys`).
     pub keys: super::keys::Keys,
+    /// The stream being answered, under `--interrupt-streams` (a new one cancels it).
+    current_stream: Mutex<Option<tokio_util::sync::CancellationToken>>,
 }
 
 /// Drop the instants 1 s or more before `now` (oldest first).
@@ -140,7 +142,25 @@ impl Shared {
             alternate: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             keys: super::keys::Keys::default(),
+            current_stream: Mutex::new(None),
         }
+    }
+
+    /// Under `--interrupt-streams`: this stream becomes the one being answered, and the one
+    /// that was (if any) is told to stop. The token is cancelled when a later stream starts.
+    pub fn take_over_stream(&self) -> Option<tokio_util::sync::CancellationToken> {
+        if !self.config.interrupt_streams {
+            return None;
+        }
+        let mine = tokio_util::sync::CancellationToken::new();
+        let mut current = self
+            .current_stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(previous) = current.replace(mine.clone()) {
+            previous.cancel();
+        }
+        Some(mine)
     }
 
     fn book(&self) -> MutexGuard<'_, Book> {

@@ -161,3 +161,38 @@ async fn a_stream_done_without_a_finish_reason_is_retried_not_kept() {
     );
     assert_eq!(env.stats().answered, 1);
 }
+
+/// Against a server that answers one stream at a time and cuts the running one short when
+/// another arrives (llama.cpp's), orbatch records no cut answer as ok and lowers how many it
+/// keeps in flight until the cuts stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cuts_streams_short_gets_fewer_at_once() {
+    let env = Env::with(orbatch::mock::MockConfig {
+        interrupt_streams: true,
+        latency_ms: 200,
+        ..orbatch::mock::MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("c.jsonl", &crate::support::numbered(8, "Summarise item"));
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "a/b", "--stream", "-j", "4", "-v"])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("one request at a time from now on"),
+        "{}",
+        done.stderr
+    );
+    let recs = records(&env.path("c.out.jsonl"));
+    assert_eq!(recs.len(), 8);
+    assert!(
+        recs.iter()
+            .all(|r| r["status"] == "ok" && r["finish_reason"] == "stop")
+    );
+    let attempts: u64 = recs.iter().map(|r| r["attempts"].as_u64().unwrap()).sum();
+    assert!(attempts > 8, "some streams were cut and sent again");
+    assert_eq!(env.stats().answered, 8);
+}
