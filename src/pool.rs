@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::Answer;
-use crate::budget::{Budget, BudgetStop};
+use crate::budget::{Budget, BudgetStop, Claim};
 use crate::client::{Attempt, Client};
 use crate::health::{Alarm, Health};
 use crate::job::Request;
@@ -54,6 +54,9 @@ pub enum StopReason {
     /// TLS, the server down).
     Unusable(Alarm),
 }
+
+/// The run stopped before an attempt could be made.
+struct Stopped;
 
 /// State shared by the dispatcher and every worker.
 pub struct Pool {
@@ -154,39 +157,10 @@ impl Pool {
                     None => break,
                 },
             };
-            // Under --max-cost a request starts only once its worst case fits the budget.
-            let reservation = match &self.budget {
-                None => None,
-                Some(budget) => tokio::select! {
-                    biased;
-                    _ = self.stop.cancelled() => break,
-                    r = budget.reserve(&req) => match r {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            self.stop(match e {
-                                BudgetStop::NoPrice(_) => StopReason::Unpriced(e.to_string()),
-                                BudgetStop::Reached { .. } => StopReason::Budget(e.to_string()),
-                            });
-                            break;
-                        }
-                    },
-                },
-            };
             let pool = Arc::clone(&self);
             let records = records.clone();
             tracker.spawn(async move {
-                let model = req.model.clone();
                 let record = pool.process(req).await;
-                if let (Some(budget), Some(reservation)) = (&pool.budget, reservation) {
-                    let usage = record.as_ref().and_then(|r| r.usage.as_ref());
-                    let cost = usage.and_then(|u| u.cost).unwrap_or(0.0);
-                    budget.settle(
-                        reservation,
-                        &model,
-                        cost,
-                        usage.map(|u| u.completion_tokens),
-                    );
-                }
                 if let Some(record) = record {
                     // The writer only goes away after a write error, which stopped the run.
                     let _ = records.send(Event::Record(Box::new(record))).await;
@@ -196,6 +170,31 @@ impl Pool {
         }
         tracker.close();
         tracker.wait().await;
+        if let Some(budget) = &self.budget {
+            budget.finish();
+        }
+    }
+
+    /// Under `--max-cost`, reserve the worst case of one attempt of `req`, waiting while it
+    /// does not fit yet. `Err` when the run stopped first, or stops now: the cap is reached.
+    async fn claim(&self, req: &Request) -> Result<Option<Claim>, Stopped> {
+        let Some(budget) = &self.budget else {
+            return Ok(None);
+        };
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Err(Stopped),
+            r = budget.reserve(req) => match r {
+                Ok(claim) => Ok(Some(claim)),
+                Err(e) => {
+                    self.stop(match e {
+                        BudgetStop::NoPrice(_) => StopReason::Unpriced(e.to_string()),
+                        BudgetStop::Reached { .. } => StopReason::Budget(e.to_string()),
+                    });
+                    Err(Stopped)
+                }
+            },
+        }
     }
 
     /// Run every attempt of one request. `None` if the run stopped before its first attempt
@@ -231,6 +230,20 @@ impl Pool {
             if let Some(error) = self.exhausted_error(&req.model) {
                 return Some(unsent(req, started, ids, attempts, last, error));
             }
+            // --max-cost: every attempt reserves its worst case before it waits for its turn
+            // (dropped unsent, the claim is released).
+            let Ok(claim) = self.claim(&req).await else {
+                return last.map(|(a, f, v)| {
+                    self.cut_short(finish(
+                        req,
+                        started,
+                        ids,
+                        attempts,
+                        &a,
+                        Err(record_error(&f, v)),
+                    ))
+                });
+            };
             // Wait for a pause and the rate limiter; a stop meanwhile means this attempt is
             // never made.
             let ready = async {
@@ -264,6 +277,9 @@ impl Pool {
             self.pacer.on_send();
             tracing::debug!(id = %req.id, model = %req.model, attempt = attempts, "sending");
             let mut attempt = self.client.send(&req, self.config.stream).await;
+            if let Some(claim) = claim {
+                claim.settle(&attempt, &self.client);
+            }
             if let Some(id) = &attempt.generation_id
                 && !ids.contains(id)
             {
@@ -449,6 +465,7 @@ fn unsent(
         generation_id: None,
         latency: Duration::ZERO,
         ttft: None,
+        responded: false,
     };
     let attempt = last.map(|(a, _, _)| a).unwrap_or(none);
     finish(req, started, ids, attempts, &attempt, Err(error))

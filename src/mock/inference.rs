@@ -396,9 +396,10 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         .oracle
         .as_ref()
         .and_then(|o| o.get(&crate::hash::hash64(req.prompt.as_bytes())));
-    let full = match oracle {
-        Some(expected) => answer::oracle_words(&req.model, &req.prompt, expected),
-        None => answer::answer_words(&req.model, &req.prompt),
+    let full = match (oracle, ctx.state.config.completion_spread) {
+        (Some(expected), _) => answer::oracle_words(&req.model, &req.prompt, expected),
+        (None, Some(spread)) => answer::spread_words(&req.model, &req.prompt, spread),
+        (None, None) => answer::answer_words(&req.model, &req.prompt),
     };
     let (words, hit_limit) = answer::limited(full, req.max_tokens);
     let normal = if hit_limit { "length" } else { "stop" };
@@ -419,7 +420,7 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         created: jiff::Timestamp::now().as_second(),
         model: pricing::served_model(&req.model),
         provider: pricing::provider_of(&req.model),
-        prompt_tokens: answer::prompt_tokens(req),
+        prompt_tokens: answer::counted(answer::prompt_tokens(req), ctx.state.config.token_factor),
         words,
         finish,
         ending,

@@ -1,7 +1,7 @@
 //! `--max-cost` and running out of credit: spend stays under the cap, the run stops with
 //! exit 3, and a rerun with a higher cap continues.
 
-use orbatch::mock::MockConfig;
+use orbatch::mock::{MockConfig, Spread};
 
 use crate::support::{Env, numbered, records};
 
@@ -139,4 +139,127 @@ async fn a_model_without_a_price_cannot_run_under_a_cap() {
         done.stderr
     );
     assert_eq!(env.stats().requests, 0);
+}
+
+/// Prompts of about 200 characters (the prompt is a real share of the cost).
+fn long_prompts(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("Question {i}: {}", "lorem ipsum dolor sit amet ".repeat(7)))
+        .collect()
+}
+
+/// A server whose tokenizer counts `factor` × orbatch's estimate, whose answers run 20 to
+/// 600 tokens, and whose streams fail mid-answer 20 % of the time (billed for what they sent).
+fn other_tokenizer(factor: f64, seed: u64) -> MockConfig {
+    MockConfig {
+        seed,
+        token_factor: factor,
+        completion_spread: Some(Spread { min: 20, max: 600 }),
+        rate_mid_stream_error: 0.2,
+        ..MockConfig::default()
+    }
+}
+
+const CHEAP: &str = "meta-llama/llama-3.1-8b-instruct";
+
+/// Run `input` under `cap` with no max_tokens, streamed; what the mock billed.
+async fn capped_run(env: &Env, input: &std::path::Path, cap: f64) -> f64 {
+    let done = env
+        .run()
+        .input(input)
+        .args(&["-m", CHEAP, "--stream", "-j", "8", "-q"])
+        .args(&["--max-cost", &cap.to_string()])
+        .env("ORBATCH_COSTS_BACKOFF_MS", "5")
+        .output()
+        .await;
+    done.code(3);
+    env.stats().billed_usd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_holds_for_any_tokenizer_with_failed_streams_and_no_max_tokens() {
+    // About 40 answers' worth: the old reservations (characters ÷ 4, failed attempts released
+    // as $0) billed past it.
+    let cap = 0.0008;
+    for (factor, seed) in [(0.7, 1), (1.6, 2)] {
+        let env = Env::with(other_tokenizer(factor, seed)).await;
+        let input = env.jsonl("t.jsonl", &long_prompts(200));
+        let billed = capped_run(&env, &input, cap).await;
+        assert!(
+            billed <= cap,
+            "factor {factor}: billed {billed} > cap {cap}"
+        );
+        assert!(
+            billed >= 0.6 * cap,
+            "factor {factor}: stopped early, {billed} of {cap}"
+        );
+        let recs = records(&env.path("t.out.jsonl"));
+        assert!(
+            recs.iter().any(|r| r["attempts"].as_u64() > Some(1)),
+            "some streams failed and were retried"
+        );
+        // The mock counts (and bills) prompt tokens the way its tokenizer does.
+        let prompt = &long_prompts(200)[0];
+        let estimate = (prompt.chars().count() as u64).div_ceil(4) + 4;
+        let r1 = recs.iter().find(|r| r["id"] == "r1" && r["status"] == "ok");
+        if let Some(r1) = r1 {
+            assert_eq!(
+                r1["usage"]["prompt_tokens"].as_u64(),
+                Some((estimate as f64 * factor).ceil() as u64)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_generation_lookups_a_failed_attempt_counts_its_worst_case() {
+    // A server with no /generation: failed streams cannot be priced, so each one counts as
+    // its reservation; the cap still holds, with more of it left unused.
+    let env = Env::with(MockConfig {
+        without: vec!["generation".into()],
+        ..other_tokenizer(1.6, 3)
+    })
+    .await;
+    let input = env.jsonl("g.jsonl", &long_prompts(200));
+    let cap = 0.0008;
+    let billed = capped_run(&env, &input, cap).await;
+    assert!(billed <= cap, "billed {billed} > cap {cap}");
+    assert!(billed >= 0.3 * cap, "stopped early: {billed} of {cap}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_attempts_cost_nothing_against_the_cap() {
+    // Every prompt is refused twice with 429 (no generation), then answered: the refusals
+    // leave the whole cap to the answers.
+    let env = Env::new().await;
+    let rows: Vec<String> = prompts(40)
+        .into_iter()
+        .map(|p| format!("{p} [[mock:429*2]]"))
+        .collect();
+    let input = env.jsonl("r.jsonl", &rows);
+    let cap = 0.0004;
+    let done = env
+        .run()
+        .input(&input)
+        .args(&[
+            "-m",
+            "openai/gpt-4o-mini",
+            "-p",
+            "max_tokens=64",
+            "-j",
+            "4",
+            "-q",
+        ])
+        .args(&["--max-cost", &cap.to_string()])
+        .output()
+        .await;
+    done.code(3);
+    let billed = env.stats().billed_usd;
+    let worst = 30.0 * 0.15e-6 + 64.0 * 0.6e-6;
+    assert!(billed <= cap, "billed {billed} > cap {cap}");
+    assert!(
+        billed >= cap - 2.0 * worst,
+        "the 429s were counted: {billed} of {cap}"
+    );
+    assert!(env.stats().by_status.get(&429).copied().unwrap_or(0) >= 10);
 }
