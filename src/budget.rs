@@ -181,10 +181,11 @@ impl Budget {
 impl Claim {
     /// The attempt ended: count what it cost, and learn from its answer. A failure that may
     /// have been billed keeps its reservation; with a generation id, `/generation` is asked
-    /// (through `client`) what it really cost.
-    pub fn settle(mut self, attempt: &Attempt, client: &Client) {
+    /// (through `client`) what it really cost. Returns what is counted now (for a failure
+    /// still being priced, its reserved amount: at most what it will count).
+    pub fn settle(mut self, attempt: &Attempt, client: &Client) -> f64 {
         let Some(r) = self.reservation.take() else {
-            return;
+            return 0.0;
         };
         let budget = &self.budget;
         let cost = match charge::charge(attempt) {
@@ -195,7 +196,7 @@ impl Claim {
                 Some(id) => {
                     let pending = Pending { amount: r.amount };
                     lookup::spawn(Arc::clone(budget), client.clone(), id.clone(), pending);
-                    return;
+                    return r.amount;
                 }
                 None => r.amount,
             },
@@ -208,6 +209,7 @@ impl Claim {
             c.observe(r.estimate, u.prompt_tokens, u.completion_tokens);
         }
         budget.close(r.amount, cost);
+        cost
     }
 }
 

@@ -201,8 +201,10 @@ impl Pool {
     /// (nothing sent, nothing to record).
     async fn process(&self, req: Request) -> Option<Record> {
         let mut retried = Vec::new();
-        let mut record = self.attempts(req, &mut retried).await?;
+        let mut failed_cost = 0.0;
+        let mut record = self.attempts(req, &mut retried, &mut failed_cost).await?;
         record.retried = retried;
+        record.failed_cost_bound = (failed_cost > 0.0).then_some(failed_cost);
         Some(record)
     }
 
@@ -219,8 +221,14 @@ impl Pool {
         record
     }
 
-    /// [`Pool::process`], noting in `retried` what each retried attempt failed with.
-    async fn attempts(&self, req: Request, retried: &mut Vec<ErrorKind>) -> Option<Record> {
+    /// [`Pool::process`], noting in `retried` what each retried attempt failed with, and in
+    /// `failed_cost` what `--max-cost` counted for the failed ones.
+    async fn attempts(
+        &self,
+        req: Request,
+        retried: &mut Vec<ErrorKind>,
+        failed_cost: &mut f64,
+    ) -> Option<Record> {
         let started = jiff::Timestamp::now();
         let mut ids: Vec<String> = Vec::new();
         let mut attempts: u32 = 0;
@@ -278,7 +286,10 @@ impl Pool {
             tracing::debug!(id = %req.id, model = %req.model, attempt = attempts, "sending");
             let mut attempt = self.client.send(&req, self.config.stream).await;
             if let Some(claim) = claim {
-                claim.settle(&attempt, &self.client);
+                let counted = claim.settle(&attempt, &self.client);
+                if attempt.result.is_err() {
+                    *failed_cost += counted;
+                }
             }
             if let Some(id) = &attempt.generation_id
                 && !ids.contains(id)
@@ -410,6 +421,7 @@ fn finish(
         fingerprint: req.fingerprint,
         error,
         meta: req.meta,
+        failed_cost_bound: None,
         retried: Vec::new(),
         interrupted: false,
     }

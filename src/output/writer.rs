@@ -263,6 +263,7 @@ mod tests {
                 message: "x".into(),
             }),
             meta: None,
+            failed_cost_bound: None,
             retried: Vec::new(),
             interrupted: false,
         })

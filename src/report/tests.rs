@@ -35,6 +35,7 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
         fingerprint: "0".repeat(32),
         error: None,
         meta: None,
+        failed_cost_bound: None,
         retried: Vec::new(),
         interrupted: false,
     }

@@ -263,3 +263,32 @@ async fn refused_attempts_cost_nothing_against_the_cap() {
     );
     assert!(env.stats().by_status.get(&429).copied().unwrap_or(0) >= 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_counts_what_earlier_failed_attempts_may_have_cost() {
+    // Without /generation, failed streams count at their worst case; their records say so
+    // (failed_cost_bound), and a rerun with a higher cap counts it against that cap.
+    let env = Env::with(MockConfig {
+        without: vec!["generation".into()],
+        ..other_tokenizer(1.6, 4)
+    })
+    .await;
+    let input = env.jsonl("f.jsonl", &long_prompts(200));
+    let first = capped_run(&env, &input, 0.0004).await;
+    let recs = records(&env.path("f.out.jsonl"));
+    let bounds: f64 = recs
+        .iter()
+        .filter_map(|r| r["failed_cost_bound"].as_f64())
+        .sum();
+    assert!(bounds > 0.0, "some streams failed under the cap");
+    assert!(
+        recs.iter()
+            .all(|r| r["failed_cost_bound"].as_f64() != Some(0.0))
+    );
+    let cap = 0.0008;
+    let total = capped_run(&env, &input, cap).await;
+    assert!(
+        total > first && total <= cap,
+        "billed {total} of {cap} in all"
+    );
+}
