@@ -263,7 +263,7 @@ async fn produce(state: Arc<Shared>, tx: sse::Sse, plan: Plan, mut bill: Bill) {
             let mut err = chunk(&plan, json!({ "content": "" }), Some("error"));
             err["error"] = faults::provider_error(plan.provider);
             tx.data(&err).await;
-            bill.settle(sent, false);
+            bill.settle_failed_stream(sent, plan.planned_tokens);
         }
         Ending::Cut => bill.settle(sent, false),
     }
@@ -375,6 +375,7 @@ mod tests {
                 provider: "OpenAI",
                 prompt_tokens: 27,
                 words: words.into_iter().map(str::to_owned).collect(),
+                planned_tokens: 0,
                 finish,
                 ending,
                 price,
@@ -404,6 +405,7 @@ mod tests {
             provider: "P",
             prompt_tokens: 5,
             words: vec!["a".into(), "b".into()],
+            planned_tokens: 2,
             finish: "stop",
             ending: Ending::Complete,
             price: Price {

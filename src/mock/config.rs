@@ -124,6 +124,12 @@ pub struct MockConfig {
     #[arg(long, value_name = "MIN-MAX", value_parser = Spread::parse)]
     pub completion_spread: Option<Spread>,
 
+    /// What a stream that fails mid-answer (`--rate-mid-stream-error`) is billed: `sent` the
+    /// tokens it streamed, `none` nothing (zero-completion insurance), `full` the whole answer
+    /// (a provider that finished generating anyway).
+    #[arg(long, value_enum, default_value_t = MidStreamBilling::Sent)]
+    pub mid_stream_billing: MidStreamBilling,
+
     /// Do not serve these paths (they answer 404), as servers that are not OpenRouter:
     /// any of key, generation, responses, models (comma-separated).
     #[arg(long, value_name = "PATHS", value_delimiter = ',', value_parser = ["key", "generation", "responses", "models"])]
@@ -157,6 +163,7 @@ impl Default for MockConfig {
             no_cost: false,
             usage_only_if_asked: false,
             token_factor: 1.0,
+            mid_stream_billing: MidStreamBilling::Sent,
             completion_spread: None,
             without: Vec::new(),
         }
@@ -182,6 +189,14 @@ impl Bucket {
         }
         Ok(Bucket { per_second, burst })
     }
+}
+
+/// `--mid-stream-billing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MidStreamBilling {
+    Sent,
+    None,
+    Full,
 }
 
 /// `--token-factor`: a finite number from 0.1 to 10.

@@ -1,7 +1,7 @@
 //! `--max-cost` and running out of credit: spend stays under the cap, the run stops with
 //! exit 3, and a rerun with a higher cap continues.
 
-use orbatch::mock::{MockConfig, Spread};
+use orbatch::mock::{MidStreamBilling, MockConfig, Spread};
 
 use crate::support::{Env, numbered, records};
 
@@ -290,5 +290,53 @@ async fn a_rerun_counts_what_earlier_failed_attempts_may_have_cost() {
     assert!(
         total > first && total <= cap,
         "billed {total} of {cap} in all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_holds_whatever_a_failed_stream_is_billed() {
+    // A stream failing mid-answer may be billed for what it sent, for nothing
+    // (zero-completion insurance) or for the whole answer (the provider finished anyway):
+    // orbatch does not guess, it asks /generation.
+    let mut billed_one = Vec::new();
+    for billing in [
+        MidStreamBilling::None,
+        MidStreamBilling::Sent,
+        MidStreamBilling::Full,
+    ] {
+        // One prompt that fails once mid-stream, then answers: what the failure cost.
+        let env = Env::with(MockConfig {
+            mid_stream_billing: billing,
+            completion_spread: Some(Spread { min: 40, max: 40 }),
+            ..MockConfig::default()
+        })
+        .await;
+        let one = env.jsonl("one.jsonl", &["fail once [[mock:mid-stream-error*1]]"]);
+        env.run()
+            .input(&one)
+            .args(&["-m", CHEAP, "--stream", "-q"])
+            .output()
+            .await
+            .code(0);
+        let answer = records(&env.path("one.out.jsonl"))[0]["usage"]["cost"]
+            .as_f64()
+            .unwrap();
+        billed_one.push(env.stats().billed_usd - answer);
+
+        let env = Env::with(MockConfig {
+            mid_stream_billing: billing,
+            ..other_tokenizer(1.6, 5)
+        })
+        .await;
+        let input = env.jsonl("w.jsonl", &long_prompts(200));
+        let cap = 0.0008;
+        let billed = capped_run(&env, &input, cap).await;
+        assert!(billed <= cap, "{billing:?}: billed {billed} > cap {cap}");
+    }
+    // The prompt alone costs something unless nothing is billed; in full, the whole answer.
+    assert!(billed_one[0].abs() < 1e-15, "{billed_one:?}");
+    assert!(
+        billed_one[1] > 0.0 && billed_one[1] < billed_one[2],
+        "{billed_one:?}"
     );
 }
