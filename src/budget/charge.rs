@@ -29,10 +29,20 @@ pub fn billed(answer: &Answer) -> Option<f64> {
     answer.usage.as_ref()?.cost
 }
 
-/// The USD a `GET /generation` record says its generation was charged (`total_cost`). The one
-/// place `--max-cost` reads a looked-up cost from.
+/// The USD a `GET /generation` record says its generation was charged: `total_cost`, plus the
+/// provider's `upstream_inference_cost` when `is_byok` (then `total_cost` is only OpenRouter's
+/// fee, FACTS §5.1). The one place `--max-cost` reads a looked-up cost from.
 pub fn billed_generation(data: &Value) -> Option<f64> {
-    data.get("total_cost")?.as_f64().filter(|c| c.is_finite())
+    let total = data.get("total_cost")?.as_f64()?;
+    let byok = data.get("is_byok").and_then(Value::as_bool) == Some(true);
+    let upstream = if byok {
+        data.get("upstream_inference_cost")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    Some(total + upstream).filter(|c| c.is_finite())
 }
 
 /// What `attempt` cost.
@@ -168,5 +178,12 @@ mod tests {
             billed_generation(&serde_json::json!({"total_cost":null})),
             None
         );
+        // BYOK: OpenRouter's fee, and the provider's charge to the user's own key.
+        let byok =
+            serde_json::json!({"total_cost":0.05,"is_byok":true,"upstream_inference_cost":1.0});
+        assert_eq!(billed_generation(&byok), Some(1.05));
+        let not =
+            serde_json::json!({"total_cost":0.5,"is_byok":false,"upstream_inference_cost":0.5});
+        assert_eq!(billed_generation(&not), Some(0.5), "not BYOK: counted once");
     }
 }
