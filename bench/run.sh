@@ -299,5 +299,15 @@ DIRTY=$(git diff --quiet 2>/dev/null || echo " (with uncommitted changes)")
   echo "  \`--keep-generations\` (100 000) for \`/generation\`."
 } >"$WORK/bench.md"
 case "$OUT_MD" in /*) ;; *) OUT_MD="$ROOT/$OUT_MD" ;; esac
+# Keep the section bench/cap.sh writes.
+if [ -f "$OUT_MD" ]; then
+  python3 - "$OUT_MD" "$WORK/bench.md" <<'EOF'
+import re, sys
+m = re.search(r"^## --max-cost under other tokenizers\n.*?(?=^## |\Z)", open(sys.argv[1]).read(), re.S | re.M)
+if m:
+    with open(sys.argv[2], "a") as f:
+        f.write("\n" + m.group(0).rstrip("\n") + "\n")
+EOF
+fi
 mv "$WORK/bench.md" "$OUT_MD"
 echo "wrote $OUT_MD" >&2

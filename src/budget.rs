@@ -1,29 +1,60 @@
-//! `--max-cost`: spend never goes past the cap. Each request reserves its worst-case cost
-//! before it starts (prompt estimate × prompt price + completion bound × completion price);
-//! when it ends, its real `usage.cost` replaces the reservation (SPEC §5).
+//! `--max-cost`: billed spend never goes past the cap, whatever the server's tokenizer and
+//! however attempts fail (SPEC §5, issue #13 §3).
 //!
-//! The completion bound is the request's `max_tokens` when set, else the largest completion
-//! seen so far for that model in this run (1024 tokens before any is seen). With `max_tokens`
-//! the cap holds up to the prompt estimate's error; without it, up to completions that run
-//! longer than any seen before.
+//! Every *attempt* (a retry too) reserves its worst case before it is sent: the prompt
+//! estimate (characters ÷ 4) × the model's calibrated ratio of real to estimated prompt tokens
+//! × prompt price, + a completion bound × completion price, where the bound is `max_tokens`
+//! when set, else the longest completion seen with a margin ([`calibration`]; 2× and 1024
+//! tokens until a model has answered a few times). An attempt is sent only if recorded
+//! spend + open reservations + its own fit under the cap, else it waits for open ones, and
+//! the run stops when even nothing open leaves room. When it ends, the reservation becomes
+//! what the attempt cost ([`charge`]): an answer's `usage.cost`; nothing for a refusal before
+//! any generation (4xx) or no answer at all; otherwise the reservation stands, because a
+//! failed attempt may have been billed, until `GET /generation` prices it ([`lookup`]).
+
+mod calibration;
+mod charge;
+mod lookup;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Pricing};
+use crate::client::{Attempt, Client};
 use crate::estimate;
 use crate::job::Request;
 use crate::text::usd;
 
+use calibration::Calibration;
+use charge::Charge;
+
 /// The completion bound before any completion of a model has been seen.
 pub const DEFAULT_COMPLETION_BOUND: u64 = 1024;
 
-/// A request's claim on the budget, released by [`Budget::settle`].
+/// One attempt's claim on the budget. Settled with what the attempt cost by
+/// [`Claim::settle`]; dropped unsettled (the attempt was never sent), it is released.
 #[derive(Debug)]
-#[must_use = "a reservation must be settled"]
-pub struct Reservation {
+#[must_use = "a claim is settled after its attempt, or dropped if it is not sent"]
+pub struct Claim {
+    budget: Arc<Budget>,
+    reservation: Option<Reservation>,
+}
+
+#[derive(Debug)]
+struct Reservation {
+    amount: f64,
+    model: String,
+    /// The prompt-token estimate it was made with (to calibrate from the answer).
+    estimate: u64,
+    price: Pricing,
+}
+
+/// A failed attempt's reservation, kept open until `/generation` prices it.
+#[derive(Debug)]
+pub struct Pending {
     amount: f64,
 }
 
@@ -41,13 +72,12 @@ pub enum BudgetStop {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Real cost recorded (earlier runs' records plus this run's finished requests).
+    /// Cost counted so far (earlier runs' records plus this run's settled attempts).
     spent: f64,
-    /// Open reservations.
+    /// Open reservations, including failed attempts waiting for `/generation`.
     reserved: f64,
     open: u64,
-    /// Largest completion seen per model in this run.
-    longest: HashMap<String, u64>,
+    models: HashMap<String, Calibration>,
 }
 
 /// The spend cap of a run.
@@ -57,6 +87,8 @@ pub struct Budget {
     catalog: Catalog,
     state: Mutex<State>,
     settled: Notify,
+    /// Cancelled when the run is over: `/generation` lookups stop.
+    closed: CancellationToken,
 }
 
 impl Budget {
@@ -70,6 +102,7 @@ impl Budget {
                 ..State::default()
             }),
             settled: Notify::new(),
+            closed: CancellationToken::new(),
         }
     }
 
@@ -77,40 +110,49 @@ impl Budget {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The worst-case cost of `req` now; `None` when its model has no known price.
-    fn estimate(&self, req: &Request, state: &State) -> Option<f64> {
+    /// The worst case of one attempt of `req` now; `None` when its model has no price.
+    fn worst_case(&self, req: &Request, state: &State) -> Option<Reservation> {
         let price = self.catalog.get(&req.model)?.pricing?;
-        let bound = estimate::max_completion(&req.body).unwrap_or_else(|| {
-            state
-                .longest
-                .get(&req.model)
-                .copied()
-                .unwrap_or(DEFAULT_COMPLETION_BOUND)
-        });
-        Some(price.cost(estimate::prompt_tokens(&req.body), bound))
+        let calibration = state.models.get(&req.model).cloned().unwrap_or_default();
+        let estimate = estimate::prompt_tokens(&req.body);
+        let prompt = calibration.prompt_bound(estimate);
+        let completion = calibration.completion_bound(estimate::max_completion(&req.body));
+        let prior = match req.body.get("service_tier").and_then(|t| t.as_str()) {
+            Some("priority" | "fast") => calibration::PRIOR_PRIORITY_RATIO,
+            _ => calibration::PRIOR_PRICE_RATIO,
+        };
+        Some(Reservation {
+            amount: price.cost(prompt, completion) * calibration.price_ratio(prior),
+            model: req.model.clone(),
+            estimate,
+            price,
+        })
     }
 
-    /// Reserve the worst-case cost of `req`, waiting for open reservations to settle when it
-    /// does not fit yet. Fails when it cannot fit even with nothing else open.
-    pub async fn reserve(&self, req: &Request) -> Result<Reservation, BudgetStop> {
+    /// Reserve the worst case of one attempt of `req`, waiting for open reservations to
+    /// settle when it does not fit yet. Fails when it cannot fit even with nothing open.
+    pub async fn reserve(self: &Arc<Self>, req: &Request) -> Result<Claim, BudgetStop> {
         loop {
             // Register interest before checking, so a settle in between is not missed.
             let settled = self.settled.notified();
             {
                 let mut s = self.lock();
-                let amount = self
-                    .estimate(req, &s)
+                let r = self
+                    .worst_case(req, &s)
                     .ok_or_else(|| BudgetStop::NoPrice(req.model.clone()))?;
-                if s.spent + s.reserved + amount <= self.cap {
-                    s.reserved += amount;
+                if s.spent + s.reserved + r.amount <= self.cap {
+                    s.reserved += r.amount;
                     s.open += 1;
-                    return Ok(Reservation { amount });
+                    return Ok(Claim {
+                        budget: Arc::clone(self),
+                        reservation: Some(r),
+                    });
                 }
                 if s.open == 0 {
                     return Err(BudgetStop::Reached {
                         cap: self.cap,
                         spent: s.spent,
-                        next: amount,
+                        next: r.amount,
                     });
                 }
             }
@@ -118,119 +160,79 @@ impl Budget {
         }
     }
 
-    /// Replace a reservation with what the request really cost.
-    pub fn settle(
-        &self,
-        reservation: Reservation,
-        model: &str,
-        cost: f64,
-        completion_tokens: Option<u64>,
-    ) {
+    /// Close `amount` of open reservation, counting `cost` as spent.
+    fn close(&self, amount: f64, cost: f64) {
         {
             let mut s = self.lock();
-            s.reserved = (s.reserved - reservation.amount).max(0.0);
+            s.reserved = (s.reserved - amount).max(0.0);
             s.open = s.open.saturating_sub(1);
             s.spent += cost;
-            if let Some(n) = completion_tokens {
-                let longest = s.longest.entry(model.to_owned()).or_default();
-                *longest = (*longest).max(n);
-            }
         }
         self.settled.notify_waiters();
+    }
+
+    /// Settle a pending failure with its looked-up cost, or its reserved amount.
+    fn resolve(&self, pending: Pending, cost: Option<f64>) {
+        self.close(pending.amount, cost.unwrap_or(pending.amount));
+    }
+
+    /// The run is over: stop pricing failed attempts (they stay at their reserved cost).
+    pub fn finish(&self) {
+        self.closed.cancel();
+    }
+}
+
+impl Claim {
+    /// The attempt ended: count what it cost, and learn from its answer. A failure that may
+    /// have been billed keeps its reservation; with a generation id, `/generation` is asked
+    /// (through `client`) what it really cost. Returns what is counted now (for a failure
+    /// still being priced, its reserved amount: at most what it will count).
+    pub fn settle(mut self, attempt: &Attempt, client: &Client) -> f64 {
+        let Some(r) = self.reservation.take() else {
+            return 0.0;
+        };
+        let budget = &self.budget;
+        let cost = match charge::charge(attempt) {
+            Charge::Known(cost) => cost,
+            Charge::Tokens { prompt, completion } => r.price.cost(prompt, completion),
+            Charge::Nothing => 0.0,
+            Charge::Unknown => match &attempt.generation_id {
+                Some(id) => {
+                    let pending = Pending { amount: r.amount };
+                    lookup::spawn(Arc::clone(budget), client.clone(), id.clone(), pending);
+                    return r.amount;
+                }
+                None => r.amount,
+            },
+        };
+        if let Ok(answer) = &attempt.result
+            && let Some(u) = &answer.usage
+        {
+            let mut s = budget.lock();
+            let c = s.models.entry(r.model.clone()).or_default();
+            c.observe(r.estimate, u.prompt_tokens, u.completion_tokens);
+            c.observe_price(cost, r.price.cost(u.prompt_tokens, u.completion_tokens));
+        }
+        budget.close(r.amount, cost);
+        cost
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            self.budget.close(r.amount, 0.0);
+        }
     }
 }
 
 #[cfg(test)]
 impl Budget {
-    /// Spend recorded so far (earlier runs included).
+    /// Spend counted so far (earlier runs included).
     fn spent(&self) -> f64 {
         self.lock().spent
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    fn req(max_tokens: Option<u64>) -> Request {
-        crate::job::test_request("m", max_tokens)
-    }
-
-    fn budget(cap: f64, spent: f64) -> Budget {
-        let catalog = Catalog::from_json(&json!({"data":[
-            {"id":"m","pricing":{"prompt":"1","completion":"1"}},
-            {"id":"free","pricing":{"prompt":"-1","completion":"-1"}}]}))
-        .unwrap();
-        Budget::new(cap, spent, catalog)
-    }
-
-    #[tokio::test]
-    async fn reserves_the_worst_case_and_settles_to_the_real_cost() {
-        // Prompt estimate: 2 + 4 = 6 tokens; bound 10 → 16 USD at 1 USD/token.
-        let b = budget(40.0, 0.0);
-        let r1 = b.reserve(&req(Some(10))).await.unwrap();
-        let r2 = b.reserve(&req(Some(10))).await.unwrap();
-        assert_eq!(b.lock().reserved, 32.0);
-        b.settle(r1, "m", 2.0, Some(3));
-        b.settle(r2, "m", 2.0, Some(3));
-        assert_eq!(b.spent(), 4.0);
-        // 4 + 16 + 16 = 36 ≤ 40, a third would be 52.
-        let a = b.reserve(&req(Some(10))).await.unwrap();
-        let c = b.reserve(&req(Some(10))).await.unwrap();
-        b.settle(a, "m", 15.0, None);
-        b.settle(c, "m", 15.0, None);
-        let err = b.reserve(&req(Some(10))).await.unwrap_err();
-        assert!(
-            matches!(err, BudgetStop::Reached { spent: 34.0, .. }),
-            "{err:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn the_bound_without_max_tokens_is_the_longest_seen() {
-        let b = budget(2000.0, 0.0);
-        let r = b.reserve(&req(None)).await.unwrap();
-        assert_eq!(b.lock().reserved, 6.0 + DEFAULT_COMPLETION_BOUND as f64);
-        b.settle(r, "m", 1.0, Some(50));
-        let r = b.reserve(&req(None)).await.unwrap();
-        assert_eq!(b.lock().reserved, 56.0);
-        b.settle(r, "m", 1.0, Some(10));
-    }
-
-    #[tokio::test]
-    async fn a_request_that_does_not_fit_waits_for_open_ones() {
-        let b = Arc::new(budget(20.0, 0.0));
-        let first = b.reserve(&req(Some(10))).await.unwrap();
-        let waiter = {
-            let b = Arc::clone(&b);
-            tokio::spawn(async move { b.reserve(&req(Some(10))).await })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished(), "must wait while the first is open");
-        b.settle(first, "m", 1.0, Some(1));
-        let second = waiter.await.unwrap().unwrap();
-        b.settle(second, "m", 1.0, None);
-    }
-
-    #[tokio::test]
-    async fn a_model_without_a_price_cannot_be_bounded() {
-        let b = budget(20.0, 0.0);
-        let mut r = req(Some(1));
-        r.model = "free".into();
-        assert_eq!(
-            b.reserve(&r).await.unwrap_err(),
-            BudgetStop::NoPrice("free".into())
-        );
-        r.model = "unknown".into();
-        assert!(b.reserve(&r).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn earlier_spend_counts() {
-        let b = budget(20.0, 10.0);
-        assert!(b.reserve(&req(Some(10))).await.is_err());
-    }
-}
+mod tests;

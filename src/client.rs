@@ -70,6 +70,9 @@ pub struct Attempt {
     pub latency: Duration,
     /// Time to the first content token (streams only).
     pub ttft: Option<Duration>,
+    /// The server answered (a status line came back): `false` when the connection failed or
+    /// nothing was sent, so nothing can have been billed.
+    pub responded: bool,
 }
 
 /// The answer to a `GET`.
@@ -215,6 +218,7 @@ impl Client {
             generation_id: meta.generation_id,
             latency: start.elapsed(),
             ttft: meta.ttft,
+            responded: meta.responded,
         }
     }
 
@@ -240,6 +244,7 @@ impl Client {
             .send()
             .await
             .map_err(transport_failure)?;
+        meta.responded = true;
         let status = resp.status().as_u16();
         let headers = resp.headers();
         meta.generation_id = headers
@@ -352,6 +357,7 @@ const STREAM_TOTAL_FACTOR: u32 = 10;
 struct Meta {
     generation_id: Option<String>,
     ttft: Option<Duration>,
+    responded: bool,
 }
 
 /// A stream's generation id, when the header did not carry one.

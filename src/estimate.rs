@@ -2,7 +2,8 @@
 //! a completion bound from its `max_tokens`. Used by `--max-cost` reservations and by `plan`.
 //!
 //! The token estimate is characters ÷ 4 (rounded up) plus 4 tokens of framing per message —
-//! OpenAI's rule of thumb for English; real tokenizers differ per model by roughly ±25 %.
+//! OpenAI's rule of thumb for English; real tokenizers differ per model by roughly ±25 %, some
+//! by more (1.6×). `--max-cost` corrects it per model from the answers (`budget::calibration`).
 
 use serde_json::{Map, Value};
 

@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::Answer;
-use crate::budget::{Budget, BudgetStop};
+use crate::budget::{Budget, BudgetStop, Claim};
 use crate::client::{Attempt, Client};
 use crate::health::{Alarm, Health};
 use crate::job::Request;
 use crate::limit::{Pacer, Pause, PauseGate};
-use crate::output::record::{ErrorKind, InlineCost, Record, RecordError, Status, timestamp};
+use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
 use crate::output::writer::Event;
 use crate::retry::{Action, Backoff, DAILY_QUOTA_MESSAGE, Failure, Verdict, classify, describe};
 use crate::schema::{Asks, Reviewed};
@@ -57,6 +57,9 @@ pub enum StopReason {
     /// TLS, the server down).
     Unusable(Alarm),
 }
+
+/// The run stopped before an attempt could be made.
+struct Stopped;
 
 /// State shared by the dispatcher and every worker.
 pub struct Pool {
@@ -157,43 +160,10 @@ impl Pool {
                     None => break,
                 },
             };
-            // Under --max-cost a request starts only once its worst case fits the budget.
-            let reservation = match &self.budget {
-                None => None,
-                Some(budget) => tokio::select! {
-                    biased;
-                    _ = self.stop.cancelled() => break,
-                    r = budget.reserve(&req) => match r {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            self.stop(match e {
-                                BudgetStop::NoPrice(_) => StopReason::Unpriced(e.to_string()),
-                                BudgetStop::Reached { .. } => StopReason::Budget(e.to_string()),
-                            });
-                            break;
-                        }
-                    },
-                },
-            };
             let pool = Arc::clone(&self);
             let records = records.clone();
             tracker.spawn(async move {
-                let model = req.model.clone();
                 let record = pool.process(req).await;
-                if let (Some(budget), Some(reservation)) = (&pool.budget, reservation) {
-                    let usage = record.as_ref().and_then(|r| r.usage.as_ref());
-                    // What OpenRouter charged plus, for BYOK, what the provider did.
-                    let cost = match record.as_ref().map(Record::inline_cost) {
-                        Some(InlineCost::Known(c)) => c,
-                        _ => 0.0,
-                    };
-                    budget.settle(
-                        reservation,
-                        &model,
-                        cost,
-                        usage.map(|u| u.completion_tokens),
-                    );
-                }
                 if let Some(record) = record {
                     // The writer only goes away after a write error, which stopped the run.
                     let _ = records.send(Event::Record(Box::new(record))).await;
@@ -203,6 +173,31 @@ impl Pool {
         }
         tracker.close();
         tracker.wait().await;
+        if let Some(budget) = &self.budget {
+            budget.finish();
+        }
+    }
+
+    /// Under `--max-cost`, reserve the worst case of one attempt of `req`, waiting while it
+    /// does not fit yet. `Err` when the run stopped first, or stops now: the cap is reached.
+    async fn claim(&self, req: &Request) -> Result<Option<Claim>, Stopped> {
+        let Some(budget) = &self.budget else {
+            return Ok(None);
+        };
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Err(Stopped),
+            r = budget.reserve(req) => match r {
+                Ok(claim) => Ok(Some(claim)),
+                Err(e) => {
+                    self.stop(match e {
+                        BudgetStop::NoPrice(_) => StopReason::Unpriced(e.to_string()),
+                        BudgetStop::Reached { .. } => StopReason::Budget(e.to_string()),
+                    });
+                    Err(Stopped)
+                }
+            },
+        }
     }
 
     /// Run every attempt of one request. `None` if the run stopped before its first attempt
@@ -210,9 +205,13 @@ impl Pool {
     async fn process(&self, req: Request) -> Option<Record> {
         let mut retried = Vec::new();
         let mut asks = Asks::new(self.config.structured.clone());
-        let mut record = self.attempts(req, &mut retried, &mut asks).await?;
+        let mut failed_cost = 0.0;
+        let mut record = self
+            .attempts(req, &mut retried, &mut asks, &mut failed_cost)
+            .await?;
         record.retried = retried;
         asks.settle(&mut record);
+        record.failed_cost_bound = (failed_cost > 0.0).then_some(failed_cost);
         Some(record)
     }
 
@@ -229,13 +228,15 @@ impl Pool {
         record
     }
 
-    /// [`Pool::process`], noting in `retried` what each retried attempt failed with; `asks`
-    /// reviews each answer against the job's schema (a re-ask is the next attempt).
+    /// [`Pool::process`], noting in `retried` what each retried attempt failed with, and in
+    /// `failed_cost` what `--max-cost` counted for the failed ones; `asks` reviews each answer
+    /// against the job's schema (a re-ask is the next attempt).
     async fn attempts(
         &self,
         mut req: Request,
         retried: &mut Vec<ErrorKind>,
         asks: &mut Asks,
+        failed_cost: &mut f64,
     ) -> Option<Record> {
         let started = jiff::Timestamp::now();
         let mut ids: Vec<String> = Vec::new();
@@ -248,6 +249,20 @@ impl Pool {
             if let Some(error) = self.exhausted_error(&req.model) {
                 return Some(unsent(req, started, ids, attempts, last, error));
             }
+            // --max-cost: every attempt reserves its worst case before it waits for its turn
+            // (dropped unsent, the claim is released).
+            let Ok(claim) = self.claim(&req).await else {
+                return last.map(|(a, f, v)| {
+                    self.cut_short(finish(
+                        req,
+                        started,
+                        ids,
+                        attempts,
+                        &a,
+                        Err(record_error(&f, v)),
+                    ))
+                });
+            };
             // Wait for a pause and the rate limiter; a stop meanwhile means this attempt is
             // never made.
             let ready = async {
@@ -288,6 +303,12 @@ impl Pool {
             self.pacer.on_send();
             tracing::debug!(id = %req.id, model = %req.model, attempt = attempts, "sending");
             let mut attempt = self.client.send(&req, self.config.stream).await;
+            if let Some(claim) = claim {
+                let counted = claim.settle(&attempt, &self.client);
+                if attempt.result.is_err() {
+                    *failed_cost += counted;
+                }
+            }
             if let Some(id) = &attempt.generation_id
                 && !ids.contains(id)
             {
@@ -453,6 +474,7 @@ fn finish(
         output_json: None,
         reasks: 0,
         lenient_json: false,
+        failed_cost_bound: None,
         retried: Vec::new(),
         interrupted: false,
     }
@@ -513,6 +535,7 @@ fn no_attempt() -> Attempt {
         generation_id: None,
         latency: Duration::ZERO,
         ttft: None,
+        responded: false,
     }
 }
 

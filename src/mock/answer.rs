@@ -216,6 +216,32 @@ pub fn answer_words(model: &str, prompt: &str) -> Vec<String> {
     words
 }
 
+/// `--token-factor`: the prompt tokens a tokenizer counting `factor` × the estimate gives.
+pub fn counted(estimate: u64, factor: f64) -> u64 {
+    if factor == 1.0 {
+        return estimate;
+    }
+    (estimate as f64 * factor).ceil() as u64
+}
+
+/// `--completion-spread`: the answer for (model, prompt), made exactly as many words long as
+/// the spread picks for it (cut, or padded with words drawn from the vocabulary).
+pub fn spread_words(model: &str, prompt: &str, spread: super::config::Spread) -> Vec<String> {
+    let hash = crate::hash::key64(prompt, model);
+    // Mixed so that the length does not follow the vocabulary picks of `answer_words`.
+    let len = spread.pick(hash.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15) as usize;
+    let mut words = answer_words(model, prompt);
+    words.truncate(len);
+    let mut state = hash;
+    while words.len() < len {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        words.push(VOCAB[(state >> 33) as usize % VOCAB.len()].to_string());
+    }
+    words
+}
+
 /// The words actually produced under `max_tokens`, and whether the limit cut them.
 pub fn limited(words: Vec<String>, max_tokens: Option<u64>) -> (Vec<String>, bool) {
     match max_tokens {
@@ -248,6 +274,25 @@ mod tests {
         assert!(parse(Endpoint::Chat, b"{\"messages\":[]}").is_err());
         assert!(parse(Endpoint::Responses, b"{\"model\":\"m\"}").is_err());
         assert!(parse(Endpoint::Chat, b"[1]").is_err());
+    }
+
+    #[test]
+    fn token_factor_and_spread() {
+        assert_eq!(counted(10, 1.0), 10);
+        assert_eq!(counted(10, 1.6), 16);
+        assert_eq!(counted(10, 0.7), 7);
+        assert_eq!(counted(11, 0.7), 8, "rounded up");
+        let spread = super::super::config::Spread { min: 20, max: 600 };
+        let lens: Vec<usize> = (0..200)
+            .map(|i| spread_words("m", &format!("question {i}"), spread).len())
+            .collect();
+        assert!(lens.iter().all(|n| (20..=600).contains(n)));
+        assert!(lens.iter().any(|&n| n < 100) && lens.iter().any(|&n| n > 500));
+        assert_eq!(
+            spread_words("m", "q", spread),
+            spread_words("m", "q", spread),
+            "deterministic"
+        );
     }
 
     #[test]

@@ -275,7 +275,7 @@ async fn produce(
             let mut err = chunk(&plan, json!({ "content": "" }), Some("error"));
             err["error"] = faults::provider_error(plan.provider);
             tx.data(&err).await;
-            bill.settle(sent, false);
+            bill.settle_failed_stream(sent, plan.planned_tokens);
         }
         Ending::Interrupted => {
             tx.done().await;
@@ -395,6 +395,7 @@ mod tests {
                 provider: "OpenAI",
                 prompt_tokens: 27,
                 words: words.into_iter().map(str::to_owned).collect(),
+                planned_tokens: 0,
                 finish,
                 ending,
                 price,
@@ -426,6 +427,7 @@ mod tests {
             provider: "P",
             prompt_tokens: 5,
             words: vec!["a".into(), "b".into()],
+            planned_tokens: 2,
             finish: "stop",
             ending: Ending::Complete,
             price: Price {

@@ -159,6 +159,22 @@ pub struct MockConfig {
     #[arg(long, value_name = "402|403", default_value_t = 402,
           value_parser = |s: &str| status_in(s, &[402, 403]))]
     pub key_limit_status: u16,
+    /// Prompt tokens counted (and billed) per token of orbatch's estimate (characters ÷ 4 + 4
+    /// per message): 0.7 or 1.6 act as tokenizers that count fewer or more than estimated.
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_factor)]
+    pub token_factor: f64,
+
+    /// Answers of MIN to MAX completion tokens, a fixed function of model and prompt spread
+    /// evenly over the range (the answer's words, then filler words); `max_tokens` still
+    /// cuts them. Unset: answers of about 10 to 20 tokens.
+    #[arg(long, value_name = "MIN-MAX", value_parser = Spread::parse)]
+    pub completion_spread: Option<Spread>,
+
+    /// What a stream that fails mid-answer (`--rate-mid-stream-error`) is billed: `sent` the
+    /// tokens it streamed, `none` nothing (zero-completion insurance), `full` the whole answer
+    /// (a provider that finished generating anyway).
+    #[arg(long, value_enum, default_value_t = MidStreamBilling::Sent)]
+    pub mid_stream_billing: MidStreamBilling,
 
     /// Do not serve these paths (they answer 404), as servers that are not OpenRouter:
     /// any of key, generation, responses, models (comma-separated).
@@ -198,6 +214,9 @@ impl Default for MockConfig {
             usage_only_if_asked: false,
             byok_rate: 0.0,
             interrupt_streams: false,
+            token_factor: 1.0,
+            mid_stream_billing: MidStreamBilling::Sent,
+            completion_spread: None,
             without: Vec::new(),
             management_key: None,
             management_refusal: 403,
@@ -236,6 +255,51 @@ impl Bucket {
     }
 }
 
+/// `--mid-stream-billing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MidStreamBilling {
+    Sent,
+    None,
+    Full,
+}
+
+/// `--token-factor`: a finite number from 0.1 to 10.
+fn parse_factor(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.1..=10.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "`{s}`: expected a factor from 0.1 to 10, e.g. 0.7 or 1.6"
+        )),
+    }
+}
+
+/// A range of completion lengths, in tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Spread {
+    /// `MIN-MAX`, e.g. `20-600`.
+    pub fn parse(s: &str) -> Result<Spread, String> {
+        let usage =
+            || format!("`{s}`: expected MIN-MAX tokens, e.g. 20-600 (1 ≤ MIN ≤ MAX ≤ 100000)");
+        let (min, max) = s.split_once('-').ok_or_else(usage)?;
+        let min: u64 = min.trim().parse().map_err(|_| usage())?;
+        let max: u64 = max.trim().parse().map_err(|_| usage())?;
+        if !(1..=max).contains(&min) || max > 100_000 {
+            return Err(usage());
+        }
+        Ok(Spread { min, max })
+    }
+
+    /// The length for an answer whose (model, prompt) hash is `hash`.
+    pub fn pick(self, hash: u64) -> u64 {
+        self.min + hash % (self.max - self.min + 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +320,25 @@ mod tests {
         ] {
             assert!(Bucket::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn factors_and_spreads_parse() {
+        assert_eq!(parse_factor("1.6"), Ok(1.6));
+        for bad in ["0", "-1", "nan", "inf", "11", "x"] {
+            assert!(parse_factor(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Spread::parse("20-600"), Ok(Spread { min: 20, max: 600 }));
+        assert_eq!(Spread::parse("5-5").map(|s| s.pick(123)), Ok(5));
+        for bad in ["600-20", "0-5", "5", "a-b", "1-100001"] {
+            assert!(Spread::parse(bad).is_err(), "{bad}");
+        }
+        let s = Spread { min: 20, max: 600 };
+        assert!(
+            (0..1000)
+                .map(|h| s.pick(h))
+                .all(|n| (20..=600).contains(&n))
+        );
     }
 
     #[derive(Parser)]

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::answer::{self, Prompted};
+use super::config::MidStreamBilling;
 use super::directives;
 use super::faults::{self, Fault, RANDOM_5XX};
 use super::json;
@@ -70,6 +71,8 @@ pub struct Plan {
     pub prompt_tokens: u64,
     /// The words produced (the deltas of a stream are these words, space-separated).
     pub words: Vec<String>,
+    /// The length of the whole answer (more than `words` when it fails half-way).
+    pub planned_tokens: u64,
     pub finish: &'static str,
     pub ending: Ending,
     pub price: Price,
@@ -450,16 +453,19 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         .schema
         .as_ref()
         .filter(|_| !req.model.contains(json::NO_STRUCTURED));
-    let full = match (schema, oracle) {
-        (Some(schema), _) => {
+    let full = match (schema, oracle, ctx.state.config.completion_spread) {
+        (Some(schema), _, _) => {
             let mode = json::mode(&ctx.state, &req.prompt, req.ask);
             json::words(schema, mode, ctx.key)
         }
-        (None, Some(expected)) => answer::oracle_words(&req.model, &req.prompt, expected),
-        (None, None) => answer::judge_words(&req.prompt)
-            .unwrap_or_else(|| answer::answer_words(&req.model, &req.prompt)),
+        (None, Some(expected), _) => answer::oracle_words(&req.model, &req.prompt, expected),
+        (None, None, spread) => answer::judge_words(&req.prompt).unwrap_or_else(|| match spread {
+            Some(spread) => answer::spread_words(&req.model, &req.prompt, spread),
+            None => answer::answer_words(&req.model, &req.prompt),
+        }),
     };
     let (words, hit_limit) = answer::limited(full, req.max_tokens);
+    let planned_tokens = words.len() as u64;
     let normal = if hit_limit { "length" } else { "stop" };
     let half = |w: Vec<String>| {
         let keep = (w.len() / 2).max(1).min(w.len());
@@ -487,8 +493,9 @@ pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
         created: jiff::Timestamp::now().as_second(),
         model: pricing::served_model(&req.model),
         provider: pricing::provider_of(&req.model),
-        prompt_tokens: answer::prompt_tokens(req),
+        prompt_tokens: answer::counted(answer::prompt_tokens(req), ctx.state.config.token_factor),
         words,
+        planned_tokens,
         finish,
         ending,
         price: Price {
@@ -567,6 +574,24 @@ impl Bill {
     pub fn settle(mut self, completion_tokens: u64, answered: bool) {
         self.sent(completion_tokens);
         self.record(None, answered, false);
+    }
+
+    /// The completion tokens a stream that failed after `sent` is billed for
+    /// (`--mid-stream-billing`); `None`: nothing at all.
+    pub fn failed_stream_tokens(&self, sent: u64, planned: u64) -> Option<u64> {
+        match self.state.config.mid_stream_billing {
+            MidStreamBilling::Sent => Some(sent),
+            MidStreamBilling::Full => Some(planned.max(sent)),
+            MidStreamBilling::None => None,
+        }
+    }
+
+    /// Bill a stream that failed mid-answer after `sent` tokens, as `--mid-stream-billing` says.
+    pub fn settle_failed_stream(self, sent: u64, planned: u64) {
+        match self.failed_stream_tokens(sent, planned) {
+            Some(n) => self.settle(n, false),
+            None => self.settle_free("error"),
+        }
     }
 
     /// Record a generation that produced no answer: no tokens, cost 0.

@@ -33,7 +33,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Bucket, MockConfig};
+pub use config::{Bucket, MidStreamBilling, MockConfig, Spread};
 pub use pricing::{DEFAULT_PRICE, Price, price_of};
 pub use state::MockStats;
 

@@ -257,10 +257,11 @@ async fn produce(state: Arc<Shared>, mut ev: Events, plan: Plan, mut bill: Bill)
         }
         Ending::Error => {
             let text = plan.text();
-            let failed = response_object(&plan, Some((&text, sent)));
+            let billed = bill.failed_stream_tokens(sent, plan.planned_tokens);
+            let failed = response_object(&plan, Some((&text, billed.unwrap_or(0))));
             ev.emit("response.failed", json!({ "response": failed }))
                 .await;
-            bill.settle(sent, false);
+            bill.settle_failed_stream(sent, plan.planned_tokens);
         }
         Ending::Cut | Ending::Interrupted => bill.settle(sent, false),
     }

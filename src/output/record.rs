@@ -124,6 +124,11 @@ pub struct Record {
     /// `--lenient-json` stripped a code fence or prose around the JSON of `output`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lenient_json: bool,
+    /// Under `--max-cost`: at most this many USD were billed for the request's failed attempts
+    /// (what the cap counted for them: `/generation`'s cost where it answered in time, else the
+    /// attempt's reserved worst case). Absent when no failed attempt may have been billed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_cost_bound: Option<f64>,
     /// What each attempt before the last failed with (for the summary; not written).
     #[serde(skip)]
     pub retried: Vec<ErrorKind>,

@@ -33,7 +33,8 @@ pub struct Prior {
     pub records: u64,
     /// Lines that were not records (warned about, otherwise ignored).
     pub bad_lines: u64,
-    /// Sum of `usage.cost` over every record (what earlier runs spent on this output).
+    /// Sum of `usage.cost` and `failed_cost_bound` over every record (what earlier runs spent
+    /// on this output, failed attempts counted as `--max-cost` counted them).
     pub spent: f64,
 }
 
@@ -148,7 +149,8 @@ impl Prior {
         self.bits = bits;
     }
 
-    /// Note the record on `line`; its `usage.cost` (0 if none), or `None` if it is not one.
+    /// Note the record on `line`; its `usage.cost` + `failed_cost_bound` (0 if none), or `None`
+    /// if it is not one.
     fn note(&mut self, line: &[u8]) -> Option<f64> {
         #[derive(Deserialize)]
         struct Key<'a> {
@@ -161,6 +163,8 @@ impl Prior {
             fingerprint: Cow<'a, str>,
             #[serde(default)]
             usage: Option<Cost>,
+            #[serde(default)]
+            failed_cost_bound: Option<f64>,
         }
         #[derive(Deserialize)]
         struct Cost {
@@ -172,7 +176,8 @@ impl Prior {
             key64(&k.id, &k.model),
             pack(parse_hex128(&k.fingerprint), k.status == Status::Ok),
         ));
-        Some(k.usage.and_then(|u| u.cost).unwrap_or(0.0))
+        let failed = k.failed_cost_bound.filter(|c| c.is_finite()).unwrap_or(0.0);
+        Some(k.usage.and_then(|u| u.cost).unwrap_or(0.0) + failed)
     }
 }
 
@@ -613,6 +618,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn earlier_spend_counts_failed_attempts_as_the_cap_counted_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let line = |id: &str, status: &str, tail: &str| {
+            format!(
+                "{{\"id\":\"{id}\",\"model\":\"m\",\"status\":\"{status}\",\"fingerprint\":\"{FP1}\"{tail}}}\n"
+            )
+        };
+        let content = [
+            line("a", "ok", r#","usage":{"cost":0.25}"#),
+            line(
+                "b",
+                "ok",
+                r#","usage":{"cost":0.25},"failed_cost_bound":0.5"#,
+            ),
+            line("c", "error", r#","usage":null,"failed_cost_bound":1.0"#),
+        ]
+        .concat();
+        std::fs::write(&path, content).unwrap();
+        assert_eq!(open(&path, false).unwrap().prior.spent, 2.0);
     }
 
     #[test]

@@ -273,6 +273,7 @@ mod tests {
             output_json: None,
             reasks: 0,
             lenient_json: false,
+            failed_cost_bound: None,
             retried: Vec::new(),
             interrupted: false,
         })

@@ -42,6 +42,7 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
         output_json: None,
         reasks: 0,
         lenient_json: false,
+        failed_cost_bound: None,
         retried: Vec::new(),
         interrupted: false,
     }

@@ -37,6 +37,8 @@ async fn every_kind_of_record_matches_the_schema() {
             "responses",
             vec!["--endpoint", "responses", "--stream", "--keep-fields"],
         ),
+        // The 500 may have been billed: its record carries failed_cost_bound.
+        ("capped", vec!["--max-cost", "1"]),
     ] {
         let out = env.path(&format!("s.{name}.jsonl"));
         env.run()
@@ -53,7 +55,8 @@ async fn every_kind_of_record_matches_the_schema() {
             .await;
         all.extend(records(&out));
     }
-    assert_eq!(all.len(), 12);
+    assert_eq!(all.len(), 16);
+    assert!(all.iter().any(|r| r["failed_cost_bound"].is_number()));
     let validator = validator();
     let mut found = Vec::new();
     for (i, r) in all.iter().enumerate() {
