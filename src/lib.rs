@@ -97,6 +97,11 @@ async fn run_command(args: &RunArgs, interrupt: CancellationToken) -> Outcome {
         if matches!(summary.stopped, Some(StopReason::Auth(_))) {
             eprintln!("  the key was read from {key_source}");
         }
+    } else {
+        // -q hides the summary, not why the run stopped.
+        for line in ui::stopped(&summary).lines() {
+            eprintln!("orbatch: {}", line.trim_start());
+        }
     }
     // A job with a [score] table: its answers are scored once the run is over.
     if let Some(config) = score_config {

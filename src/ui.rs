@@ -396,6 +396,20 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
             out.push_str(&format!("    {e}\n"));
         }
     }
+    out.push_str(&stopped(s));
+    let failed = t.failed + s.kept_errors;
+    if failed > 0 && s.stopped.is_none() && s.failure.is_none() {
+        out.push_str(&format!(
+            "  {failed} failed: rerun `{command_hint}` to retry them (answered rows are skipped)\n"
+        ));
+    }
+    out
+}
+
+/// Why the run stopped early, if it did: the summary's `stopped:` lines (also shown under
+/// `-q`, which hides the rest of the summary).
+pub fn stopped(s: &RunSummary) -> String {
+    let mut out = String::new();
     if let Some(failure) = &s.failure {
         out.push_str(&format!(
             "  stopped: {failure}\n  rerun the same command to finish the job (recorded rows are skipped)\n"
@@ -431,12 +445,6 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
              --max-cost\n"
         )),
         None => {}
-    }
-    let failed = t.failed + s.kept_errors;
-    if failed > 0 && s.stopped.is_none() && s.failure.is_none() {
-        out.push_str(&format!(
-            "  {failed} failed: rerun `{command_hint}` to retry them (answered rows are skipped)\n"
-        ));
     }
     out
 }

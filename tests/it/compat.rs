@@ -177,6 +177,21 @@ async fn a_server_without_responses_says_so_once() {
         done.stderr
     );
     assert!(env.stats().requests <= 8, "{}", env.stats().requests);
+    // -q hides the summary, not why the run stopped.
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "m/a", "--endpoint", "responses", "-q", "-o"])
+        .arg(env.path("q2.jsonl").to_str().unwrap())
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.starts_with("orbatch: stopped: ")
+            && done.stderr.contains("does not serve /responses"),
+        "{}",
+        done.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
