@@ -33,7 +33,7 @@ pub struct Prior {
     pub records: u64,
     /// Lines that were not records (warned about, otherwise ignored).
     pub bad_lines: u64,
-    /// Sum of `usage.cost` and `failed_cost_bound` over every record (what earlier runs spent
+    /// Sum of `usage.cost` (BYOK charges included) and `failed_cost_bound` over every record (what earlier runs spent
     /// on this output, failed attempts counted as `--max-cost` counted them).
     pub spent: f64,
 }
@@ -149,8 +149,8 @@ impl Prior {
         self.bits = bits;
     }
 
-    /// Note the record on `line`; its `usage.cost` + `failed_cost_bound` (0 if none), or `None`
-    /// if it is not one.
+    /// Note the record on `line`; its `usage.cost` (+ the provider's charge for BYOK) +
+    /// `failed_cost_bound` (0 if none), or `None` if it is not one.
     fn note(&mut self, line: &[u8]) -> Option<f64> {
         #[derive(Deserialize)]
         struct Key<'a> {
@@ -165,6 +165,10 @@ impl Prior {
             usage: Option<Cost>,
             #[serde(default)]
             failed_cost_bound: Option<f64>,
+            #[serde(default)]
+            is_byok: Option<bool>,
+            #[serde(default)]
+            upstream_cost: Option<f64>,
         }
         #[derive(Deserialize)]
         struct Cost {
@@ -177,7 +181,10 @@ impl Prior {
             pack(parse_hex128(&k.fingerprint), k.status == Status::Ok),
         ));
         let failed = k.failed_cost_bound.filter(|c| c.is_finite()).unwrap_or(0.0);
-        Some(k.usage.and_then(|u| u.cost).unwrap_or(0.0) + failed)
+        // As `Record::inline_cost` counts it: a BYOK provider charge is spend too.
+        let byok = super::record::byok_part(k.is_byok, k.upstream_cost);
+        let cost = k.usage.and_then(|u| u.cost).map_or(0.0, |c| c + byok);
+        Some(cost + failed)
     }
 }
 
