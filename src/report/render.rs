@@ -3,7 +3,7 @@
 
 use comfy_table::{CellAlignment, Table, presets};
 
-use super::{Report, Row, scores};
+use super::{Audit, Report, Row, scores};
 use crate::text::{spend, usd};
 
 /// A percentage with one decimal: `91.7%`.
@@ -138,40 +138,62 @@ pub(crate) fn cells(report: &Report) -> Cells {
     }
 }
 
-/// The spend table: per group, OpenRouter's charge and the providers' (BYOK) side by side,
-/// answers against failed attempts, and the cost of 1,000 rows.
-pub(crate) fn audit_cells(report: &Report) -> Cells {
-    let money = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), usd);
-    let header = [
-        report.by.as_str(),
-        "source",
-        "OpenRouter",
-        "provider (BYOK)",
-        "total",
-        "answers",
-        "failed attempts",
-        "per 1,000 rows",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+/// One money column of the spend table.
+struct AuditColumn {
+    title: &'static str,
+    csv: &'static str,
+    value: fn(&Audit) -> Option<f64>,
+}
+
+const fn money_col(
+    title: &'static str,
+    csv: &'static str,
+    value: fn(&Audit) -> Option<f64>,
+) -> AuditColumn {
+    AuditColumn { title, csv, value }
+}
+
+const AUDIT_COLUMNS: [AuditColumn; 6] = [
+    money_col("OpenRouter", "openrouter_usd", |a| a.openrouter),
+    money_col("provider (BYOK)", "byok_usd", |a| a.byok),
+    money_col("total", "total_usd", |a| a.total),
+    money_col("answers", "answers_usd", |a| a.answers),
+    money_col("failed attempts", "failed_attempts_usd", |a| {
+        a.failed_attempts
+    }),
+    money_col("per 1,000 rows", "per_1000_rows_usd", |a| a.per_1000_rows),
+];
+
+/// The spend table as a header and lines of cells: per group (then the total), its source
+/// and the money columns, with CSV's headers when `csv`, and cells written by `money`.
+fn audit_lines(
+    report: &Report,
+    csv: bool,
+    money: fn(Option<f64>) -> String,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut header = vec![report.by.as_str().to_owned(), "source".to_owned()];
+    header.extend(
+        AUDIT_COLUMNS
+            .iter()
+            .map(|c| if csv { c.csv } else { c.title }.to_owned()),
+    );
     let rows = report
         .groups
         .iter()
         .chain(std::iter::once(&report.total))
         .map(|r| {
-            let a = &r.audit;
-            vec![
-                r.key.clone(),
-                a.source.to_owned(),
-                money(a.openrouter),
-                money(a.byok),
-                money(a.total),
-                money(a.answers),
-                money(a.failed_attempts),
-                money(a.per_1000_rows),
-            ]
+            let mut line = vec![r.key.clone(), r.audit.source.to_owned()];
+            line.extend(AUDIT_COLUMNS.iter().map(|c| money((c.value)(&r.audit))));
+            line
         })
         .collect();
+    (header, rows)
+}
+
+/// The spend table: per group, OpenRouter's charge and the providers' (BYOK) side by side,
+/// answers against failed attempts, and the cost of 1,000 rows.
+pub(crate) fn audit_cells(report: &Report) -> Cells {
+    let (header, rows) = audit_lines(report, false, |v| v.map_or_else(|| "-".to_owned(), usd));
     let mut numeric = vec![true; header.len()];
     numeric[0] = false;
     numeric[1] = false;
@@ -479,35 +501,10 @@ pub fn csv(report: &Report) -> String {
 
 /// The spend table as CSV lines: plain numbers, empty cells for unknown values.
 fn audit_csv(report: &Report) -> Vec<Vec<String>> {
-    let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let header = [
-        report.by.as_str(),
-        "source",
-        "openrouter_usd",
-        "byok_usd",
-        "total_usd",
-        "answers_usd",
-        "failed_attempts_usd",
-        "per_1000_rows_usd",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let rows = report.groups.iter().chain(std::iter::once(&report.total));
-    std::iter::once(header)
-        .chain(rows.map(|r| {
-            let a = &r.audit;
-            vec![
-                r.key.clone(),
-                a.source.to_owned(),
-                num(a.openrouter),
-                num(a.byok),
-                num(a.total),
-                num(a.answers),
-                num(a.failed_attempts),
-                num(a.per_1000_rows),
-            ]
-        }))
-        .collect()
+    let (header, rows) = audit_lines(report, true, |v| {
+        v.map(|v| v.to_string()).unwrap_or_default()
+    });
+    std::iter::once(header).chain(rows).collect()
 }
 
 /// CSV lines as text.

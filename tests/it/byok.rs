@@ -139,14 +139,25 @@ async fn the_cap_counts_what_providers_bill_for_byok() {
     // sends (almost) nothing more, and the job stays under its cap.
     env.run()
         .input(&input)
-        .args(&["-m", "openai/gpt-4o-mini", "-p", "max_tokens=64", "-j", "4", "-q"])
+        .args(&[
+            "-m",
+            "openai/gpt-4o-mini",
+            "-p",
+            "max_tokens=64",
+            "-j",
+            "4",
+            "-q",
+        ])
         .args(&["--max-cost", &cap.to_string()])
         .output()
         .await
         .code(3);
     let stats = env.stats();
     let billed = stats.billed_usd + stats.byok_billed_usd;
-    assert!(billed <= cap, "after the rerun: billed {billed} > cap {cap}");
+    assert!(
+        billed <= cap,
+        "after the rerun: billed {billed} > cap {cap}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
