@@ -3,7 +3,8 @@
 # runs of `orbatch run --max-cost` against `orbatch mock-server --token-factor F` (0.7 and 1.6),
 # answers of 20-600 tokens (--completion-spread, no max_tokens) and 20 % of streams failing
 # mid-answer (billed for what they sent). Billed spend comes from the mock's own ledger
-# (`/_mock/stats` billed_usd: every generation it billed, failed ones included), not from
+# (`/_mock/stats` billed_usd + byok_billed_usd: every generation it billed, failed ones included,
+# and what providers billed for BYOK ones), not from
 # orbatch's records. Writes the table into BENCHMARKS.md, section "--max-cost under other
 # tokenizers" (the rest of the file is kept).
 #
@@ -101,9 +102,13 @@ with open(out) as f:
         r = json.loads(line)
         records += 1
         attempts += r.get("attempts", 0)
-        recorded += ((r.get("usage") or {}).get("cost") or 0.0)
+        cost = (r.get("usage") or {}).get("cost")
+        if cost is not None:
+            # Spend as orbatch counts it: OpenRouter's charge, plus the provider's for BYOK.
+            recorded += cost + ((r.get("upstream_cost") or 0.0) if r.get("is_byok") else 0.0)
 row = dict(factor=float(factor), seed=int(seed), cap=float(cap), rc=int(rc),
-           billed=stats["billed_usd"], requests=stats["requests"], answered=stats["answered"],
+           billed=stats["billed_usd"] + stats.get("byok_billed_usd", 0.0),
+           requests=stats["requests"], answered=stats["answered"],
            records=records, attempts=attempts, recorded=recorded)
 with open(path, "a") as f:
     f.write(json.dumps(row) + "\n")
@@ -142,8 +147,9 @@ with open(section, "w") as f:
     w(f"Method: `orbatch run -i IN -m {model} --stream -j {jobs} -q --max-cost CAP` (no max_tokens) "
       f"against `orbatch mock-server --seed S --token-factor F {flags}`, a fresh mock per run; "
       "2000 rows of 60 to 1100 characters, so every run stops at its cap (exit 3). *billed* is the "
-      "mock's `billed_usd` (`GET /_mock/stats`): every generation it billed, failed streams "
-      "included; *recorded* is the sum of `usage.cost` over orbatch's records (answers only). "
+      "mock's `billed_usd` + `byok_billed_usd` (`GET /_mock/stats`): every generation it billed, "
+      "failed streams included, and what providers billed for BYOK ones; *recorded* is the sum "
+      "of `usage.cost` (+ the BYOK provider charge) over orbatch's records (answers only). "
       "*attempts* are the inference requests the mock received.")
     w()
     w("Measured once with the same script, outside this table: the build before this change "
