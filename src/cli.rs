@@ -59,13 +59,19 @@ pub struct RunArgs {
     #[arg(value_name = "JOB.toml")]
     pub job: Option<PathBuf>,
 
-    /// Input rows: .jsonl/.ndjson/.csv/.tsv, or - for stdin (then --input-format is needed).
+    /// Input rows: .jsonl/.ndjson/.csv/.tsv, or - for stdin (then --input-format is needed);
+    /// or documents (a row per file): a folder, a glob ('docs/**/*.{md,txt}') or a .md, .txt,
+    /// .html or .pdf file.
     #[arg(short, long, value_name = "PATH")]
     pub input: Option<String>,
 
     /// Input format (default: from the file extension).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub input_format: Option<InputFormatArg>,
+
+    /// With a folder or glob as input: also read hidden and .gitignored files.
+    #[arg(long)]
+    pub hidden: bool,
 
     /// Output JSONL file [default: <input stem>.out.jsonl next to the input].
     #[arg(short, long, value_name = "PATH")]

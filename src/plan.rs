@@ -18,6 +18,9 @@ use crate::mock::MockConfig;
 use crate::output::resume::{self, Decision, Prior};
 use crate::text::usd;
 
+/// The longest wait for the catalogue of the context check.
+const CATALOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What one model will be asked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelPlan {
@@ -50,6 +53,11 @@ pub struct Plan {
     /// Why the credit check could not be done (a server without `/key`, the network).
     pub key_skipped: Option<String>,
     pub max_cost_flag: Option<f64>,
+    /// Requests that do not fit their model's context, and why the check was skipped if it was.
+    pub overflows: crate::fit::Overflows,
+    pub context_skipped: Option<String>,
+    /// What the input reader said (document files it skipped).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -101,7 +109,8 @@ impl Plan {
 
     /// Warnings: the estimate against `--max-cost` and the key's remaining credit.
     pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
+        let mut w = self.notes.clone();
+        w.extend(self.context_skipped.clone());
         for (id, m) in self.models.iter().filter(|(_, m)| m.unknown) {
             let hint = match m.suggestions.as_slice() {
                 [] => "; `orbatch models --search …` lists the ids".to_owned(),
@@ -202,6 +211,15 @@ impl Plan {
                 String::new()
             }
         );
+        if !self.overflows.is_empty() {
+            let _ = writeln!(
+                out,
+                "Too long for the context (`run` refuses these before sending anything):"
+            );
+            for line in self.overflows.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
         match &self.key {
             Some(k) => {
                 let remaining = k
@@ -224,7 +242,9 @@ impl Plan {
 /// `check_key`, compare with `/key`. A refused key is [`Failure::Refused`], a network or
 /// server failure [`Failure::Failed`].
 pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> {
-    let input_config = config.input.clone();
+    let context = crate::fit::fetch(&config.target, config.timeout.min(CATALOG_TIMEOUT)).await;
+    let mut input_config = config.input.clone();
+    input_config.context = context.catalog();
     let output = config.output.clone();
     let retry_errors = config.retry_errors;
     let fresh = config.fresh;
@@ -239,6 +259,8 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
         };
         let mut plan = Plan {
             rows: input.rows(),
+            overflows: input.overflows().clone(),
+            notes: input.notes().to_vec(),
             ..Plan::default()
         };
         for req in input
@@ -256,6 +278,7 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
     })
     .await??;
     plan.max_cost_flag = config.max_cost;
+    plan.context_skipped = context.skipped();
     let connection = Connection::open(
         &config.target,
         ClientOptions::default(),
@@ -263,14 +286,21 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
     )
     .await
     .map_err(|e| UsageError::new(e.to_string()))?;
-    let catalog = fetch_models(&connection.client).await;
+    // The context check's catalogue prices the plan too; `--mock` (or a failed fetch) asks
+    // again here.
+    let catalog = match context.catalog() {
+        Some(c) => Ok(c),
+        None => fetch_models(&connection.client)
+            .await
+            .map(std::sync::Arc::new),
+    };
     let key = if check_key {
         Some(fetch_key(&connection.client).await)
     } else {
         None
     };
     connection.close().await;
-    plan.price(&catalog?);
+    plan.price(&*catalog?);
     // A refused key stops here (exit 3); a server that cannot tell the credit (no `/key`,
     // as on OpenAI-compatible servers) only skips the check.
     match key {

@@ -150,6 +150,8 @@ pub async fn run(
 ) -> Result<RunSummary, Failure> {
     let started = Instant::now();
     fds::ensure(config.concurrency, matches!(config.target, Target::Mock))?;
+    let mut config = config;
+    context_check(&mut config).await;
     let (input, keys, ahead) = validate_input(&config).await?;
     let opened = open_output(&config, ahead).await?;
     let oracle = oracle(&input, &config);
@@ -168,8 +170,28 @@ pub async fn run(
     summarize(&config, counts, &pool.pool, drained, started.elapsed())
 }
 
-/// Every input problem, before anything is sent; meanwhile, on another thread, an existing
-/// output is locked and read (not changed) for resume.
+/// The longest wait for the catalogue of the context check.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The context check ([`crate::fit`]): the validation pass holds every request against its
+/// model's context from `/models`, or the user is told the check was skipped.
+async fn context_check(config: &mut RunConfig) {
+    let context = crate::fit::fetch(&config.target, config.timeout.min(CATALOG_TIMEOUT)).await;
+    if let Some(why) = context.skipped() {
+        // The built-in mock has no real contexts: that is worth saying only where long
+        // texts are likely.
+        if !matches!(config.target, Target::Mock)
+            || config.input.format == crate::job::InputFormat::Documents
+        {
+            tracing::warn!("{why}");
+        }
+    }
+    config.input.context = context.catalog();
+}
+
+/// Every input problem (and every request too long for its model's context), before
+/// anything is sent; meanwhile, on another thread, an existing output is locked and read
+/// (not changed) for resume.
 async fn validate_input(
     config: &RunConfig,
 ) -> Result<(Input, RequestKeys, Option<ReadAhead>), Failure> {
@@ -207,6 +229,12 @@ async fn validate_input(
         Some(ahead) => ahead.await?,
         None => None,
     };
+    for note in input.notes() {
+        tracing::warn!("{note}");
+    }
+    if !input.overflows().is_empty() {
+        return Err(UsageError::new(input.overflows().lines().join("\n")).into());
+    }
     Ok((input, keys, ahead))
 }
 

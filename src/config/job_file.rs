@@ -41,6 +41,8 @@ pub struct JobFile {
     pub shard: Option<Shard>,
     pub retry_errors: Option<bool>,
     pub keep_fields: Option<bool>,
+    /// As `--hidden`: a folder input also reads hidden and `.gitignore`d files.
+    pub hidden: Option<bool>,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
     pub app_url: Option<String>,

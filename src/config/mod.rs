@@ -244,7 +244,10 @@ impl Sources<'_> {
             keep_fields: args.keep_fields || job.keep_fields.unwrap_or(false),
             limit: self.whole(args.limit, "--limit", job.limit, "limit", 0..=u64::MAX)?,
             shard: args.shard.or(job.shard),
+            hidden: args.hidden || job.hidden.unwrap_or(false),
+            context: None,
         })
+        .and_then(|input| documents_need_a_template(input, &self.job.path))
     }
 
     /// Where rows come from and how they are written.
@@ -273,6 +276,9 @@ impl Sources<'_> {
             (Some(o), _) => o.clone(),
             (None, Some(o)) => self.job.resolve(o),
             (None, None) => match source {
+                InputSource::Path(p) if self.source()?.1 == InputFormat::Documents => {
+                    crate::docs::default_output(&p.to_string_lossy())
+                }
                 InputSource::Path(p) => default_output(p),
                 InputSource::Stdin => {
                     return Err(UsageError::new(
@@ -513,6 +519,7 @@ pub(crate) fn input_source(
     let path = PathBuf::from(arg);
     let format = match format {
         Some(f) => f,
+        None if crate::docs::is_documents(arg) => InputFormat::Documents,
         None => {
             let ext = path
                 .extension()
@@ -524,15 +531,37 @@ pub(crate) fn input_source(
                 "csv" => InputFormat::Csv,
                 "tsv" | "tab" => InputFormat::Tsv,
                 _ => {
+                    if !path.exists() {
+                        return Err(UsageError::new(format!("{arg}: no such file or folder")));
+                    }
                     return Err(UsageError::new(format!(
                         "{arg}: cannot tell the format from the extension; pass --input-format \
-                         jsonl|csv|tsv"
+                         jsonl|csv|tsv (or give a folder, a glob or a .md, .txt, .html or .pdf \
+                         file of documents)"
                     )));
                 }
             }
         }
     };
     Ok((InputSource::Path(path), format))
+}
+
+/// Documents have no `prompt`: the template says what to ask of each one.
+fn documents_need_a_template(input: InputConfig, job: &Path) -> Result<InputConfig, UsageError> {
+    if input.format != InputFormat::Documents || input.template.is_some() {
+        return Ok(input);
+    }
+    let from = if job.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" (or template = \"…\" in {})", job.display())
+    };
+    Err(UsageError::new(format!(
+        "{}: a folder of documents needs a template saying what to ask of each: pass \
+         --template 'Summarise in three sentences: {{{{ text }}}}'{from}; its fields are {}",
+        input.display_name(),
+        crate::docs::FIELDS
+    )))
 }
 
 /// `data/q.jsonl` → `data/q.out.jsonl`.

@@ -24,6 +24,8 @@ pub enum InputFormat {
     Jsonl,
     Csv,
     Tsv,
+    /// A folder, a glob or a file of documents (`.md`, `.txt`, `.html`, `.pdf`): a row per file.
+    Documents,
 }
 
 /// `--shard K/N`: keep rows whose stable id hash mod `count` == `index`.
@@ -55,6 +57,11 @@ pub struct InputConfig {
     /// `--limit N`: only the first N rows of the input.
     pub limit: Option<u64>,
     pub shard: Option<Shard>,
+    /// `--hidden`: a document input also reads hidden and `.gitignore`d files.
+    pub hidden: bool,
+    /// The catalogue to hold each request against its model's context (set by `run` and
+    /// `plan` once `/models` answered; see [`crate::fit`]).
+    pub context: Option<Arc<crate::catalog::Catalog>>,
 }
 
 impl InputConfig {
@@ -81,6 +88,8 @@ impl InputConfig {
             keep_fields: false,
             limit: None,
             shard: None,
+            hidden: false,
+            context: None,
         }
     }
 }
@@ -104,6 +113,7 @@ pub struct Request {
 }
 
 mod csv;
+mod files;
 mod jsonl;
 mod lines;
 mod problems;
@@ -119,6 +129,7 @@ use std::sync::Arc;
 
 use tempfile::NamedTempFile;
 
+pub(crate) use lines::MAX_LINE as MAX_ROW_BYTES;
 pub use problems::InputError;
 pub(crate) use problems::Problems;
 
@@ -170,6 +181,10 @@ pub struct Input {
     shared: Arc<Shared>,
     rows: u64,
     requests: u64,
+    /// What the reader said that is not a problem (document files it skipped).
+    notes: Vec<String>,
+    /// Requests that do not fit their model's context (when `context` was given).
+    overflows: crate::fit::Overflows,
 }
 
 #[derive(Debug)]
@@ -239,6 +254,8 @@ impl Input {
             problems,
             rows,
             requests,
+            notes,
+            overflows,
         } = pass;
         if !problems.is_empty() {
             return Err(problems.into_error(&display));
@@ -256,8 +273,20 @@ impl Input {
             }),
             rows,
             requests,
+            notes,
+            overflows,
         };
         Ok((input, keys))
+    }
+
+    /// Warnings about the input that do not stop it (files of a folder it does not read).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The requests that do not fit their model's context (empty when not checked).
+    pub fn overflows(&self) -> &crate::fit::Overflows {
+        &self.overflows
     }
 
     /// Data rows selected (after `--limit` and `--shard`).
@@ -380,6 +409,8 @@ struct Pass {
     problems: Problems,
     rows: u64,
     requests: u64,
+    notes: Vec<String>,
+    overflows: crate::fit::Overflows,
 }
 
 /// The ids seen by a validation pass.
@@ -432,14 +463,21 @@ fn validate(
 ) -> Pass {
     let mut problems = Problems::default();
     let (mut rows, mut requests) = (0u64, 0u64);
+    let mut overflows = crate::fit::Overflows::default();
+    let display = config.display_name();
     while let Some(step) = walker.next() {
         let (line, row, fields) = match step {
-            Step::Problem { line, message } => {
-                problems.push(line, message);
+            Step::Problem {
+                line,
+                file,
+                message,
+            } => {
+                problems.push_at(line, file.as_deref(), message);
                 continue;
             }
             Step::Row { line, row, fields } => (line, row, fields),
         };
+        let file = document_file(config, &fields);
         let id = match shaper.id(&fields, row) {
             Ok(id) => {
                 if let Some(first) = ids.note(hash64(id.as_bytes()), line) {
@@ -451,7 +489,7 @@ fn validate(
                 Some(id)
             }
             Err(msg) => {
-                problems.push(Some(line), msg);
+                problems.push_at(Some(line), file, msg);
                 None
             }
         };
@@ -467,6 +505,13 @@ fn validate(
                         RowModel::Own(_) => 1,
                         RowModel::Config => config.models.len() as u64,
                     };
+                    if let Some(catalog) = &config.context {
+                        let at = || match file {
+                            Some(f) => f.to_owned(),
+                            None => format!("{display}:{line}"),
+                        };
+                        check_context(catalog, &shaped, &config.models, at, &mut overflows);
+                    }
                     if let Some(keys) = keys.as_deref_mut() {
                         noted = keys.note(&id, shaped, &config.models);
                     }
@@ -477,7 +522,7 @@ fn validate(
             }
             Err(msgs) => {
                 for msg in msgs {
-                    problems.push(Some(line), msg);
+                    problems.push_at(Some(line), file, msg);
                 }
             }
         }
@@ -486,7 +531,41 @@ fn validate(
         problems,
         rows,
         requests,
+        notes: walker.source.notes(),
+        overflows,
     }
+}
+
+/// Note each request of a row that does not fit its model's context.
+fn check_context(
+    catalog: &crate::catalog::Catalog,
+    shaped: &Shaped,
+    models: &[String],
+    at: impl Fn() -> String,
+    overflows: &mut crate::fit::Overflows,
+) {
+    let need = crate::fit::need(&shaped.body);
+    let own;
+    let models = match &shaped.model {
+        RowModel::Own(m) => {
+            own = [m.clone()];
+            &own[..]
+        }
+        RowModel::Config => models,
+    };
+    for model in models {
+        if let Some(over) = crate::fit::overflow(catalog, model, need) {
+            overflows.push(&at(), model, need.0, over);
+        }
+    }
+}
+
+/// The file a row of a document input came from (its problems name it); `None` for rows of
+/// other inputs (their problems name the line).
+fn document_file<'a>(config: &InputConfig, fields: &'a Map<String, Value>) -> Option<&'a str> {
+    (config.format == InputFormat::Documents)
+        .then(|| fields.get("path").and_then(Value::as_str))
+        .flatten()
 }
 
 fn in_shard(config: &InputConfig, id: &str) -> bool {
@@ -611,7 +690,12 @@ impl Iterator for Requests {
                     self.skipped += u64::from(skip);
                     continue;
                 }
-                Some(Step::Problem { line, message }) => return self.fail(line, message),
+                Some(Step::Problem {
+                    file: Some(file),
+                    message,
+                    ..
+                }) => return self.fail(None, format!("{file}: {message}")),
+                Some(Step::Problem { line, message, .. }) => return self.fail(line, message),
                 Some(Step::Row { line, row, fields }) => (line, row, fields),
             };
             let id = match self.shared.shaper.id(&fields, row) {
@@ -649,6 +733,8 @@ enum Step {
     },
     Problem {
         line: Option<u64>,
+        /// The file of a document input it is about.
+        file: Option<String>,
         message: String,
     },
 }
@@ -698,7 +784,21 @@ impl Walker {
                 self.done = true;
                 None
             }
-            Some(Item::Note { line, message }) => Some(Step::Problem { line, message }),
+            Some(Item::Note { line, message }) => Some(Step::Problem {
+                line,
+                file: None,
+                message,
+            }),
+            Some(Item::Bad { file, message, row }) => {
+                if row {
+                    self.rows += 1;
+                }
+                Some(Step::Problem {
+                    line: None,
+                    file: Some(file),
+                    message,
+                })
+            }
             Some(Item::Row { line, fields }) => {
                 self.rows += 1;
                 Some(match fields {
@@ -709,6 +809,7 @@ impl Walker {
                     },
                     Err(message) => Step::Problem {
                         line: Some(line),
+                        file: None,
                         message,
                     },
                 })

@@ -33,6 +33,8 @@ fn config(path: &std::path::Path, format: InputFormat) -> InputConfig {
         keep_fields: false,
         limit: None,
         shard: None,
+        hidden: false,
+        context: None,
     }
 }
 

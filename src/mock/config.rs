@@ -117,6 +117,16 @@ pub struct MockConfig {
     /// any of key, generation, responses, models (comma-separated).
     #[arg(long, value_name = "PATHS", value_delimiter = ',', value_parser = ["key", "generation", "responses", "models"])]
     pub without: Vec<String>,
+
+    /// Publish this context length for every model in `/models` (0 publishes `null`, as
+    /// OpenRouter does for a model whose context it does not know).
+    #[arg(long, value_name = "TOKENS")]
+    pub context_length: Option<u64>,
+
+    /// Publish this `top_provider.max_completion_tokens` for every model (0: `null`)
+    /// [default: 16384].
+    #[arg(long, value_name = "TOKENS")]
+    pub max_completion_tokens: Option<u64>,
 }
 
 impl Default for MockConfig {
@@ -146,6 +156,8 @@ impl Default for MockConfig {
             no_cost: false,
             usage_only_if_asked: false,
             without: Vec::new(),
+            context_length: None,
+            max_completion_tokens: None,
         }
     }
 }

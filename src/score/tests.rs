@@ -283,6 +283,8 @@ mod job {
             keep_fields: false,
             limit: None,
             shard: None,
+            hidden: false,
+            context: None,
         }
     }
 

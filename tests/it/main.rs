@@ -5,6 +5,7 @@ mod budget;
 mod catalog;
 mod compat;
 mod costs;
+mod docs;
 mod exit_codes;
 mod export;
 mod faults;

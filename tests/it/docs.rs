@@ -1,0 +1,280 @@
+//! Documents as input (a folder, a glob, a file), the context check, and `export --to-dir`.
+
+use std::path::Path;
+
+use orbatch::docs::fixture::pdf_with;
+use orbatch::mock::MockConfig;
+
+use crate::support::{Cmd, Env, record, records};
+
+const TEMPLATE: &str = "Summarise: {{ text }}";
+const MODEL: &str = "openai/gpt-4o-mini";
+
+/// A folder of every kind, plus what must be skipped.
+fn docs(env: &Env) -> std::path::PathBuf {
+    let root = env.path("docs");
+    let files: [(&str, &[u8]); 8] = [
+        ("b.md", b"# B\n\nThe bee text ends with BEE-END.\n"),
+        ("a.txt", b"Plain text ending with ALPHA-END."),
+        (
+            "sub/c.html",
+            b"<html><body><h1>C</h1><p>An HTML page ending with CEE-END.</p></body></html>",
+        ),
+        (".hidden.md", b"hidden HIDDEN-END"),
+        ("skipped.md", b"ignored IGNORED-END"),
+        (".gitignore", b"skipped.md\n"),
+        ("pic.png", b"\x89PNG"),
+        ("notes.docx", b"PK"),
+    ];
+    for (name, body) in files {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    std::fs::write(
+        root.join("d.pdf"),
+        pdf_with(&["A PDF page.", "It ends with PDF-END."]),
+    )
+    .unwrap();
+    root
+}
+
+fn ids(out: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = records(out)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_is_a_row_per_file_hidden_and_ignored_skipped() {
+    let env = Env::new().await;
+    let root = docs(&env);
+    let out = env.path("out.jsonl");
+    let done = env
+        .run()
+        .input(&root)
+        .args(&["-m", MODEL, "--template", TEMPLATE, "-o"])
+        .arg(out.to_str().unwrap())
+        .output()
+        .await;
+    done.code(0);
+    assert_eq!(ids(&out), ["a.txt", "b.md", "d.pdf", "sub/c.html"]);
+    let rs = records(&out);
+    // Each text reached the model (the mock echoes the prompt's last words).
+    for (id, end) in [
+        ("a.txt", "ALPHA-END"),
+        ("b.md", "BEE-END"),
+        ("d.pdf", "PDF-END"),
+        ("sub/c.html", "CEE-END"),
+    ] {
+        let output = record(&rs, id)["output"].as_str().unwrap().to_owned();
+        assert!(output.contains(end), "{id}: {output}");
+    }
+    assert!(
+        done.stderr
+            .contains("skipped 2 files orbatch does not read (1 .docx, 1 .png)"),
+        "{}",
+        done.stderr
+    );
+    // A rerun sends nothing; --hidden reads the hidden and ignored files too.
+    let again = env
+        .run()
+        .input(&root)
+        .args(&["-m", MODEL, "--template", TEMPLATE, "-o"])
+        .arg(out.to_str().unwrap())
+        .arg("--hidden")
+        .output()
+        .await;
+    again.code(0);
+    assert_eq!(
+        ids(&out),
+        [
+            ".hidden.md",
+            "a.txt",
+            "b.md",
+            "d.pdf",
+            "skipped.md",
+            "sub/c.html"
+        ]
+    );
+    assert_eq!(env.stats().requests, 6, "answered files are not sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_glob_or_a_file_selects_and_the_default_output_is_beside_the_folder() {
+    let env = Env::new().await;
+    let root = docs(&env);
+    let glob = format!("{}/**/*.{{md,html}}", root.display());
+    env.run()
+        .args(&["-i", &glob, "-m", MODEL, "--template", TEMPLATE])
+        .output()
+        .await
+        .code(0);
+    assert_eq!(ids(&env.path("docs.out.jsonl")), ["b.md", "sub/c.html"]);
+    // A glob naming a kind orbatch cannot read is refused, as is that file by name.
+    for arg in [
+        format!("{}/*.docx", root.display()),
+        root.join("notes.docx").display().to_string(),
+    ] {
+        let done = env
+            .run()
+            .args(&["-i", &arg, "-m", MODEL, "--template", TEMPLATE])
+            .output()
+            .await;
+        done.code(2);
+        assert!(done.stderr.contains(".docx"), "{}", done.stderr);
+    }
+    // Without a template, say what to write and which fields there are.
+    let done = env.run().input(&root).args(&["-m", MODEL]).output().await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("needs a template")
+            && done.stderr.contains("{{ text }}")
+            && done.stderr.contains("stem, ext, bytes, text"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(env.stats().requests, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_files_are_input_problems_naming_the_file() {
+    let env = Env::new().await;
+    let root = env.path("bad");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("ok.md"), "fine").unwrap();
+    std::fs::write(root.join("latin1.txt"), b"caf\xe9\n").unwrap();
+    std::fs::write(root.join("scan.pdf"), pdf_with(&[])).unwrap();
+    std::fs::write(root.join("empty.md"), "  \n").unwrap();
+    let done = env
+        .run()
+        .input(&root)
+        .args(&["-m", MODEL, "--template", TEMPLATE])
+        .output()
+        .await;
+    done.code(2);
+    let shown = |name: &str| root.join(name).display().to_string();
+    for expected in [
+        format!("{}: the file has no text", shown("empty.md")),
+        format!(
+            "{}: invalid UTF-8 at byte 4 (line 1); save the file as UTF-8",
+            shown("latin1.txt")
+        ),
+        format!("{}: the PDF has no text to extract", shown("scan.pdf")),
+    ] {
+        assert!(
+            done.stderr.contains(&expected),
+            "{expected}\n{}",
+            done.stderr
+        );
+    }
+    assert_eq!(env.stats().requests, 0, "nothing was sent");
+}
+
+/// The mock publishes a 300-token context: the long file does not fit and is refused by
+/// `run` (nothing sent), listed by `plan`; a model with no known context is not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_longer_than_the_context_are_listed_by_plan_and_refused_by_run() {
+    let env = Env::with(MockConfig {
+        context_length: Some(300),
+        ..MockConfig::default()
+    })
+    .await;
+    let root = env.path("ctx");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("short.md"), "A short text.").unwrap();
+    std::fs::write(root.join("long.md"), "word ".repeat(400)).unwrap();
+    let args = ["-m", MODEL, "--template", TEMPLATE, "-p", "max_tokens=50"];
+    let done = env.run().input(&root).args(&args).output().await;
+    done.code(2);
+    let long = root.join("long.md").display().to_string();
+    assert!(
+        done.stderr.contains(&format!(
+            "{long} → {MODEL}: ~507 prompt tokens + 50 for the answer > its context of 300"
+        )),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("1 requests do not fit") && done.stderr.contains("--chunk-tokens"),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("short.md"), "{}", done.stderr);
+    assert_eq!(env.stats().requests, 0, "nothing was sent");
+    let plan = Cmd::new(&["plan"])
+        .base_url(&env.mock.base_url())
+        .input(&root)
+        .args(&args)
+        .output()
+        .await;
+    plan.code(0);
+    assert!(
+        plan.stdout.contains("Too long for the context")
+            && plan.stdout.contains(&format!("{long} → {MODEL}")),
+        "{}",
+        plan.stdout
+    );
+    // A bound over the context fails even a short prompt; a shorter bound fits.
+    let short = root.join("short.md");
+    let done = env
+        .run()
+        .input(&short)
+        .args(&["-m", MODEL, "--template", TEMPLATE, "-p", "max_tokens=400"])
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("+ 400 for the answer"),
+        "{}",
+        done.stderr
+    );
+    env.run()
+        .input(&short)
+        .args(&["-m", MODEL, "--template", TEMPLATE, "-p", "max_tokens=200"])
+        .output()
+        .await
+        .code(0);
+    assert_eq!(env.stats().requests, 1);
+}
+
+/// A catalogue without context lengths, or no catalogue at all: the check is skipped (and
+/// said to be), and the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_known_context_the_check_is_skipped_and_said_to_be() {
+    for (config, said) in [
+        (
+            MockConfig {
+                context_length: Some(0),
+                ..MockConfig::default()
+            },
+            false,
+        ),
+        (
+            MockConfig {
+                without: vec!["models".into()],
+                ..MockConfig::default()
+            },
+            true,
+        ),
+    ] {
+        let env = Env::with(config).await;
+        let doc = env.write("long.md", &"word ".repeat(400));
+        let done = env
+            .run()
+            .input(&doc)
+            .args(&["-m", MODEL, "--template", TEMPLATE, "-p", "max_tokens=50"])
+            .output()
+            .await;
+        done.code(0);
+        assert_eq!(
+            done.stderr.contains("the context check was skipped"),
+            said,
+            "{}",
+            done.stderr
+        );
+    }
+}
