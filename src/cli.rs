@@ -342,8 +342,28 @@ pub struct ExportArgs {
     pub outputs: Vec<PathBuf>,
 
     /// The input the outputs were run on (a file: it is read twice).
-    #[arg(short, long, value_name = "PATH")]
-    pub input: String,
+    #[arg(
+        short,
+        long,
+        value_name = "PATH",
+        required_unless_present = "to_dir",
+        conflicts_with = "to_dir"
+    )]
+    pub input: Option<String>,
+
+    /// Write one file per ok final record (its answer) into DIR, plus DIR/index.csv (id,
+    /// model, file, tokens, spend); files whose content is unchanged are left alone.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "format"])]
+    pub to_dir: Option<PathBuf>,
+
+    /// With --to-dir: the file name, a template over id, model, model_slug, name, stem, ext,
+    /// id_stem and dir [default: {{ stem }}.{{ model_slug }}.md].
+    #[arg(long, value_name = "TEMPLATE", requires = "to_dir")]
+    pub name: Option<String>,
+
+    /// With --to-dir: list what would be written (new, changed, unchanged), write nothing.
+    #[arg(long, requires = "to_dir")]
+    pub dry_run: bool,
 
     /// Input format (default: from the file extension).
     #[arg(long, value_enum, value_name = "FORMAT")]

@@ -394,6 +394,8 @@ fn finish(
         fingerprint: req.fingerprint,
         error,
         meta: req.meta,
+        stage: None,
+        parts: Vec::new(),
         retried: Vec::new(),
         interrupted: false,
     }

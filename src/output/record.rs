@@ -101,6 +101,13 @@ pub struct Record {
     /// The row's other fields, with `--keep-fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Map<String, Value>>,
+    /// A chunked document's records: `map` for each chunk (`ID#k`), `reduce` for the
+    /// document's answer; absent for every other job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// A reduce record's chunk ids, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
     /// What each attempt before the last failed with (for the summary; not written).
     #[serde(skip)]
     pub retried: Vec<ErrorKind>,
@@ -109,6 +116,14 @@ pub struct Record {
     /// does every error).
     #[serde(skip)]
     pub interrupted: bool,
+}
+
+/// The stage of a chunked document's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Map,
+    Reduce,
 }
 
 /// What a record's `usage.cost` says it cost.

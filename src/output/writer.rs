@@ -263,6 +263,8 @@ mod tests {
                 message: "x".into(),
             }),
             meta: None,
+            stage: None,
+            parts: Vec::new(),
             retried: Vec::new(),
             interrupted: false,
         })

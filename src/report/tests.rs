@@ -35,6 +35,8 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
         fingerprint: "0".repeat(32),
         error: None,
         meta: None,
+        stage: None,
+        parts: Vec::new(),
         retried: Vec::new(),
         interrupted: false,
     }

@@ -278,3 +278,143 @@ async fn without_a_known_context_the_check_is_skipped_and_said_to_be() {
         );
     }
 }
+
+fn export_to(out: &Path, dir: &Path) -> Cmd {
+    Cmd::new(&[
+        "export",
+        out.to_str().unwrap(),
+        "--to-dir",
+        dir.to_str().unwrap(),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_to_dir_writes_a_file_per_answer_and_rewrites_only_what_changed() {
+    let env = Env::new().await;
+    let root = docs(&env);
+    let out = env.path("out.jsonl");
+    env.run()
+        .input(&root)
+        .args(&[
+            "-m",
+            MODEL,
+            "-m",
+            "m/b:nitro",
+            "--template",
+            TEMPLATE,
+            "-q",
+            "-o",
+        ])
+        .arg(out.to_str().unwrap())
+        .output()
+        .await
+        .code(0);
+    let dir = env.path("summaries");
+    // A dry run lists and writes nothing.
+    let dry = export_to(&out, &dir).arg("--dry-run").output().await;
+    dry.code(0);
+    assert!(
+        dry.stdout.contains(&format!(
+            "new       {}",
+            dir.join("a.openai-gpt-4o-mini.md").display()
+        )),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(dry.stdout.lines().count(), 9, "8 answers and the index");
+    assert!(!dir.exists(), "a dry run writes nothing");
+    let done = export_to(&out, &dir).output().await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("wrote 8 files and index.csv") && done.stderr.contains("8 new"),
+        "{}",
+        done.stderr
+    );
+    let rs = records(&out);
+    let answer = |id: &str, model: &str| {
+        rs.iter()
+            .find(|r| r["id"] == id && r["model"] == model)
+            .and_then(|r| r["output"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let file = dir.join("c.m-b-nitro.md");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        answer("sub/c.html", "m/b:nitro") + "\n"
+    );
+    let index = std::fs::read_to_string(dir.join("index.csv")).unwrap();
+    let mut lines = index.lines();
+    assert_eq!(lines.next(), Some("id,model,file,tokens,spend"));
+    let first: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&first[..3], ["a.txt", "m/b:nitro", "a.m-b-nitro.md"]);
+    assert!(first[3].parse::<u64>().unwrap() > 0 && first[4].parse::<f64>().is_ok());
+    // Again: nothing changed; an edited file is put back, and only it.
+    std::fs::write(&file, "edited").unwrap();
+    let again = export_to(&out, &dir).output().await;
+    again.code(0);
+    assert!(
+        again.stderr.contains("0 new, 1 changed, 7 unchanged"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        answer("sub/c.html", "m/b:nitro") + "\n"
+    );
+    // Names that keep folders.
+    let nested = env.path("nested");
+    export_to(&out, &nested)
+        .args(&["--name", "{{ id_stem }}/{{ model_slug }}.txt"])
+        .output()
+        .await
+        .code(0);
+    assert!(nested.join("sub/c/openai-gpt-4o-mini.txt").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_to_dir_refuses_names_outside_the_folder_or_on_one_file() {
+    let env = Env::new().await;
+    let input = env.write(
+        "q.jsonl",
+        "{\"id\":\"../evil\",\"prompt\":\"one\"}\n\
+         {\"id\":\"a/x.md\",\"prompt\":\"two\"}\n\
+         {\"id\":\"b/x.md\",\"prompt\":\"three\"}\n",
+    );
+    let out = env.path("q.out.jsonl");
+    env.run()
+        .input(&input)
+        .args(&["-m", MODEL, "-q"])
+        .output()
+        .await
+        .code(0);
+    let dir = env.path("x");
+    let done = export_to(&out, &dir).output().await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("id \"../evil\"")
+            && done.stderr.contains("outside --to-dir")
+            && done
+                .stderr
+                .contains("would both be x.openai-gpt-4o-mini.md")
+            && done.stderr.contains("id_stem"),
+        "{}",
+        done.stderr
+    );
+    assert!(!dir.exists(), "nothing is written when a name is refused");
+    for name in [
+        "../{{ stem }}.md",
+        "/tmp/{{ stem }}.md",
+        "{{ dir }}/../../{{ stem }}",
+    ] {
+        let done = export_to(&out, &dir).args(&["--name", name]).output().await;
+        done.code(2);
+        assert!(
+            done.stderr.contains("outside --to-dir"),
+            "{name}: {}",
+            done.stderr
+        );
+    }
+    assert!(!dir.exists());
+    assert!(!env.path("evil.openai-gpt-4o-mini.md").exists());
+}
