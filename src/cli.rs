@@ -73,6 +73,26 @@ pub struct RunArgs {
     #[arg(long)]
     pub hidden: bool,
 
+    /// Documents longer than N estimated tokens (characters ÷ 4) are split at paragraph,
+    /// then sentence boundaries into chunk rows ID#1…ID#k (fields chunk, chunk_index,
+    /// chunk_count); shorter ones stay one row (chunk = text).
+    #[arg(long, value_name = "N")]
+    pub chunk_tokens: Option<u64>,
+
+    /// Tokens each chunk shares with the one before [default: 0].
+    #[arg(long, value_name = "M", requires = "chunk_tokens")]
+    pub chunk_overlap: Option<u64>,
+
+    /// Once every chunk of a document is answered, one more request per (document, model)
+    /// with this template over the document's fields and {{ chunks }} (the chunk answers, in
+    /// order): its answer is the document's record.
+    #[arg(long, value_name = "TEXT", conflicts_with = "reduce_template_file")]
+    pub reduce_template: Option<String>,
+
+    /// Read the reduce template from a file.
+    #[arg(long, value_name = "PATH")]
+    pub reduce_template_file: Option<PathBuf>,
+
     /// Output JSONL file [default: <input stem>.out.jsonl next to the input].
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,

@@ -25,6 +25,9 @@ const CATALOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelPlan {
     pub requests: u64,
+    /// Of `requests`, the reduce requests of chunked documents (their prompt: the chunk
+    /// answers, each at its completion bound).
+    pub reduce: u64,
     /// Estimated prompt tokens (characters ÷ 4 + 4 per message).
     pub prompt_tokens: u64,
     /// Sum of the completion bounds (`max_tokens`, else the default bound).
@@ -72,6 +75,23 @@ impl Plan {
                 m.completion_bound += DEFAULT_COMPLETION_BOUND;
                 m.unbounded += 1;
             }
+        }
+    }
+
+    /// With a reduce stage: a chunk to send means its document's reduce will be sent too,
+    /// with this chunk's answer (at most its completion bound) in its prompt.
+    pub fn add_to_reduce(&mut self, req: &Request) {
+        if req.stage != Some(crate::output::record::Stage::Map) {
+            return;
+        }
+        let bound = estimate::max_completion(&req.body).unwrap_or(DEFAULT_COMPLETION_BOUND);
+        let m = self.models.entry(req.model.clone()).or_default();
+        m.prompt_tokens += bound;
+        if req.id.ends_with("#1") {
+            m.reduce += 1;
+            m.requests += 1;
+            m.completion_bound += bound;
+            m.prompt_tokens += estimate::TOKENS_PER_MESSAGE;
         }
     }
 
@@ -211,6 +231,14 @@ impl Plan {
                 String::new()
             }
         );
+        let reduce: u64 = self.models.values().map(|m| m.reduce).sum();
+        if reduce > 0 {
+            let _ = writeln!(
+                out,
+                "Of these, {reduce} reduce requests, one per chunked document and model: their \
+                 prompts are counted as the chunk answers at their completion bound."
+            );
+        }
         if !self.overflows.is_empty() {
             let _ = writeln!(
                 out,
@@ -248,6 +276,7 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
     let output = config.output.clone();
     let retry_errors = config.retry_errors;
     let fresh = config.fresh;
+    let reduce = config.reduce_template.is_some();
     let mut plan = tokio::task::spawn_blocking(move || -> Result<Plan, UsageError> {
         let input = Input::open(input_config).map_err(|e| UsageError::new(e.to_string()))?;
         let prior = if fresh {
@@ -271,7 +300,12 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
             match prior.decide(&req.id, &req.model, &req.fingerprint, retry_errors) {
                 Decision::Done => plan.done += 1,
                 Decision::KeepError => plan.kept_errors += 1,
-                Decision::New | Decision::Changed | Decision::RetryError => plan.add(&req),
+                Decision::New | Decision::Changed | Decision::RetryError => {
+                    if reduce {
+                        plan.add_to_reduce(&req);
+                    }
+                    plan.add(&req)
+                }
             }
         }
         Ok(plan)

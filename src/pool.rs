@@ -394,8 +394,8 @@ fn finish(
         fingerprint: req.fingerprint,
         error,
         meta: req.meta,
-        stage: None,
-        parts: Vec::new(),
+        stage: req.stage,
+        parts: req.parts,
         retried: Vec::new(),
         interrupted: false,
     }

@@ -148,6 +148,24 @@ pub async fn run(
     progress: Box<dyn Progress>,
     interrupt: CancellationToken,
 ) -> Result<RunSummary, Failure> {
+    let reduce = reduce::stage(&config);
+    let map = run_stage(config, progress, interrupt.clone()).await?;
+    match reduce {
+        Some(config) if map.stopped.is_none() && map.failure.is_none() => {
+            let quiet = config.quiet;
+            let reduced = run_stage(config, crate::ui::progress(quiet), interrupt).await;
+            Ok(reduce::merge(map, reduced))
+        }
+        _ => Ok(map),
+    }
+}
+
+/// One pass of the pipeline over the input: validate, open the output, send, record.
+async fn run_stage(
+    config: RunConfig,
+    progress: Box<dyn Progress>,
+    interrupt: CancellationToken,
+) -> Result<RunSummary, Failure> {
     let started = Instant::now();
     fds::ensure(config.concurrency, matches!(config.target, Target::Mock))?;
     let mut config = config;
@@ -180,8 +198,10 @@ async fn context_check(config: &mut RunConfig) {
     if let Some(why) = context.skipped() {
         // The built-in mock has no real contexts: that is worth saying only where long
         // texts are likely.
-        if !matches!(config.target, Target::Mock)
-            || config.input.format == crate::job::InputFormat::Documents
+        let said = config.input.reduce_from.is_some();
+        if !said
+            && (!matches!(config.target, Target::Mock)
+                || config.input.format == crate::job::InputFormat::Documents)
         {
             tracing::warn!("{why}");
         }
@@ -469,6 +489,7 @@ fn summarize(
 
 mod fds;
 mod feed;
+mod reduce;
 
 #[cfg(test)]
 mod tests {

@@ -43,6 +43,11 @@ pub struct JobFile {
     pub keep_fields: Option<bool>,
     /// As `--hidden`: a folder input also reads hidden and `.gitignore`d files.
     pub hidden: Option<bool>,
+    /// As `--chunk-tokens`, `--chunk-overlap`, `--reduce-template`, `--reduce-template-file`.
+    pub chunk_tokens: Option<i64>,
+    pub chunk_overlap: Option<i64>,
+    pub reduce_template: Option<String>,
+    pub reduce_template_file: Option<PathBuf>,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
     pub app_url: Option<String>,

@@ -74,6 +74,8 @@ pub struct RunConfig {
     /// The job file's `[score]` table, checked (a bad scorer is refused before anything is
     /// sent); with `--mock`, the mock answers its expected values (the evaluation demo).
     pub score: Option<ScoreSettings>,
+    /// The reduce template of a chunked document input (`--reduce-template`).
+    pub reduce_template: Option<String>,
 }
 
 /// How answers are scored: from `orbatch score`'s flags or the job file's `[score]` table.
@@ -157,8 +159,9 @@ impl RunConfig {
         // A bad [score] table is refused before anything is sent (`orbatch score` reads the
         // same table).
         let score = ScoreSettings::from_job(job)?;
-        let input = s.input()?;
+        let mut input = s.input()?;
         let output = s.output(&input.source)?;
+        let reduce_template = s.chunking(&mut input)?;
         let pace = s.pace()?;
         let key_env = s.key_env();
         Ok(RunConfig {
@@ -180,6 +183,7 @@ impl RunConfig {
             quiet: args.verbosity.quiet,
             score,
             input,
+            reduce_template,
         })
     }
 }
@@ -246,8 +250,67 @@ impl Sources<'_> {
             shard: args.shard.or(job.shard),
             hidden: args.hidden || job.hidden.unwrap_or(false),
             context: None,
+            chunk: None,
+            reduce_from: None,
         })
         .and_then(|input| documents_need_a_template(input, &self.job.path))
+    }
+
+    /// `--chunk-tokens`, `--chunk-overlap` and the reduce template: for document inputs only;
+    /// a reduce needs chunks, and its template is compiled now.
+    fn chunking(&self, input: &mut InputConfig) -> Result<Option<String>, UsageError> {
+        let (args, job) = (self.args, &self.job.file);
+        let tokens = self.whole(
+            args.chunk_tokens,
+            "--chunk-tokens",
+            job.chunk_tokens,
+            "chunk_tokens",
+            1..=u64::from(u32::MAX),
+        )?;
+        let overlap = self.whole(
+            args.chunk_overlap,
+            "--chunk-overlap",
+            job.chunk_overlap,
+            "chunk_overlap",
+            0..=u64::from(u32::MAX),
+        )?;
+        let reduce = match (
+            &args.reduce_template,
+            &args.reduce_template_file,
+            &job.reduce_template,
+            &job.reduce_template_file,
+        ) {
+            (Some(t), _, _, _) => Some(t.clone()),
+            (None, Some(f), _, _) => Some(read_template(f)?),
+            (None, None, Some(t), _) => Some(t.clone()),
+            (None, None, None, Some(f)) => Some(read_template(&self.job.resolve(f))?),
+            _ => None,
+        };
+        let Some(tokens) = tokens else {
+            if overlap.is_some() || reduce.is_some() {
+                return Err(UsageError::new(
+                    "--chunk-overlap and --reduce-template need --chunk-tokens N (documents are \
+                     split into chunks of N tokens, then reduced)",
+                ));
+            }
+            return Ok(None);
+        };
+        if input.format != InputFormat::Documents {
+            return Err(UsageError::new(format!(
+                "--chunk-tokens: {} is not a folder, glob or file of documents; chunking \
+                 splits documents (.md, .txt, .html, .pdf)",
+                input.display_name()
+            )));
+        }
+        input.chunk = Some(
+            crate::docs::Chunking::new(tokens, overlap.unwrap_or(0)).map_err(UsageError::new)?,
+        );
+        if let Some(t) = &reduce {
+            crate::job::check_template(t).map_err(|e| {
+                UsageError::new(e.to_string().replacen("--template", "--reduce-template", 1))
+            })?;
+        }
+        Ok(reduce)
     }
 
     /// Where rows come from and how they are written.

@@ -2,6 +2,7 @@
 //! per file (fields `id`, `path`, `name`, `stem`, `ext`, `bytes`, `text`), read one file at a
 //! time so that memory does not grow with the number or size of the documents.
 
+pub(crate) mod chunk;
 pub(crate) mod extract;
 #[doc(hidden)]
 pub mod fixture;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub use chunk::Chunking;
 pub(crate) use select::{Files, Selection, is_documents};
 
 /// The fields a template can use, for messages.
@@ -44,6 +46,53 @@ pub(crate) fn row(
     fields.insert("bytes".into(), Value::from(bytes));
     fields.insert("text".into(), Value::String(text));
     Ok(fields)
+}
+
+/// The rows of a document: one, or with `chunking` one per chunk when its text is longer
+/// (ids `ID#1…ID#k`, fields `chunk`, `chunk_index`, `chunk_count`, `document` = the
+/// document's id and `stage` = `map`, no `text`). With chunking, a document that fits is one
+/// row with `chunk` = its text, `chunk_index` = `chunk_count` = 1.
+pub(crate) fn rows(
+    selection: &Selection,
+    found: &select::Found,
+    chunking: Option<Chunking>,
+) -> Result<Vec<Map<String, Value>>, String> {
+    let mut fields = row(selection, found)?;
+    let Some(chunking) = chunking else {
+        return Ok(vec![fields]);
+    };
+    let text = match fields.remove("text") {
+        Some(Value::String(t)) => t,
+        _ => String::new(),
+    };
+    fields.insert("document".into(), Value::String(found.id.clone()));
+    let pieces = chunking.split(&text);
+    let count = pieces.len();
+    if count == 1 {
+        fields.insert("chunk".into(), Value::String(text.clone()));
+        fields.insert("chunk_index".into(), Value::from(1));
+        fields.insert("chunk_count".into(), Value::from(1));
+        fields.insert("text".into(), Value::String(text));
+        return Ok(vec![fields]);
+    }
+    Ok(pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, piece))| {
+            let mut f = fields.clone();
+            f.insert("id".into(), Value::String(chunk_id(&found.id, i + 1)));
+            f.insert("chunk".into(), Value::String(piece.to_owned()));
+            f.insert("chunk_index".into(), Value::from(i + 1));
+            f.insert("chunk_count".into(), Value::from(count));
+            f.insert("stage".into(), Value::String("map".into()));
+            f
+        })
+        .collect())
+}
+
+/// The id of a document's chunk `k` (1-based): `ID#k`.
+pub fn chunk_id(document: &str, k: usize) -> String {
+    format!("{document}#{k}")
 }
 
 /// The default output of a document input: `<root>.out.jsonl` beside its root folder

@@ -62,6 +62,11 @@ pub struct InputConfig {
     /// The catalogue to hold each request against its model's context (set by `run` and
     /// `plan` once `/models` answered; see [`crate::fit`]).
     pub context: Option<Arc<crate::catalog::Catalog>>,
+    /// `--chunk-tokens`/`--chunk-overlap`: a document input splits long texts into chunk rows.
+    pub chunk: Option<crate::docs::Chunking>,
+    /// The reduce stage of a chunked document input: instead of the chunks, a row per
+    /// (document, model) whose every chunk record in this output is ok (see `reduce.rs`).
+    pub reduce_from: Option<PathBuf>,
 }
 
 impl InputConfig {
@@ -90,6 +95,8 @@ impl InputConfig {
             shard: None,
             hidden: false,
             context: None,
+            chunk: None,
+            reduce_from: None,
         }
     }
 }
@@ -110,6 +117,10 @@ pub struct Request {
     pub fingerprint: String,
     /// The row's other fields when `--keep-fields`.
     pub meta: Option<Map<String, Value>>,
+    /// A chunked document's stage (`map` for a chunk, `reduce` for the document), and a
+    /// reduce request's chunk ids: copied into the record.
+    pub stage: Option<crate::output::record::Stage>,
+    pub parts: Vec<String>,
 }
 
 mod csv;
@@ -117,6 +128,7 @@ mod files;
 mod jsonl;
 mod lines;
 mod problems;
+mod reduce;
 pub mod rows;
 mod shape;
 mod source;
@@ -137,6 +149,11 @@ use crate::hash::{hash64, hash128, key64};
 use shape::{RowModel, Shaped, Shaper};
 use source::{Item, RowSource};
 use template::Template;
+
+/// Compile a template (the reduce template, checked before anything is sent).
+pub fn check_template(source: &str) -> Result<(), InputError> {
+    Template::compile(source).map(|_| ())
+}
 
 /// The display name of standard input in messages.
 pub const STDIN_NAME: &str = "<stdin>";
@@ -480,7 +497,12 @@ fn validate(
         let file = document_file(config, &fields);
         let id = match shaper.id(&fields, row) {
             Ok(id) => {
-                if let Some(first) = ids.note(hash64(id.as_bytes()), line) {
+                // The reduce stage has a row per (document, model): the pair is the key.
+                let key = match (&config.reduce_from, fields.get("model")) {
+                    (Some(_), Some(Value::String(m))) => hash64(format!("{id}\n{m}").as_bytes()),
+                    _ => hash64(id.as_bytes()),
+                };
+                if let Some(first) = ids.note(key, line) {
                     problems.push(
                         Some(line),
                         format!("duplicate id \"{id}\" (first seen on line {first})"),
@@ -498,7 +520,7 @@ fn validate(
                 let mut noted = 0;
                 if let Some(id) = id
                     && problems.is_empty()
-                    && in_shard(config, &id)
+                    && in_shard(config, shard_id(config, &fields, &id))
                 {
                     rows += 1;
                     requests += match shaped.model {
@@ -568,6 +590,40 @@ fn document_file<'a>(config: &InputConfig, fields: &'a Map<String, Value>) -> Op
         .flatten()
 }
 
+/// The id a row's shard is decided by: a chunk's document, so that every chunk of a
+/// document (and its reduce) lands in the same shard; else the row's own id.
+fn shard_id<'a>(config: &InputConfig, fields: &'a Map<String, Value>, id: &'a str) -> &'a str {
+    match config.format {
+        InputFormat::Documents => fields.get("document").and_then(Value::as_str).unwrap_or(id),
+        _ => id,
+    }
+}
+
+/// A document row's stage and parts (`None` and empty for every other input).
+fn stage_of(
+    config: &InputConfig,
+    fields: &Map<String, Value>,
+) -> (Option<crate::output::record::Stage>, Vec<String>) {
+    use crate::output::record::Stage;
+    if config.format != InputFormat::Documents {
+        return (None, Vec::new());
+    }
+    let stage = match fields.get("stage").and_then(Value::as_str) {
+        Some("map") => Some(Stage::Map),
+        Some("reduce") => Some(Stage::Reduce),
+        _ => None,
+    };
+    let parts = match fields.get("parts") {
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    (stage, parts)
+}
+
 fn in_shard(config: &InputConfig, id: &str) -> bool {
     match config.shard {
         Some(Shard { index, count }) if count > 0 => hash64(id.as_bytes()) % count == index,
@@ -607,6 +663,8 @@ struct Current {
     meta: Option<Map<String, Value>>,
     model: RowModel,
     next: usize,
+    stage: Option<crate::output::record::Stage>,
+    parts: Vec<String>,
 }
 
 impl Current {
@@ -640,6 +698,8 @@ impl Current {
             endpoint: self.endpoint,
             body,
             meta,
+            stage: self.stage,
+            parts: self.parts.clone(),
         })
     }
 }
@@ -702,12 +762,18 @@ impl Iterator for Requests {
                 Ok(id) => id,
                 Err(msg) => return self.fail(Some(line), msg),
             };
-            if !in_shard(&self.shared.config, &id) {
+            if !in_shard(
+                &self.shared.config,
+                shard_id(&self.shared.config, &fields, &id),
+            ) {
                 continue;
             }
             match self.shared.shaper.shape(&fields) {
                 Ok(shaped) => {
+                    let (stage, parts) = stage_of(&self.shared.config, &fields);
                     self.current = Some(Current {
+                        stage,
+                        parts,
                         id: id.into_owned(),
                         row,
                         line,
@@ -838,5 +904,7 @@ pub(crate) fn test_request(model: &str, max_tokens: Option<u64>) -> Request {
         fingerprint: fingerprint(Endpoint::Chat, &body),
         body,
         meta: None,
+        stage: None,
+        parts: Vec::new(),
     }
 }

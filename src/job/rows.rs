@@ -31,7 +31,7 @@ pub fn each_row(config: &InputConfig, mut each: impl FnMut(Row<'_>)) -> Result<u
                 message,
             } => problems.push_at(line, file.as_deref(), message),
             super::Step::Row { line, row, fields } => match shaper.id(&fields, row) {
-                Ok(id) if in_shard(config, &id) => {
+                Ok(id) if in_shard(config, super::shard_id(config, &fields, &id)) => {
                     rows += 1;
                     each(Row {
                         id: &id,

@@ -118,11 +118,15 @@ fn documents(
 ) -> Result<Box<dyn RowSource>, InputError> {
     let selection = crate::docs::Selection::parse(&path.to_string_lossy())
         .map_err(|e| InputError::one(display, None, e))?;
-    Ok(Box::new(super::files::DocsSource::new(
-        selection,
-        config.hidden,
-        display,
-    )))
+    let docs = super::files::DocsSource::new(selection, config.hidden, display, config.chunk);
+    Ok(match &config.reduce_from {
+        Some(output) => Box::new(super::reduce::ReduceSource::new(
+            docs,
+            &config.models,
+            output,
+        )),
+        None => Box::new(docs),
+    })
 }
 
 fn reader(format: InputFormat, raw: Box<dyn Read + Send>) -> Box<dyn RowSource> {

@@ -35,6 +35,8 @@ fn config(path: &std::path::Path, format: InputFormat) -> InputConfig {
         shard: None,
         hidden: false,
         context: None,
+        chunk: None,
+        reduce_from: None,
     }
 }
 

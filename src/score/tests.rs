@@ -285,6 +285,8 @@ mod job {
             shard: None,
             hidden: false,
             context: None,
+            chunk: None,
+            reduce_from: None,
         }
     }
 

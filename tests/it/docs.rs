@@ -418,3 +418,196 @@ async fn export_to_dir_refuses_names_outside_the_folder_or_on_one_file() {
     assert!(!dir.exists());
     assert!(!env.path("evil.openai-gpt-4o-mini.md").exists());
 }
+
+/// Six paragraphs of about 80 characters: a few chunks of 40 tokens (160 characters).
+fn long_text(marker: &str) -> String {
+    (1..=6)
+        .map(|i| {
+            format!(
+                "Paragraph {i} talks about topic {i} at some length, so that it fills a line{}.",
+                if i == 6 { marker } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+const CHUNKED: [&str; 8] = [
+    "--chunk-tokens",
+    "40",
+    "--chunk-overlap",
+    "4",
+    "--template",
+    "Part {{ chunk_index }} of {{ chunk_count }}: {{ chunk }}",
+    "--reduce-template",
+    "Combine: {% for c in chunks %}[{{ loop.index }}] {{ c }} {% endfor %}",
+];
+
+fn chunked_run(env: &Env, root: &Path, out: &Path) -> Cmd {
+    env.run()
+        .input(root)
+        .args(&["-m", MODEL, "-m", "m/b", "--keep-fields", "-o"])
+        .arg(out.to_str().unwrap())
+        .args(&CHUNKED)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_document_is_chunked_then_reduced_in_order_and_resumes_across_stages() {
+    let env = Env::new().await;
+    let root = env.path("long");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("long.md"), long_text("")).unwrap();
+    std::fs::write(root.join("short.md"), "A short one.").unwrap();
+    let out = env.path("long.out.jsonl");
+    chunked_run(&env, &root, &out).output().await.code(0);
+    let rs = records(&out);
+    let chunks: Vec<&serde_json::Value> = rs
+        .iter()
+        .filter(|r| r["model"] == MODEL && r["stage"] == "map")
+        .collect();
+    let k = chunks.len();
+    assert!(k >= 3, "{rs:#?}");
+    let mut ids: Vec<&str> = chunks.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let expected: Vec<String> = (1..=k).map(|i| format!("long.md#{i}")).collect();
+    assert_eq!(ids, expected);
+    for model in [MODEL, "m/b"] {
+        let reduce = rs
+            .iter()
+            .find(|r| r["id"] == "long.md" && r["model"] == model)
+            .unwrap();
+        assert_eq!(reduce["stage"], "reduce");
+        assert_eq!(reduce["parts"], serde_json::json!(expected));
+        // The chunk answers, in chunk order, went into the reduce request.
+        let answers: Vec<&serde_json::Value> = expected
+            .iter()
+            .map(|id| {
+                &rs.iter()
+                    .find(|r| r["id"] == id.as_str() && r["model"] == model)
+                    .unwrap()["output"]
+            })
+            .collect();
+        assert_eq!(reduce["meta"]["chunks"], serde_json::json!(answers));
+    }
+    let short = rs.iter().find(|r| r["id"] == "short.md").unwrap();
+    assert!(short.get("stage").is_none(), "{short}");
+    let sent = env.stats().requests;
+    assert_eq!(
+        sent,
+        2 * (k as u64 + 2),
+        "chunks, the short one and a reduce per model"
+    );
+
+    // A crash before one reduce was recorded: a rerun sends that reduce only.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !(l.contains("\"stage\":\"reduce\"") && l.contains("\"model\":\"m/b\"")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&out, kept).unwrap();
+    chunked_run(&env, &root, &out).output().await.code(0);
+    assert_eq!(env.stats().requests, sent + 1);
+    // Nothing left: nothing sent.
+    chunked_run(&env, &root, &out).output().await.code(0);
+    assert_eq!(env.stats().requests, sent + 1);
+    // A changed last paragraph re-sends the last chunk and the reduce, for each model.
+    std::fs::write(root.join("long.md"), long_text(" CHANGED")).unwrap();
+    chunked_run(&env, &root, &out).output().await.code(0);
+    assert_eq!(env.stats().requests, sent + 1 + 4);
+    let rs = records(&out);
+    let last = rs
+        .iter()
+        .rev()
+        .find(|r| r["id"] == "long.md" && r["model"] == MODEL)
+        .unwrap();
+    assert!(
+        last["meta"]["chunks"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("CHANGED"),
+        "{last}"
+    );
+
+    // Files out: one per document and model, the reduce for the long one, no chunks.
+    let dir = env.path("long-out");
+    export_to(&out, &dir).output().await.code(0);
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "index.csv",
+            "long.m-b.md",
+            "long.openai-gpt-4o-mini.md",
+            "short.m-b.md",
+            "short.openai-gpt-4o-mini.md"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reduce_until_every_chunk_is_answered_and_plan_counts_both_stages() {
+    let env = Env::new().await;
+    let root = env.path("fail");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("long.md"), long_text(" [[mock:400]]")).unwrap();
+    let out = env.path("fail.out.jsonl");
+    let plan = Cmd::new(&["plan"])
+        .base_url(&env.mock.base_url())
+        .input(&root)
+        .args(&["-m", MODEL])
+        .args(&CHUNKED)
+        .output()
+        .await;
+    plan.code(0);
+    assert!(
+        plan.stdout.contains("Of these, 1 reduce requests"),
+        "{}",
+        plan.stdout
+    );
+    env.run()
+        .input(&root)
+        .args(&["-m", MODEL, "-o"])
+        .arg(out.to_str().unwrap())
+        .args(&CHUNKED)
+        .output()
+        .await
+        .code(1);
+    let rs = records(&out);
+    assert!(rs.iter().all(|r| r["stage"] == "map"), "no reduce: {rs:#?}");
+    assert!(rs.iter().any(|r| r["status"] == "error"));
+    // Chunking also makes a long document fit a small context.
+    let small = Env::with(MockConfig {
+        context_length: Some(300),
+        ..MockConfig::default()
+    })
+    .await;
+    let doc = small.write("big.md", &"word ".repeat(400));
+    let args = ["-m", MODEL, "-p", "max_tokens=50"];
+    let whole = small
+        .run()
+        .input(&doc)
+        .args(&args)
+        .args(&["--template", TEMPLATE])
+        .output()
+        .await;
+    whole.code(2);
+    assert!(whole.stderr.contains("do not fit"), "{}", whole.stderr);
+    small
+        .run()
+        .input(&doc)
+        .args(&args)
+        .args(&["--template", "{{ chunk }}", "--chunk-tokens", "200"])
+        .output()
+        .await
+        .code(0);
+    assert_eq!(small.stats().requests, 3, "three chunks of 200 tokens");
+}
