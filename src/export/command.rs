@@ -92,15 +92,18 @@ fn to_dir(args: &ExportArgs, dir: &Path) -> Outcome {
         }
         let files = summary.files.len() - 1;
         let would = if args.dry_run { "would write" } else { "wrote" };
+        let not_ok = match summary.not_ok {
+            0 => String::new(),
+            n => format!("; {n} requests whose last record is an error have no file"),
+        };
         eprintln!(
-            "orbatch: {would} {files} files and {} into {} ({} new, {} changed, {} unchanged); \
-             {} final records are not ok and have no file",
+            "orbatch: {would} {files} files and {} into {} ({} new, {} changed, {} \
+             unchanged){not_ok}",
             to_dir::INDEX,
             dir.display(),
             summary.count(Change::New),
             summary.count(Change::Changed),
             summary.count(Change::Unchanged),
-            summary.not_ok,
         );
     }
     Ok(Exit::Ok)

@@ -95,7 +95,54 @@ struct Planned {
     id: String,
     model: String,
     at: Located,
+    /// Tokens and spend of the document: a reduce record's chunk records counted in.
     tokens: u64,
+    spend: Spend,
+}
+
+/// Spend over every attempt of a document's records: exact where `orbatch costs` confirmed
+/// every generation id, else usage.cost; unknown when the server gave none.
+#[derive(Debug, Clone, Copy)]
+struct Spend {
+    inline: f64,
+    uncosted: u64,
+    exact: Option<f64>,
+}
+
+impl Spend {
+    fn of(at: &Located) -> Spend {
+        Spend {
+            inline: at.inline,
+            uncosted: at.uncosted,
+            exact: at.exact,
+        }
+    }
+
+    fn add(&mut self, at: &Located) {
+        self.inline += at.inline;
+        self.uncosted += at.uncosted;
+        self.exact = self.exact.zip(at.exact).map(|(a, b)| a + b);
+    }
+
+    fn cell(&self) -> String {
+        match self.exact {
+            Some(exact) => dollars(exact),
+            None if self.uncosted == 0 => dollars(self.inline),
+            None => String::new(),
+        }
+    }
+}
+
+/// USD as a plain number to the 1e-12 (sums of float costs carry noise below it):
+/// `0.00002286`, not `0.000022859999999999998`.
+fn dollars(x: f64) -> String {
+    let s = format!("{x:.12}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 /// Export `job`: check every name first, then write what changed.
@@ -136,12 +183,22 @@ pub fn export(job: &ToDir) -> Result<ToDirSummary, ToDirError> {
             continue;
         }
         taken.insert(rel.clone(), (id.to_owned(), model.clone()));
+        let mut tokens = record.usage.as_ref().map_or(0, |u| u.total_tokens);
+        let mut spend = Spend::of(at);
+        // A reduce's document also cost its chunks.
+        for part in &record.parts {
+            if let Some(part_at) = index.get(part, m) {
+                spend.add(part_at);
+                tokens += reader.record(part_at)?.usage.map_or(0, |u| u.total_tokens);
+            }
+        }
         planned.push(Planned {
             rel,
             id: id.to_owned(),
             model: model.clone(),
             at: *at,
-            tokens: record.usage.as_ref().map_or(0, |u| u.total_tokens),
+            tokens,
+            spend,
         });
     }
     if !problems.is_empty() {
@@ -230,13 +287,7 @@ fn index_csv(planned: &[Planned]) -> Result<Vec<u8>, ToDirError> {
     w.write_record(["id", "model", "file", "tokens", "spend"])
         .map_err(err)?;
     for p in planned {
-        // Spend over every attempt of the key: exact where `orbatch costs` confirmed every
-        // generation id, else usage.cost; unknown (empty) when the server gave none.
-        let spend = match p.at.exact {
-            Some(exact) => exact.to_string(),
-            None if p.at.uncosted == 0 => p.at.inline.to_string(),
-            None => String::new(),
-        };
+        let spend = p.spend.cell();
         w.write_record([
             p.id.as_str(),
             p.model.as_str(),

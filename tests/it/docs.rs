@@ -551,6 +551,22 @@ async fn a_long_document_is_chunked_then_reduced_in_order_and_resumes_across_sta
             "short.openai-gpt-4o-mini.md"
         ]
     );
+    // The document's spend in the index is both stages', every record of them.
+    let index = std::fs::read_to_string(dir.join("index.csv")).unwrap();
+    let line = index
+        .lines()
+        .find(|l| l.starts_with(&format!("long.md,{MODEL},")))
+        .unwrap();
+    let spend: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+    let expected: f64 = records(&out)
+        .iter()
+        .filter(|r| r["model"] == MODEL && r["id"].as_str().unwrap().starts_with("long.md"))
+        .map(|r| r["usage"]["cost"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (spend - expected).abs() < 1e-12,
+        "{spend} vs {expected}: {line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,4 +626,70 @@ async fn no_reduce_until_every_chunk_is_answered_and_plan_counts_both_stages() {
         .await
         .code(0);
     assert_eq!(small.stats().requests, 3, "three chunks of 200 tokens");
+}
+
+/// The text of the demo's PDF, `jobs/docs/recycling.pdf` (written by
+/// `ORBATCH_WRITE_FIXTURES=1 cargo test --test it docs::the_demo`).
+const DEMO_PDF: [&str; 6] = [
+    "Recycling paper saves energy and water.",
+    "Used paper is soaked and pulped, cleaned of ink and glue,",
+    "then pressed and dried into new sheets.",
+    "Each pass shortens the fibres, so paper can be recycled",
+    "only five to seven times before it is too weak to use;",
+    "fresh pulp is added to keep the new paper strong.",
+];
+
+/// `jobs/summarize.toml` over `jobs/docs/` with `--mock`: a folder in, the long document
+/// chunked and reduced, a file out per document and model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_summarises_a_folder_into_files() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pdf = repo.join("jobs/docs/recycling.pdf");
+    if std::env::var_os("ORBATCH_WRITE_FIXTURES").is_some() {
+        std::fs::write(&pdf, pdf_with(&DEMO_PDF)).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&pdf).unwrap(),
+        pdf_with(&DEMO_PDF),
+        "the committed PDF is the generator's"
+    );
+    let env = Env::new().await;
+    let jobs = env.path("jobs");
+    std::fs::create_dir_all(jobs.join("docs")).unwrap();
+    std::fs::copy(
+        repo.join("jobs/summarize.toml"),
+        jobs.join("summarize.toml"),
+    )
+    .unwrap();
+    for e in std::fs::read_dir(repo.join("jobs/docs")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), jobs.join("docs").join(e.file_name())).unwrap();
+    }
+    let done = Cmd::new(&[
+        "run",
+        jobs.join("summarize.toml").to_str().unwrap(),
+        "--mock",
+    ])
+    .output()
+    .await;
+    done.code(0);
+    let out = jobs.join("summarize.out.jsonl");
+    let rs = records(&out);
+    let reduced: Vec<&serde_json::Value> = rs.iter().filter(|r| r["stage"] == "reduce").collect();
+    assert_eq!(
+        reduced.len(),
+        2,
+        "the long document, for each model: {rs:#?}"
+    );
+    assert!(reduced.iter().all(|r| r["id"] == "lighthouses.md"));
+    assert!(reduced[0]["parts"].as_array().unwrap().len() >= 3);
+    let dir = jobs.join("summaries");
+    export_to(&out, &dir).output().await.code(0);
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(
+        files,
+        5 * 2 + 1,
+        "five documents × two models, and the index"
+    );
+    assert!(dir.join("recycling.openai-gpt-4o-mini.md").is_file());
 }
