@@ -82,6 +82,48 @@ pub fn need(body: &Map<String, Value>) -> (u64, u64) {
     )
 }
 
+/// An upper bound of [`estimate::prompt_tokens`] that copies nothing (bytes ≥ characters):
+/// most requests are far below any context, and this says so at the cost of a walk over the
+/// body's strings.
+pub fn prompt_upper_bound(body: &Map<String, Value>) -> u64 {
+    fn text_bytes(content: Option<&Value>) -> u64 {
+        match content {
+            Some(Value::String(s)) => s.len() as u64,
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .map(|t| t.len() as u64)
+                .sum(),
+            _ => 0,
+        }
+    }
+    let (mut bytes, mut messages) = (0u64, 0u64);
+    if let Some(Value::Array(msgs)) = body.get("messages") {
+        for m in msgs {
+            bytes += text_bytes(m.get("content"));
+            messages += 1;
+        }
+    }
+    if let Some(Value::String(s)) = body.get("instructions") {
+        bytes += s.len() as u64;
+        messages += 1;
+    }
+    match body.get("input") {
+        Some(Value::String(s)) => {
+            bytes += s.len() as u64;
+            messages += 1;
+        }
+        Some(Value::Array(items)) => {
+            for item in items {
+                bytes += text_bytes(item.get("content"));
+                messages += 1;
+            }
+        }
+        _ => {}
+    }
+    bytes.div_ceil(4) + estimate::TOKENS_PER_MESSAGE * messages
+}
+
 /// The model's context, if `prompt + bound` does not fit it. The bound is capped by the
 /// model's `top_provider.max_completion_tokens` (no provider writes more); a model without a
 /// known context length is not checked.
@@ -166,6 +208,11 @@ mod tests {
         // 344 chars → 86 + 4 tokens; the default bound 1024 is capped at 10: 100 fits.
         let fits = need(&body(344, None));
         assert_eq!(fits, (90, DEFAULT_COMPLETION_BOUND));
+        // The quick bound counts bytes: the same for ASCII, more for other scripts.
+        assert_eq!(prompt_upper_bound(&body(344, None)), 90);
+        let mut wide = body(0, None);
+        wide["messages"][0]["content"] = json!("é".repeat(100));
+        assert_eq!((need(&wide).0, prompt_upper_bound(&wide)), (29, 54));
         assert_eq!(overflow(&catalog, "small", fits), None);
         let over = need(&body(348, None));
         assert_eq!(overflow(&catalog, "small", over), Some((100, 10)));

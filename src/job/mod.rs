@@ -566,7 +566,12 @@ fn check_context(
     at: impl Fn() -> String,
     overflows: &mut crate::fit::Overflows,
 ) {
-    let need = crate::fit::need(&shaped.body);
+    let (upper, bound) = (
+        crate::fit::prompt_upper_bound(&shaped.body),
+        crate::estimate::max_completion(&shaped.body)
+            .unwrap_or(crate::budget::DEFAULT_COMPLETION_BOUND),
+    );
+    let mut need = None;
     let own;
     let models = match &shaped.model {
         RowModel::Own(m) => {
@@ -576,6 +581,11 @@ fn check_context(
         RowModel::Config => models,
     };
     for model in models {
+        // Far below the context: no need to count characters.
+        if crate::fit::overflow(catalog, model, (upper, bound)).is_none() {
+            continue;
+        }
+        let need = *need.get_or_insert_with(|| crate::fit::need(&shaped.body));
         if let Some(over) = crate::fit::overflow(catalog, model, need) {
             overflows.push(&at(), model, need.0, over);
         }
