@@ -173,12 +173,17 @@ impl Overflows {
             .iter()
             .map(|(m, n)| format!("{m}: {n}"))
             .collect();
+        let n = self.count();
+        let (requests, fit) = if n == 1 {
+            ("request does", "its")
+        } else {
+            ("requests do", "their")
+        };
         out.push(format!(
-            "{} requests do not fit their model's context ({}); prompts are estimated at \
+            "{n} {requests} not fit {fit} model's context ({}); prompts are estimated at \
              characters ÷ 4 (real tokenizers differ by about 25 %), answers at max_tokens (else \
              {DEFAULT_COMPLETION_BOUND}); split long documents with --chunk-tokens N, lower \
              max_tokens, or pick a model with a longer context (`orbatch models`)",
-            self.count(),
             per_model.join(", ")
         ));
         out

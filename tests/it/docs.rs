@@ -199,7 +199,9 @@ async fn requests_longer_than_the_context_are_listed_by_plan_and_refused_by_run(
         done.stderr
     );
     assert!(
-        done.stderr.contains("1 requests do not fit") && done.stderr.contains("--chunk-tokens"),
+        done.stderr
+            .contains("1 request does not fit its model's context")
+            && done.stderr.contains("--chunk-tokens"),
         "{}",
         done.stderr
     );
@@ -616,7 +618,7 @@ async fn no_reduce_until_every_chunk_is_answered_and_plan_counts_both_stages() {
         .output()
         .await;
     whole.code(2);
-    assert!(whole.stderr.contains("do not fit"), "{}", whole.stderr);
+    assert!(whole.stderr.contains("does not fit"), "{}", whole.stderr);
     small
         .run()
         .input(&doc)
