@@ -89,10 +89,20 @@ impl RowSource for DocsSource {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.files
+        let mut notes: Vec<String> = self
+            .files
             .walked
             .note(&self.shown_root)
             .into_iter()
-            .collect()
+            .collect();
+        if self.rows == 0 {
+            notes.push(format!(
+                "{}: no documents to read (orbatch reads {}; --hidden adds hidden and \
+                 .gitignored files)",
+                self.shown_root,
+                crate::docs::select::READ_LIST
+            ));
+        }
+        notes
     }
 }

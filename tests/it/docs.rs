@@ -137,6 +137,21 @@ async fn a_glob_or_a_file_selects_and_the_default_output_is_beside_the_folder() 
         "{}",
         done.stderr
     );
+    // A folder with nothing to read says so.
+    let empty = env.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let done = env
+        .run()
+        .input(&empty)
+        .args(&["-m", MODEL, "--template", TEMPLATE])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("no documents to read"),
+        "{}",
+        done.stderr
+    );
     assert_eq!(env.stats().requests, 2);
 }
 
@@ -493,6 +508,13 @@ async fn a_long_document_is_chunked_then_reduced_in_order_and_resumes_across_sta
     }
     let short = rs.iter().find(|r| r["id"] == "short.md").unwrap();
     assert!(short.get("stage").is_none(), "{short}");
+    // Chunk and reduce records are records of the documented format.
+    let validator = crate::schema::validator();
+    let found: Vec<String> = rs
+        .iter()
+        .flat_map(|r| crate::schema::problems(&validator, r, r["id"].as_str().unwrap()))
+        .collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
     let sent = env.stats().requests;
     assert_eq!(
         sent,
@@ -694,4 +716,47 @@ async fn the_demo_summarises_a_folder_into_files() {
         "five documents × two models, and the index"
     );
     assert!(dir.join("recycling.openai-gpt-4o-mini.md").is_file());
+}
+
+/// A document's chunks and its reduce are in one shard (decided by the document's id); the
+/// shards together are the whole job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_holds_every_chunk_of_its_documents() {
+    let env = Env::new().await;
+    let root = env.path("sharded");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..6 {
+        std::fs::write(root.join(format!("doc{i}.md")), long_text(&format!(" {i}"))).unwrap();
+    }
+    let mut documents = Vec::new();
+    for k in 0..2 {
+        let out = env.path(&format!("shard{k}.jsonl"));
+        env.run()
+            .input(&root)
+            .args(&["-m", MODEL, "--shard", &format!("{k}/2"), "-o"])
+            .arg(out.to_str().unwrap())
+            .args(&CHUNKED)
+            .output()
+            .await
+            .code(0);
+        let rs = records(&out);
+        let mut docs: Vec<String> = rs
+            .iter()
+            .filter(|r| r["stage"] == "reduce")
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        // Every chunk of a document of this shard, and of no other.
+        for r in &rs {
+            let id = r["id"].as_str().unwrap();
+            let document = id.split('#').next().unwrap();
+            assert!(
+                docs.iter().any(|d| d == document),
+                "{id} without its reduce"
+            );
+        }
+        documents.append(&mut docs);
+    }
+    documents.sort();
+    let all: Vec<String> = (0..6).map(|i| format!("doc{i}.md")).collect();
+    assert_eq!(documents, all);
 }
