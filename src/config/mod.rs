@@ -305,10 +305,30 @@ impl Sources<'_> {
         input.chunk = Some(
             crate::docs::Chunking::new(tokens, overlap.unwrap_or(0)).map_err(UsageError::new)?,
         );
+        // A long document's rows have its part, not its text; a reduce row has the chunk
+        // answers: a template that reads what its rows do not have is refused now, not after
+        // the chunks were paid for.
+        if let Some(t) = &input.template
+            && crate::job::template_vars(t).is_ok_and(|vars| vars.iter().any(|v| v == "text"))
+        {
+            return Err(UsageError::new(
+                "with --chunk-tokens, the rows of a long document have {{ chunk }} (its part, \
+                 or the whole text when it fits), not {{ text }}: use {{ chunk }} in the template",
+            ));
+        }
         if let Some(t) = &reduce {
-            crate::job::check_template(t).map_err(|e| {
+            let vars = crate::job::template_vars(t).map_err(|e| {
                 UsageError::new(e.to_string().replacen("--template", "--reduce-template", 1))
             })?;
+            if let Some(v) = vars
+                .iter()
+                .find(|v| !crate::docs::REDUCE_FIELDS.contains(&v.as_str()))
+            {
+                return Err(UsageError::new(format!(
+                    "--reduce-template reads {{{{ {v} }}}}, which a reduce does not have; it has {}",
+                    crate::docs::REDUCE_FIELDS.join(", ")
+                )));
+            }
         }
         Ok(reduce)
     }

@@ -18,6 +18,22 @@ pub(crate) use select::{Files, Selection, is_documents};
 /// The fields a template can use, for messages.
 pub const FIELDS: &str = "id, path, name, stem, ext, bytes, text";
 
+/// The fields of a reduce row (the reduce template's variables).
+pub const REDUCE_FIELDS: [&str; 12] = [
+    "chunks",
+    "parts",
+    "chunk_count",
+    "id",
+    "document",
+    "path",
+    "name",
+    "stem",
+    "ext",
+    "bytes",
+    "model",
+    "stage",
+];
+
 /// The row of a document: its fields, or what is wrong with the file.
 pub(crate) fn row(
     selection: &Selection,

@@ -150,9 +150,9 @@ use shape::{RowModel, Shaped, Shaper};
 use source::{Item, RowSource};
 use template::Template;
 
-/// Compile a template (the reduce template, checked before anything is sent).
-pub fn check_template(source: &str) -> Result<(), InputError> {
-    Template::compile(source).map(|_| ())
+/// Compile a template (checked before anything is sent); the top-level variables it reads.
+pub fn template_vars(source: &str) -> Result<Vec<String>, InputError> {
+    Template::compile(source).map(|t| t.vars().to_vec())
 }
 
 /// The display name of standard input in messages.

@@ -137,6 +137,43 @@ async fn a_glob_or_a_file_selects_and_the_default_output_is_beside_the_folder() 
         "{}",
         done.stderr
     );
+    // Templates that read what chunked rows or reduce rows do not have are refused up front.
+    for (flags, says) in [
+        (
+            vec!["--template", "{{ text }}", "--chunk-tokens", "100"],
+            "not {{ text }}",
+        ),
+        (
+            vec![
+                "--template",
+                "{{ chunk }}",
+                "--chunk-tokens",
+                "100",
+                "--reduce-template",
+                "{{ text }}",
+            ],
+            "--reduce-template reads {{ text }}",
+        ),
+        (
+            vec![
+                "--template",
+                "{{ chunk }}",
+                "--reduce-template",
+                "{{ chunks }}",
+            ],
+            "need --chunk-tokens",
+        ),
+    ] {
+        let done = env
+            .run()
+            .input(&root)
+            .args(&["-m", MODEL])
+            .args(&flags)
+            .output()
+            .await;
+        done.code(2);
+        assert!(done.stderr.contains(says), "{says}: {}", done.stderr);
+    }
     // A folder with nothing to read says so.
     let empty = env.path("empty");
     std::fs::create_dir_all(&empty).unwrap();
