@@ -113,7 +113,11 @@ fn parse_model(m: &Value) -> Option<ModelInfo> {
             .and_then(Value::as_str)
             .unwrap_or(&id)
             .to_owned(),
-        context_length: m.get("context_length").and_then(Value::as_u64),
+        context_length: m.get("context_length").and_then(Value::as_u64).or_else(|| {
+            m.get("top_provider")
+                .and_then(|t| t.get("context_length"))
+                .and_then(Value::as_u64)
+        }),
         max_completion_tokens: m
             .get("top_provider")
             .and_then(|t| t.get("max_completion_tokens"))

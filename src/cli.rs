@@ -65,13 +65,39 @@ pub struct RunArgs {
     #[arg(value_name = "JOB.toml")]
     pub job: Option<PathBuf>,
 
-    /// Input rows: .jsonl/.ndjson/.csv/.tsv, or - for stdin (then --input-format is needed).
+    /// Input rows: .jsonl/.ndjson/.csv/.tsv, or - for stdin (then --input-format is needed);
+    /// or documents (a row per file): a folder, a glob ('docs/**/*.{md,txt}') or a .md, .txt,
+    /// .html or .pdf file.
     #[arg(short, long, value_name = "PATH")]
     pub input: Option<String>,
 
     /// Input format (default: from the file extension).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub input_format: Option<InputFormatArg>,
+
+    /// With a folder or glob as input: also read hidden and .gitignored files.
+    #[arg(long)]
+    pub hidden: bool,
+
+    /// Documents longer than N estimated tokens (characters ÷ 4) are split at paragraph,
+    /// then sentence boundaries into chunk rows ID#1…ID#k (fields chunk, chunk_index,
+    /// chunk_count); shorter ones stay one row (chunk = text).
+    #[arg(long, value_name = "N")]
+    pub chunk_tokens: Option<u64>,
+
+    /// Tokens each chunk shares with the one before [default: 0].
+    #[arg(long, value_name = "M", requires = "chunk_tokens")]
+    pub chunk_overlap: Option<u64>,
+
+    /// Once every chunk of a document is answered, one more request per (document, model)
+    /// with this template over the document's fields and {{ chunks }} (the chunk answers, in
+    /// order): its answer is the document's record.
+    #[arg(long, value_name = "TEXT", conflicts_with = "reduce_template_file")]
+    pub reduce_template: Option<String>,
+
+    /// Read the reduce template from a file.
+    #[arg(long, value_name = "PATH")]
+    pub reduce_template_file: Option<PathBuf>,
 
     /// Output JSONL file [default: <input stem>.out.jsonl next to the input].
     #[arg(short, long, value_name = "PATH")]
@@ -393,8 +419,28 @@ pub struct ExportArgs {
     pub outputs: Vec<PathBuf>,
 
     /// The input the outputs were run on (a file: it is read twice).
-    #[arg(short, long, value_name = "PATH")]
-    pub input: String,
+    #[arg(
+        short,
+        long,
+        value_name = "PATH",
+        required_unless_present = "to_dir",
+        conflicts_with = "to_dir"
+    )]
+    pub input: Option<String>,
+
+    /// Write one file per ok final record (its answer) into DIR, plus DIR/index.csv (id,
+    /// model, file, tokens, spend); files whose content is unchanged are left alone.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "format"])]
+    pub to_dir: Option<PathBuf>,
+
+    /// With --to-dir: the file name, a template over id, model, model_slug, name, stem, ext,
+    /// id_stem and dir [default: {{ stem }}.{{ model_slug }}.md].
+    #[arg(long, value_name = "TEMPLATE", requires = "to_dir")]
+    pub name: Option<String>,
+
+    /// With --to-dir: list what would be written (new, changed, unchanged), write nothing.
+    #[arg(long, requires = "to_dir")]
+    pub dry_run: bool,
 
     /// Input format (default: from the file extension).
     #[arg(long, value_enum, value_name = "FORMAT")]

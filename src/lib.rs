@@ -13,10 +13,13 @@ pub(crate) mod commands;
 pub(crate) mod config;
 pub(crate) mod connect;
 pub(crate) mod costs;
+#[doc(hidden)]
+pub mod docs;
 pub(crate) mod endpoint;
 pub(crate) mod estimate;
 pub mod exit;
 pub(crate) mod export;
+pub(crate) mod fit;
 pub(crate) mod hash;
 pub(crate) mod health;
 pub(crate) mod inflight;

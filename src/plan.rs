@@ -18,10 +18,16 @@ use crate::mock::MockConfig;
 use crate::output::resume::{self, Decision, Prior};
 use crate::text::usd;
 
+/// The longest wait for the catalogue of the context check.
+const CATALOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What one model will be asked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelPlan {
     pub requests: u64,
+    /// Of `requests`, the reduce requests of chunked documents (their prompt: the chunk
+    /// answers, each at its completion bound).
+    pub reduce: u64,
     /// Estimated prompt tokens (characters ÷ 4 + 4 per message).
     pub prompt_tokens: u64,
     /// Sum of the completion bounds (`max_tokens`, else the default bound).
@@ -52,6 +58,11 @@ pub struct Plan {
     pub max_cost_flag: Option<f64>,
     /// Requests by the `service_tier` they ask for (`None`: not set).
     pub tiers: BTreeMap<Option<String>, u64>,
+    /// Requests that do not fit their model's context, and why the check was skipped if it was.
+    pub overflows: crate::fit::Overflows,
+    pub context_skipped: Option<String>,
+    /// What the input reader said (document files it skipped).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -72,6 +83,23 @@ impl Plan {
                 m.completion_bound += DEFAULT_COMPLETION_BOUND;
                 m.unbounded += 1;
             }
+        }
+    }
+
+    /// With a reduce stage: a chunk to send means its document's reduce will be sent too,
+    /// with this chunk's answer (at most its completion bound) in its prompt.
+    pub fn add_to_reduce(&mut self, req: &Request) {
+        if req.stage != Some(crate::output::record::Stage::Map) {
+            return;
+        }
+        let bound = estimate::max_completion(&req.body).unwrap_or(DEFAULT_COMPLETION_BOUND);
+        let m = self.models.entry(req.model.clone()).or_default();
+        m.prompt_tokens += bound;
+        if req.id.ends_with("#1") {
+            m.reduce += 1;
+            m.requests += 1;
+            m.completion_bound += bound;
+            m.prompt_tokens += estimate::TOKENS_PER_MESSAGE;
         }
     }
 
@@ -109,7 +137,8 @@ impl Plan {
 
     /// Warnings: the estimate against `--max-cost` and the key's remaining credit.
     pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
+        let mut w = self.notes.clone();
+        w.extend(self.context_skipped.clone());
         for (id, m) in self.models.iter().filter(|(_, m)| m.unknown) {
             let hint = match m.suggestions.as_slice() {
                 [] => "; `orbatch models --search …` lists the ids".to_owned(),
@@ -225,6 +254,23 @@ impl Plan {
                 String::new()
             }
         );
+        let reduce: u64 = self.models.values().map(|m| m.reduce).sum();
+        if reduce > 0 {
+            let _ = writeln!(
+                out,
+                "Of these, {reduce} reduce requests, one per chunked document and model: their \
+                 prompts are counted as the chunk answers at their completion bound."
+            );
+        }
+        if !self.overflows.is_empty() {
+            let _ = writeln!(
+                out,
+                "Too long for the context (`run` refuses these before sending anything):"
+            );
+            for line in self.overflows.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
         match &self.key {
             Some(k) => {
                 let remaining = k
@@ -247,10 +293,13 @@ impl Plan {
 /// `check_key`, compare with `/key`. A refused key is [`Failure::Refused`], a network or
 /// server failure [`Failure::Failed`].
 pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> {
-    let input_config = config.input.clone();
+    let context = crate::fit::fetch(&config.target, config.timeout.min(CATALOG_TIMEOUT)).await;
+    let mut input_config = config.input.clone();
+    input_config.context = context.catalog();
     let output = config.output.clone();
     let retry_errors = config.retry_errors;
     let fresh = config.fresh;
+    let reduce = config.reduce_template.is_some();
     let mut plan = tokio::task::spawn_blocking(move || -> Result<Plan, UsageError> {
         let input = Input::open(input_config).map_err(|e| UsageError::new(e.to_string()))?;
         let prior = if fresh {
@@ -262,6 +311,8 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
         };
         let mut plan = Plan {
             rows: input.rows(),
+            overflows: input.overflows().clone(),
+            notes: input.notes().to_vec(),
             ..Plan::default()
         };
         for req in input
@@ -272,13 +323,19 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
             match prior.decide(&req.id, &req.model, &req.fingerprint, retry_errors) {
                 Decision::Done => plan.done += 1,
                 Decision::KeepError => plan.kept_errors += 1,
-                Decision::New | Decision::Changed | Decision::RetryError => plan.add(&req),
+                Decision::New | Decision::Changed | Decision::RetryError => {
+                    if reduce {
+                        plan.add_to_reduce(&req);
+                    }
+                    plan.add(&req)
+                }
             }
         }
         Ok(plan)
     })
     .await??;
     plan.max_cost_flag = config.max_cost;
+    plan.context_skipped = context.skipped();
     let connection = Connection::open(
         &config.target,
         ClientOptions::default(),
@@ -286,14 +343,21 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
     )
     .await
     .map_err(|e| UsageError::new(e.to_string()))?;
-    let catalog = fetch_models(&connection.client).await;
+    // The context check's catalogue prices the plan too; `--mock` (or a failed fetch) asks
+    // again here.
+    let catalog = match context.catalog() {
+        Some(c) => Ok(c),
+        None => fetch_models(&connection.client)
+            .await
+            .map(std::sync::Arc::new),
+    };
     let key = if check_key {
         Some(fetch_key(&connection.client).await)
     } else {
         None
     };
     connection.close().await;
-    plan.price(&catalog?);
+    plan.price(&*catalog?);
     // A refused key stops here (exit 3); a server that cannot tell the credit (no `/key`,
     // as on OpenAI-compatible servers) only skips the check.
     match key {

@@ -475,6 +475,8 @@ fn finish(
         reasks: 0,
         lenient_json: false,
         failed_cost_bound: None,
+        stage: req.stage,
+        parts: req.parts,
         retried: Vec::new(),
         interrupted: false,
     }

@@ -150,8 +150,28 @@ pub async fn run(
     progress: Box<dyn Progress>,
     interrupt: CancellationToken,
 ) -> Result<RunSummary, Failure> {
+    let reduce = reduce::stage(&config);
+    let map = run_stage(config, progress, interrupt.clone()).await?;
+    match reduce {
+        Some(config) if map.stopped.is_none() && map.failure.is_none() => {
+            let quiet = config.quiet;
+            let reduced = run_stage(config, crate::ui::progress(quiet), interrupt).await;
+            Ok(reduce::merge(map, reduced))
+        }
+        _ => Ok(map),
+    }
+}
+
+/// One pass of the pipeline over the input: validate, open the output, send, record.
+async fn run_stage(
+    config: RunConfig,
+    progress: Box<dyn Progress>,
+    interrupt: CancellationToken,
+) -> Result<RunSummary, Failure> {
     let started = Instant::now();
     fds::ensure(config.concurrency, matches!(config.target, Target::Mock))?;
+    let mut config = config;
+    context_check(&mut config).await;
     let (input, keys, ahead) = validate_input(&config).await?;
     let opened = open_output(&config, ahead).await?;
     let oracle = oracle(&input, &config);
@@ -170,8 +190,30 @@ pub async fn run(
     summarize(&config, counts, &pool.pool, drained, started.elapsed())
 }
 
-/// Every input problem, before anything is sent; meanwhile, on another thread, an existing
-/// output is locked and read (not changed) for resume.
+/// The longest wait for the catalogue of the context check.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The context check ([`crate::fit`]): the validation pass holds every request against its
+/// model's context from `/models`, or the user is told the check was skipped.
+async fn context_check(config: &mut RunConfig) {
+    let context = crate::fit::fetch(&config.target, config.timeout.min(CATALOG_TIMEOUT)).await;
+    if let Some(why) = context.skipped() {
+        // The built-in mock has no real contexts: that is worth saying only where long
+        // texts are likely.
+        let said = config.input.reduce_from.is_some();
+        if !said
+            && (!matches!(config.target, Target::Mock)
+                || config.input.format == crate::job::InputFormat::Documents)
+        {
+            tracing::warn!("{why}");
+        }
+    }
+    config.input.context = context.catalog();
+}
+
+/// Every input problem (and every request too long for its model's context), before
+/// anything is sent; meanwhile, on another thread, an existing output is locked and read
+/// (not changed) for resume.
 async fn validate_input(
     config: &RunConfig,
 ) -> Result<(Input, RequestKeys, Option<ReadAhead>), Failure> {
@@ -209,6 +251,12 @@ async fn validate_input(
         Some(ahead) => ahead.await?,
         None => None,
     };
+    for note in input.notes() {
+        tracing::warn!("{note}");
+    }
+    if !input.overflows().is_empty() {
+        return Err(UsageError::new(input.overflows().lines().join("\n")).into());
+    }
     Ok((input, keys, ahead))
 }
 
@@ -444,6 +492,7 @@ fn summarize(
 
 mod fds;
 mod feed;
+mod reduce;
 
 #[cfg(test)]
 mod tests {

@@ -41,6 +41,13 @@ pub struct JobFile {
     pub shard: Option<Shard>,
     pub retry_errors: Option<bool>,
     pub keep_fields: Option<bool>,
+    /// As `--hidden`: a folder input also reads hidden and `.gitignore`d files.
+    pub hidden: Option<bool>,
+    /// As `--chunk-tokens`, `--chunk-overlap`, `--reduce-template`, `--reduce-template-file`.
+    pub chunk_tokens: Option<i64>,
+    pub chunk_overlap: Option<i64>,
+    pub reduce_template: Option<String>,
+    pub reduce_template_file: Option<PathBuf>,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
     /// A file holding the API key (relative to the job file's folder).

@@ -78,6 +78,8 @@ pub struct RunConfig {
     /// The job file's `[score]` table, checked (a bad scorer is refused before anything is
     /// sent); with `--mock`, the mock answers its expected values (the evaluation demo).
     pub score: Option<ScoreSettings>,
+    /// The reduce template of a chunked document input (`--reduce-template`).
+    pub reduce_template: Option<String>,
 }
 
 /// How answers are scored: from `orbatch score`'s flags or the job file's `[score]` table.
@@ -185,9 +187,10 @@ impl RunConfig {
         // A bad [score] table is refused before anything is sent (`orbatch score` reads the
         // same table).
         let score = ScoreSettings::from_job(job)?;
-        let input = s.input()?;
+        let mut input = s.input()?;
         let structured = s.structured(input.schema.clone())?;
         let output = s.output(&input.source)?;
+        let reduce_template = s.chunking(&mut input)?;
         let pace = s.pace()?;
         let key_env = s.key_env();
         let key_source = key_source(&args.api, job);
@@ -212,6 +215,7 @@ impl RunConfig {
             quiet: args.verbosity.quiet,
             score,
             input,
+            reduce_template,
         })
     }
 }
@@ -277,7 +281,89 @@ impl Sources<'_> {
             schema: self.schema()?,
             limit: self.whole(args.limit, "--limit", job.limit, "limit", 0..=u64::MAX)?,
             shard: args.shard.or(job.shard),
+            hidden: args.hidden || job.hidden.unwrap_or(false),
+            context: None,
+            chunk: None,
+            reduce_from: None,
         })
+        .and_then(|input| documents_need_a_template(input, &self.job.path))
+    }
+
+    /// `--chunk-tokens`, `--chunk-overlap` and the reduce template: for document inputs only;
+    /// a reduce needs chunks, and its template is compiled now.
+    fn chunking(&self, input: &mut InputConfig) -> Result<Option<String>, UsageError> {
+        let (args, job) = (self.args, &self.job.file);
+        let tokens = self.whole(
+            args.chunk_tokens,
+            "--chunk-tokens",
+            job.chunk_tokens,
+            "chunk_tokens",
+            1..=u64::from(u32::MAX),
+        )?;
+        let overlap = self.whole(
+            args.chunk_overlap,
+            "--chunk-overlap",
+            job.chunk_overlap,
+            "chunk_overlap",
+            0..=u64::from(u32::MAX),
+        )?;
+        let reduce = match (
+            &args.reduce_template,
+            &args.reduce_template_file,
+            &job.reduce_template,
+            &job.reduce_template_file,
+        ) {
+            (Some(t), _, _, _) => Some(t.clone()),
+            (None, Some(f), _, _) => Some(read_template(f)?),
+            (None, None, Some(t), _) => Some(t.clone()),
+            (None, None, None, Some(f)) => Some(read_template(&self.job.resolve(f))?),
+            _ => None,
+        };
+        let Some(tokens) = tokens else {
+            if overlap.is_some() || reduce.is_some() {
+                return Err(UsageError::new(
+                    "--chunk-overlap and --reduce-template need --chunk-tokens N (documents are \
+                     split into chunks of N tokens, then reduced)",
+                ));
+            }
+            return Ok(None);
+        };
+        if input.format != InputFormat::Documents {
+            return Err(UsageError::new(format!(
+                "--chunk-tokens: {} is not a folder, glob or file of documents; chunking \
+                 splits documents (.md, .txt, .html, .pdf)",
+                input.display_name()
+            )));
+        }
+        input.chunk = Some(
+            crate::docs::Chunking::new(tokens, overlap.unwrap_or(0)).map_err(UsageError::new)?,
+        );
+        // A long document's rows have its part, not its text; a reduce row has the chunk
+        // answers: a template that reads what its rows do not have is refused now, not after
+        // the chunks were paid for.
+        if let Some(t) = &input.template
+            && crate::job::template_vars(t).is_ok_and(|vars| vars.iter().any(|v| v == "text"))
+        {
+            return Err(UsageError::new(
+                "with --chunk-tokens, the rows of a long document have {{ chunk }} (its part, \
+                 or the whole text when it fits), not {{ text }}: use {{ chunk }} in the template",
+            ));
+        }
+        if let Some(t) = &reduce {
+            let vars = crate::job::template_vars(t).map_err(|e| {
+                UsageError::new(e.to_string().replacen("--template", "--reduce-template", 1))
+            })?;
+            if let Some(v) = vars
+                .iter()
+                .find(|v| !crate::docs::REDUCE_FIELDS.contains(&v.as_str()))
+            {
+                return Err(UsageError::new(format!(
+                    "--reduce-template reads {{{{ {v} }}}}, which a reduce does not have; it has {}",
+                    crate::docs::REDUCE_FIELDS.join(", ")
+                )));
+            }
+        }
+        Ok(reduce)
     }
 
     /// Where rows come from and how they are written.
@@ -306,6 +392,9 @@ impl Sources<'_> {
             (Some(o), _) => o.clone(),
             (None, Some(o)) => self.job.resolve(o),
             (None, None) => match source {
+                InputSource::Path(p) if self.source()?.1 == InputFormat::Documents => {
+                    crate::docs::default_output(&p.to_string_lossy())
+                }
                 InputSource::Path(p) => default_output(p),
                 InputSource::Stdin => {
                     return Err(UsageError::new(
@@ -691,6 +780,7 @@ pub(crate) fn input_source(
     let path = PathBuf::from(arg);
     let format = match format {
         Some(f) => f,
+        None if crate::docs::is_documents(arg) => InputFormat::Documents,
         None => {
             let ext = path
                 .extension()
@@ -702,15 +792,37 @@ pub(crate) fn input_source(
                 "csv" => InputFormat::Csv,
                 "tsv" | "tab" => InputFormat::Tsv,
                 _ => {
+                    if !path.exists() {
+                        return Err(UsageError::new(format!("{arg}: no such file or folder")));
+                    }
                     return Err(UsageError::new(format!(
                         "{arg}: cannot tell the format from the extension; pass --input-format \
-                         jsonl|csv|tsv"
+                         jsonl|csv|tsv (or give a folder, a glob or a .md, .txt, .html or .pdf \
+                         file of documents)"
                     )));
                 }
             }
         }
     };
     Ok((InputSource::Path(path), format))
+}
+
+/// Documents have no `prompt`: the template says what to ask of each one.
+fn documents_need_a_template(input: InputConfig, job: &Path) -> Result<InputConfig, UsageError> {
+    if input.format != InputFormat::Documents || input.template.is_some() {
+        return Ok(input);
+    }
+    let from = if job.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" (or template = \"…\" in {})", job.display())
+    };
+    Err(UsageError::new(format!(
+        "{}: a folder of documents needs a template saying what to ask of each: pass \
+         --template 'Summarise in three sentences: {{{{ text }}}}'{from}; its fields are {}",
+        input.display_name(),
+        crate::docs::FIELDS
+    )))
 }
 
 /// `data/q.jsonl` → `data/q.out.jsonl`.

@@ -291,7 +291,7 @@ const VALUE_FLAGS: [&str; 20] = [
 ];
 
 /// Every job-file key, for the property test.
-const JOB_KEYS: [&str; 24] = [
+const JOB_KEYS: [&str; 29] = [
     "input",
     "input_format",
     "output",
@@ -312,6 +312,11 @@ const JOB_KEYS: [&str; 24] = [
     "shard",
     "retry_errors",
     "keep_fields",
+    "hidden",
+    "chunk_tokens",
+    "chunk_overlap",
+    "reduce_template",
+    "reduce_template_file",
     "base_url",
     "api_key_env",
     "app_url",

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::Path;
 
+use super::to_dir::{self, Change, ToDir, ToDirError};
 use super::{ExportError, ExportJob, Format, Shape, export};
 use crate::cli::{ExportArgs, ExportFormatArg, ExportShapeArg};
 use crate::config::input_source;
@@ -12,6 +13,9 @@ use crate::job::{InputConfig, InputFormat};
 
 /// Run `orbatch export`.
 pub fn run(args: &ExportArgs) -> Outcome {
+    if let Some(dir) = &args.to_dir {
+        return to_dir(args, dir);
+    }
     let job = resolve(args)?;
     let summary = match &args.output {
         Some(dest) => to_file(&job, dest)?,
@@ -64,8 +68,53 @@ fn to_file(job: &ExportJob, dest: &Path) -> Result<super::ExportSummary, Failure
     crate::output::replace_file(dest, |w| export(job, w).map_err(failure), cannot)
 }
 
+/// `--to-dir DIR`: a file per answer, and the index.
+fn to_dir(args: &ExportArgs, dir: &Path) -> Outcome {
+    let job = ToDir {
+        outputs: args.outputs.clone(),
+        dir: dir.to_path_buf(),
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| to_dir::DEFAULT_NAME.to_owned()),
+        dry_run: args.dry_run,
+    };
+    let summary = to_dir::export(&job).map_err(|e| match e {
+        ToDirError::Write { .. } => Failure::failed(e),
+        other => Failure::Usage(UsageError::new(other.to_string())),
+    })?;
+    if args.dry_run {
+        crate::stdout::write(summary.listing(dir).as_bytes())?;
+    }
+    if !args.verbosity.quiet {
+        for w in &summary.warnings {
+            eprintln!("orbatch: warning: {w}");
+        }
+        let files = summary.files.len() - 1;
+        let would = if args.dry_run { "would write" } else { "wrote" };
+        let not_ok = match summary.not_ok {
+            0 => String::new(),
+            n => format!("; {n} requests whose last record is an error have no file"),
+        };
+        eprintln!(
+            "orbatch: {would} {files} files and {} into {} ({} new, {} changed, {} \
+             unchanged){not_ok}",
+            to_dir::INDEX,
+            dir.display(),
+            summary.count(Change::New),
+            summary.count(Change::Changed),
+            summary.count(Change::Unchanged),
+        );
+    }
+    Ok(Exit::Ok)
+}
+
 fn resolve(args: &ExportArgs) -> Result<ExportJob, UsageError> {
-    let (source, format) = input_source(&args.input, args.input_format.map(InputFormat::from))?;
+    let input = args
+        .input
+        .as_deref()
+        .ok_or_else(|| UsageError::new("export needs --input IN (or --to-dir DIR)"))?;
+    let (source, format) = input_source(input, args.input_format.map(InputFormat::from))?;
     let out_format = match args.format {
         Some(ExportFormatArg::Csv) => Format::Csv,
         Some(ExportFormatArg::Jsonl) => Format::Jsonl,

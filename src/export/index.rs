@@ -161,6 +161,17 @@ impl Index {
             .collect();
     }
 
+    /// Every key, by id then model: `(id, model index, where)`.
+    pub fn entries(&self) -> Vec<(&str, usize, &Located)> {
+        let mut all: Vec<(&str, usize, &Located)> = self
+            .keys
+            .iter()
+            .map(|((id, m), at)| (id.as_str(), *m, at))
+            .collect();
+        all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all
+    }
+
     /// The key `(id, model index)`, if any output has a record of it.
     pub fn get(&self, id: &str, model: usize) -> Option<&Located> {
         self.keys.get(&(id.to_owned(), model))

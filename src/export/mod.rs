@@ -9,6 +9,7 @@
 
 pub mod command;
 mod index;
+pub mod to_dir;
 mod write;
 
 pub use write::{ExportError, ExportJob, ExportSummary, Format, Shape, export};

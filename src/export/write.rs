@@ -236,6 +236,12 @@ fn input_columns(input: &InputConfig) -> Result<Vec<String>, ExportError> {
                     .collect();
             }
         }
+        // A document's fields, without its whole text.
+        InputFormat::Documents => {
+            columns = ["path", "name", "stem", "ext", "bytes"]
+                .map(str::to_owned)
+                .to_vec();
+        }
         InputFormat::Jsonl => {
             let mut seen = std::collections::HashSet::new();
             each_row(input, |row| {

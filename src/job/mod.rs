@@ -24,6 +24,8 @@ pub enum InputFormat {
     Jsonl,
     Csv,
     Tsv,
+    /// A folder, a glob or a file of documents (`.md`, `.txt`, `.html`, `.pdf`): a row per file.
+    Documents,
 }
 
 /// `--shard K/N`: keep rows whose stable id hash mod `count` == `index`.
@@ -57,6 +59,16 @@ pub struct InputConfig {
     /// `--limit N`: only the first N rows of the input.
     pub limit: Option<u64>,
     pub shard: Option<Shard>,
+    /// `--hidden`: a document input also reads hidden and `.gitignore`d files.
+    pub hidden: bool,
+    /// The catalogue to hold each request against its model's context (set by `run` and
+    /// `plan` once `/models` answered; see [`crate::fit`]).
+    pub context: Option<Arc<crate::catalog::Catalog>>,
+    /// `--chunk-tokens`/`--chunk-overlap`: a document input splits long texts into chunk rows.
+    pub chunk: Option<crate::docs::Chunking>,
+    /// The reduce stage of a chunked document input: instead of the chunks, a row per
+    /// (document, model) whose every chunk record in this output is ok (see `reduce.rs`).
+    pub reduce_from: Option<PathBuf>,
 }
 
 impl InputConfig {
@@ -84,6 +96,10 @@ impl InputConfig {
             schema: None,
             limit: None,
             shard: None,
+            hidden: false,
+            context: None,
+            chunk: None,
+            reduce_from: None,
         }
     }
 }
@@ -104,12 +120,18 @@ pub struct Request {
     pub fingerprint: String,
     /// The row's other fields when `--keep-fields`.
     pub meta: Option<Map<String, Value>>,
+    /// A chunked document's stage (`map` for a chunk, `reduce` for the document), and a
+    /// reduce request's chunk ids: copied into the record.
+    pub stage: Option<crate::output::record::Stage>,
+    pub parts: Vec<String>,
 }
 
 mod csv;
+mod files;
 mod jsonl;
 mod lines;
 mod problems;
+mod reduce;
 pub mod rows;
 mod shape;
 mod source;
@@ -122,6 +144,7 @@ use std::sync::Arc;
 
 use tempfile::NamedTempFile;
 
+pub(crate) use lines::MAX_LINE as MAX_ROW_BYTES;
 pub use problems::InputError;
 pub(crate) use problems::Problems;
 
@@ -129,6 +152,11 @@ use crate::hash::{hash64, hash128, key64};
 use shape::{RowModel, Shaped, Shaper};
 use source::{Item, RowSource};
 use template::Template;
+
+/// Compile a template (checked before anything is sent); the top-level variables it reads.
+pub fn template_vars(source: &str) -> Result<Vec<String>, InputError> {
+    Template::compile(source).map(|t| t.vars().to_vec())
+}
 
 /// The display name of standard input in messages.
 pub const STDIN_NAME: &str = "<stdin>";
@@ -173,6 +201,10 @@ pub struct Input {
     shared: Arc<Shared>,
     rows: u64,
     requests: u64,
+    /// What the reader said that is not a problem (document files it skipped).
+    notes: Vec<String>,
+    /// Requests that do not fit their model's context (when `context` was given).
+    overflows: crate::fit::Overflows,
 }
 
 #[derive(Debug)]
@@ -242,6 +274,8 @@ impl Input {
             problems,
             rows,
             requests,
+            notes,
+            overflows,
         } = pass;
         if !problems.is_empty() {
             return Err(problems.into_error(&display));
@@ -259,8 +293,20 @@ impl Input {
             }),
             rows,
             requests,
+            notes,
+            overflows,
         };
         Ok((input, keys))
+    }
+
+    /// Warnings about the input that do not stop it (files of a folder it does not read).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The requests that do not fit their model's context (empty when not checked).
+    pub fn overflows(&self) -> &crate::fit::Overflows {
+        &self.overflows
     }
 
     /// Data rows selected (after `--limit` and `--shard`).
@@ -383,6 +429,8 @@ struct Pass {
     problems: Problems,
     rows: u64,
     requests: u64,
+    notes: Vec<String>,
+    overflows: crate::fit::Overflows,
 }
 
 /// The ids seen by a validation pass.
@@ -435,17 +483,29 @@ fn validate(
 ) -> Pass {
     let mut problems = Problems::default();
     let (mut rows, mut requests) = (0u64, 0u64);
+    let mut overflows = crate::fit::Overflows::default();
+    let display = config.display_name();
     while let Some(step) = walker.next() {
         let (line, row, fields) = match step {
-            Step::Problem { line, message } => {
-                problems.push(line, message);
+            Step::Problem {
+                line,
+                file,
+                message,
+            } => {
+                problems.push_at(line, file.as_deref(), message);
                 continue;
             }
             Step::Row { line, row, fields } => (line, row, fields),
         };
+        let file = document_file(config, &fields);
         let id = match shaper.id(&fields, row) {
             Ok(id) => {
-                if let Some(first) = ids.note(hash64(id.as_bytes()), line) {
+                // The reduce stage has a row per (document, model): the pair is the key.
+                let key = match (&config.reduce_from, fields.get("model")) {
+                    (Some(_), Some(Value::String(m))) => hash64(format!("{id}\n{m}").as_bytes()),
+                    _ => hash64(id.as_bytes()),
+                };
+                if let Some(first) = ids.note(key, line) {
                     problems.push(
                         Some(line),
                         format!("duplicate id \"{id}\" (first seen on line {first})"),
@@ -454,7 +514,7 @@ fn validate(
                 Some(id)
             }
             Err(msg) => {
-                problems.push(Some(line), msg);
+                problems.push_at(Some(line), file, msg);
                 None
             }
         };
@@ -463,13 +523,20 @@ fn validate(
                 let mut noted = 0;
                 if let Some(id) = id
                     && problems.is_empty()
-                    && in_shard(config, &id)
+                    && in_shard(config, shard_id(config, &fields, &id))
                 {
                     rows += 1;
                     requests += match shaped.model {
                         RowModel::Own(_) => 1,
                         RowModel::Config => config.models.len() as u64,
                     };
+                    if let Some(catalog) = &config.context {
+                        let at = || match file {
+                            Some(f) => f.to_owned(),
+                            None => format!("{display}:{line}"),
+                        };
+                        check_context(catalog, &shaped, &config.models, at, &mut overflows);
+                    }
                     if let Some(keys) = keys.as_deref_mut() {
                         noted = keys.note(&id, shaped, &config.models);
                     }
@@ -480,7 +547,7 @@ fn validate(
             }
             Err(msgs) => {
                 for msg in msgs {
-                    problems.push(Some(line), msg);
+                    problems.push_at(Some(line), file, msg);
                 }
             }
         }
@@ -489,7 +556,85 @@ fn validate(
         problems,
         rows,
         requests,
+        notes: walker.source.notes(),
+        overflows,
     }
+}
+
+/// Note each request of a row that does not fit its model's context.
+fn check_context(
+    catalog: &crate::catalog::Catalog,
+    shaped: &Shaped,
+    models: &[String],
+    at: impl Fn() -> String,
+    overflows: &mut crate::fit::Overflows,
+) {
+    let (upper, bound) = (
+        crate::fit::prompt_upper_bound(&shaped.body),
+        crate::estimate::max_completion(&shaped.body)
+            .unwrap_or(crate::budget::DEFAULT_COMPLETION_BOUND),
+    );
+    let mut need = None;
+    let own;
+    let models = match &shaped.model {
+        RowModel::Own(m) => {
+            own = [m.clone()];
+            &own[..]
+        }
+        RowModel::Config => models,
+    };
+    for model in models {
+        // Far below the context: no need to count characters.
+        if crate::fit::overflow(catalog, model, (upper, bound)).is_none() {
+            continue;
+        }
+        let need = *need.get_or_insert_with(|| crate::fit::need(&shaped.body));
+        if let Some(over) = crate::fit::overflow(catalog, model, need) {
+            overflows.push(&at(), model, need.0, over);
+        }
+    }
+}
+
+/// The file a row of a document input came from (its problems name it); `None` for rows of
+/// other inputs (their problems name the line).
+fn document_file<'a>(config: &InputConfig, fields: &'a Map<String, Value>) -> Option<&'a str> {
+    (config.format == InputFormat::Documents)
+        .then(|| fields.get("path").and_then(Value::as_str))
+        .flatten()
+}
+
+/// The id a row's shard is decided by: a chunk's document, so that every chunk of a
+/// document (and its reduce) lands in the same shard; else the row's own id.
+fn shard_id<'a>(config: &InputConfig, fields: &'a Map<String, Value>, id: &'a str) -> &'a str {
+    match config.format {
+        InputFormat::Documents => fields.get("document").and_then(Value::as_str).unwrap_or(id),
+        _ => id,
+    }
+}
+
+/// A document row's stage and parts (`None` and empty for every other input).
+fn stage_of(
+    config: &InputConfig,
+    fields: &Map<String, Value>,
+) -> (Option<crate::output::record::Stage>, Vec<String>) {
+    use crate::output::record::Stage;
+    if config.format != InputFormat::Documents {
+        return (None, Vec::new());
+    }
+    let stage = match fields.get("stage").and_then(Value::as_str) {
+        Some("map") => Some(Stage::Map),
+        Some("reduce") => Some(Stage::Reduce),
+        _ => None,
+    };
+    let parts = match fields.get("parts") {
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    (stage, parts)
 }
 
 fn in_shard(config: &InputConfig, id: &str) -> bool {
@@ -531,6 +676,8 @@ struct Current {
     meta: Option<Map<String, Value>>,
     model: RowModel,
     next: usize,
+    stage: Option<crate::output::record::Stage>,
+    parts: Vec<String>,
 }
 
 impl Current {
@@ -564,6 +711,8 @@ impl Current {
             endpoint: self.endpoint,
             body,
             meta,
+            stage: self.stage,
+            parts: self.parts.clone(),
         })
     }
 }
@@ -614,19 +763,30 @@ impl Iterator for Requests {
                     self.skipped += u64::from(skip);
                     continue;
                 }
-                Some(Step::Problem { line, message }) => return self.fail(line, message),
+                Some(Step::Problem {
+                    file: Some(file),
+                    message,
+                    ..
+                }) => return self.fail(None, format!("{file}: {message}")),
+                Some(Step::Problem { line, message, .. }) => return self.fail(line, message),
                 Some(Step::Row { line, row, fields }) => (line, row, fields),
             };
             let id = match self.shared.shaper.id(&fields, row) {
                 Ok(id) => id,
                 Err(msg) => return self.fail(Some(line), msg),
             };
-            if !in_shard(&self.shared.config, &id) {
+            if !in_shard(
+                &self.shared.config,
+                shard_id(&self.shared.config, &fields, &id),
+            ) {
                 continue;
             }
             match self.shared.shaper.shape(&fields) {
                 Ok(shaped) => {
+                    let (stage, parts) = stage_of(&self.shared.config, &fields);
                     self.current = Some(Current {
+                        stage,
+                        parts,
                         id: id.into_owned(),
                         row,
                         line,
@@ -652,6 +812,8 @@ enum Step {
     },
     Problem {
         line: Option<u64>,
+        /// The file of a document input it is about.
+        file: Option<String>,
         message: String,
     },
 }
@@ -701,7 +863,21 @@ impl Walker {
                 self.done = true;
                 None
             }
-            Some(Item::Note { line, message }) => Some(Step::Problem { line, message }),
+            Some(Item::Note { line, message }) => Some(Step::Problem {
+                line,
+                file: None,
+                message,
+            }),
+            Some(Item::Bad { file, message, row }) => {
+                if row {
+                    self.rows += 1;
+                }
+                Some(Step::Problem {
+                    line: None,
+                    file: Some(file),
+                    message,
+                })
+            }
             Some(Item::Row { line, fields }) => {
                 self.rows += 1;
                 Some(match fields {
@@ -712,6 +888,7 @@ impl Walker {
                     },
                     Err(message) => Step::Problem {
                         line: Some(line),
+                        file: None,
                         message,
                     },
                 })
@@ -740,5 +917,7 @@ pub(crate) fn test_request(model: &str, max_tokens: Option<u64>) -> Request {
         fingerprint: fingerprint(Endpoint::Chat, &body),
         body,
         meta: None,
+        stage: None,
+        parts: Vec::new(),
     }
 }

@@ -18,6 +18,9 @@ pub struct InputProblem {
     /// How many lines had it.
     pub lines: u64,
     pub message: String,
+    /// The file of a document input the problem is about (then shown instead of the input's
+    /// path and line: `docs/a.pdf: …`).
+    pub file: Option<String>,
 }
 
 impl InputProblem {
@@ -27,6 +30,7 @@ impl InputProblem {
             last_line: line,
             lines: 1,
             message,
+            file: None,
         }
     }
 }
@@ -57,6 +61,10 @@ impl fmt::Display for InputError {
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
+            }
+            if let Some(file) = &p.file {
+                write!(f, "{file}: {}", p.message)?;
+                continue;
             }
             match (p.line, p.last_line) {
                 (Some(first), Some(last)) if p.lines > 1 => write!(
@@ -93,7 +101,11 @@ impl Problems {
     pub(crate) fn push(&mut self, line: Option<u64>, message: impl Into<String>) {
         let message = message.into();
         // At most MAX_PROBLEMS entries: a linear search is cheaper than hashing the message.
-        if let Some(seen) = self.list.iter_mut().find(|p| p.message == message) {
+        if let Some(seen) = self
+            .list
+            .iter_mut()
+            .find(|p| p.file.is_none() && p.message == message)
+        {
             seen.lines += 1;
             if line.is_some() {
                 seen.line = seen.line.or(line);
@@ -103,6 +115,31 @@ impl Problems {
             self.list.push(InputProblem::new(line, message));
         } else {
             self.more += 1;
+        }
+    }
+
+    /// A problem with one file of a document input: each file is named on its own line.
+    pub(crate) fn push_file(&mut self, file: &str, message: impl Into<String>) {
+        let message = message.into();
+        if self.list.len() < MAX_PROBLEMS {
+            let mut problem = InputProblem::new(None, message);
+            problem.file = Some(file.to_owned());
+            self.list.push(problem);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// [`Problems::push`], or [`Problems::push_file`] when `file` names the row's file.
+    pub(crate) fn push_at(
+        &mut self,
+        line: Option<u64>,
+        file: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        match file {
+            Some(file) => self.push_file(file, message),
+            None => self.push(line, message),
         }
     }
 

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::problems::Problems;
 use super::shape::Shaper;
-use super::{InputConfig, InputError, Walker, in_shard, source};
+use super::{InputConfig, InputError, Walker, document_file, in_shard, source};
 
 /// One input row: its id (as `run` gave it), line, and fields.
 pub struct Row<'a> {
@@ -25,9 +25,13 @@ pub fn each_row(config: &InputConfig, mut each: impl FnMut(Row<'_>)) -> Result<u
     let mut rows = 0u64;
     while let Some(step) = walker.next() {
         match step {
-            super::Step::Problem { line, message } => problems.push(line, message),
+            super::Step::Problem {
+                line,
+                file,
+                message,
+            } => problems.push_at(line, file.as_deref(), message),
             super::Step::Row { line, row, fields } => match shaper.id(&fields, row) {
-                Ok(id) if in_shard(config, &id) => {
+                Ok(id) if in_shard(config, super::shard_id(config, &fields, &id)) => {
                     rows += 1;
                     each(Row {
                         id: &id,
@@ -36,7 +40,7 @@ pub fn each_row(config: &InputConfig, mut each: impl FnMut(Row<'_>)) -> Result<u
                     });
                 }
                 Ok(_) => {}
-                Err(msg) => problems.push(Some(line), msg),
+                Err(msg) => problems.push_at(Some(line), document_file(config, &fields), msg),
             },
         }
     }

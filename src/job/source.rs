@@ -22,6 +22,13 @@ pub(crate) enum Item {
     /// A problem that is not a row (bad header, unterminated quote at the end, I/O error).
     /// After a note the reader may stop.
     Note { line: Option<u64>, message: String },
+    /// A problem with one file of a document input, named by its path (a `row` counts for
+    /// `--limit` and row numbers, as an unusable line does).
+    Bad {
+        file: String,
+        message: String,
+        row: bool,
+    },
 }
 
 /// A streaming reader of rows.
@@ -32,6 +39,11 @@ pub(crate) trait RowSource: Send {
     /// tell where a row ends without parsing it gives an empty object instead.
     fn skip_item(&mut self) -> Option<Item> {
         self.next_item()
+    }
+
+    /// What the reader has to say once it is done that is not a problem (files it skipped).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -48,6 +60,9 @@ pub(crate) fn open_first(
     stdin: impl FnOnce() -> Box<dyn Read + Send>,
 ) -> Result<Opened, InputError> {
     match &config.source {
+        InputSource::Path(path) if config.format == InputFormat::Documents => {
+            Ok((documents(config, path, display)?, None))
+        }
         InputSource::Path(path) => {
             let file = File::open(path)
                 .map_err(|e| InputError::one(display, None, format!("cannot open: {e}")))?;
@@ -83,6 +98,9 @@ pub(crate) fn open_again(
     display: &str,
     spool: Option<&NamedTempFile>,
 ) -> Result<Box<dyn RowSource>, InputError> {
+    if let (InputFormat::Documents, InputSource::Path(path)) = (config.format, &config.source) {
+        return documents(config, path, display);
+    }
     let file = match (spool, &config.source) {
         (Some(spool), _) => spool.reopen(),
         (None, InputSource::Path(path)) => File::open(path),
@@ -92,9 +110,30 @@ pub(crate) fn open_again(
     Ok(reader(config.format, Box::new(file)))
 }
 
+/// The files of a document input (a folder, a glob or one file).
+fn documents(
+    config: &InputConfig,
+    path: &std::path::Path,
+    display: &str,
+) -> Result<Box<dyn RowSource>, InputError> {
+    let selection = crate::docs::Selection::parse(&path.to_string_lossy())
+        .map_err(|e| InputError::one(display, None, e))?;
+    let docs = super::files::DocsSource::new(selection, config.hidden, display, config.chunk);
+    Ok(match &config.reduce_from {
+        Some(output) => Box::new(super::reduce::ReduceSource::new(
+            docs,
+            &config.models,
+            output,
+        )),
+        None => Box::new(docs),
+    })
+}
+
 fn reader(format: InputFormat, raw: Box<dyn Read + Send>) -> Box<dyn RowSource> {
     let buffered: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(BUF, raw));
     match format {
+        // Documents are opened by `documents`; a document input is never a byte stream.
+        InputFormat::Documents => Box::new(super::jsonl::JsonlSource::new(buffered)),
         InputFormat::Jsonl => Box::new(super::jsonl::JsonlSource::new(buffered)),
         InputFormat::Csv => Box::new(super::csv::CsvSource::new(buffered, b',')),
         InputFormat::Tsv => Box::new(super::csv::CsvSource::new(buffered, b'\t')),

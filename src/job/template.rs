@@ -53,6 +53,11 @@ impl Template {
         Ok(Template { env, vars })
     }
 
+    /// The top-level variables the template reads, sorted.
+    pub(crate) fn vars(&self) -> &[String] {
+        &self.vars
+    }
+
     /// Renders the template with the row's fields as its context.
     pub(crate) fn render(&self, fields: &Map<String, Value>) -> Result<String, String> {
         let template = self

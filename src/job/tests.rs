@@ -34,6 +34,10 @@ fn config(path: &std::path::Path, format: InputFormat) -> InputConfig {
         schema: None,
         limit: None,
         shard: None,
+        hidden: false,
+        context: None,
+        chunk: None,
+        reduce_from: None,
     }
 }
 

@@ -180,6 +180,16 @@ pub struct MockConfig {
     /// any of key, generation, responses, models (comma-separated).
     #[arg(long, value_name = "PATHS", value_delimiter = ',', value_parser = ["key", "generation", "responses", "models"])]
     pub without: Vec<String>,
+
+    /// Publish this context length for every model in `/models` (0 publishes `null`, as
+    /// OpenRouter does for a model whose context it does not know).
+    #[arg(long, value_name = "TOKENS")]
+    pub context_length: Option<u64>,
+
+    /// Publish this `top_provider.max_completion_tokens` for every model (0: `null`)
+    /// [default: 16384].
+    #[arg(long, value_name = "TOKENS")]
+    pub max_completion_tokens: Option<u64>,
 }
 
 impl Default for MockConfig {
@@ -221,6 +231,8 @@ impl Default for MockConfig {
             management_key: None,
             management_refusal: 403,
             key_limit_status: 402,
+            context_length: None,
+            max_completion_tokens: None,
         }
     }
 }

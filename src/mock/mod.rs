@@ -142,7 +142,7 @@ fn router(shared: Arc<Shared>) -> Router {
         api = api.route("/generation", get(generation::generation));
     }
     if serves("models") {
-        api = api.route("/models", get(pricing::models));
+        api = api.route("/models", get(models));
     }
     if serves("key") {
         api = api
@@ -156,6 +156,13 @@ fn router(shared: Arc<Shared>) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared);
     Router::new().nest("/api/v1", api)
+}
+
+async fn models(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    pricing::models(
+        shared.config.context_length,
+        shared.config.max_completion_tokens,
+    )
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Json<MockStats> {

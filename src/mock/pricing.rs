@@ -130,7 +130,17 @@ pub fn served_model(model: &str) -> String {
     entry(model).map_or_else(|| model.to_string(), |e| e.served_as.to_string())
 }
 
-fn model_json(e: &Entry) -> Value {
+/// A published limit: the knob's value if set (0 is `null`), else the table's.
+fn limit(knob: Option<u64>, table: u64) -> Value {
+    match knob {
+        Some(0) => Value::Null,
+        Some(n) => n.into(),
+        None => table.into(),
+    }
+}
+
+fn model_json(e: &Entry, context: Option<u64>, max_completion: Option<u64>) -> Value {
+    let context = limit(context, e.context_length);
     json!({
         "id": e.id,
         "canonical_slug": e.served_as,
@@ -138,7 +148,7 @@ fn model_json(e: &Entry) -> Value {
         "name": e.name,
         "created": 1_721_260_800u64,
         "description": format!("{} served by the orbatch mock server.", e.name),
-        "context_length": e.context_length,
+        "context_length": context,
         "architecture": {
             "modality": "text->text",
             "input_modalities": ["text"],
@@ -155,8 +165,8 @@ fn model_json(e: &Entry) -> Value {
             "internal_reasoning": "0"
         },
         "top_provider": {
-            "context_length": e.context_length,
-            "max_completion_tokens": 16_384,
+            "context_length": context,
+            "max_completion_tokens": limit(max_completion, 16_384),
             "is_moderated": false
         },
         "per_request_limits": null,
@@ -168,9 +178,13 @@ fn model_json(e: &Entry) -> Value {
     })
 }
 
-/// `GET /models`: the built-in table (unknown ids are still accepted by inference).
-pub async fn models() -> Json<Value> {
-    let data: Vec<Value> = TABLE.iter().map(model_json).collect();
+/// `GET /models`: the built-in table (unknown ids are still accepted by inference), with
+/// the `--context-length` and `--max-completion-tokens` knobs applied.
+pub fn models(context: Option<u64>, max_completion: Option<u64>) -> Json<Value> {
+    let data: Vec<Value> = TABLE
+        .iter()
+        .map(|e| model_json(e, context, max_completion))
+        .collect();
     let total = data.len();
     Json(json!({ "data": data, "total_count": total, "links": { "next": null } }))
 }

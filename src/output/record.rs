@@ -129,6 +129,13 @@ pub struct Record {
     /// attempt's reserved worst case). Absent when no failed attempt may have been billed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_cost_bound: Option<f64>,
+    /// A chunked document's records: `map` for each chunk (`ID#k`), `reduce` for the
+    /// document's answer; absent for every other job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// A reduce record's chunk ids, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
     /// What each attempt before the last failed with (for the summary; not written).
     #[serde(skip)]
     pub retried: Vec<ErrorKind>,
@@ -141,6 +148,14 @@ pub struct Record {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// The stage of a chunked document's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Map,
+    Reduce,
 }
 
 /// What a record's `usage.cost` says it cost.

@@ -274,6 +274,8 @@ mod tests {
             reasks: 0,
             lenient_json: false,
             failed_cost_bound: None,
+            stage: None,
+            parts: Vec::new(),
             retried: Vec::new(),
             interrupted: false,
         })

@@ -43,6 +43,8 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
         reasks: 0,
         lenient_json: false,
         failed_cost_bound: None,
+        stage: None,
+        parts: Vec::new(),
         retried: Vec::new(),
         interrupted: false,
     }

@@ -107,8 +107,13 @@ pub fn run_config(base: &RunConfig, out: &Path, rubric: &str) -> RunConfig {
         limit: None,
         shard: None,
         schema: None,
+        hidden: false,
+        context: base.input.context.clone(),
+        chunk: None,
+        reduce_from: None,
     };
     config.structured = None;
+    config.reduce_template = None;
     config.output = judge_path(out);
     config.max_cost = None;
     config.fresh = false;

@@ -284,6 +284,10 @@ mod job {
             schema: None,
             limit: None,
             shard: None,
+            hidden: false,
+            context: None,
+            chunk: None,
+            reduce_from: None,
         }
     }
 

@@ -7,6 +7,7 @@ mod byok;
 mod catalog;
 mod compat;
 mod costs;
+mod docs;
 mod exit_codes;
 mod export;
 mod faults;

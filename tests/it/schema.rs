@@ -5,14 +5,14 @@ use serde_json::Value;
 
 use crate::support::{Env, records};
 
-fn validator() -> jsonschema::Validator {
+pub(crate) fn validator() -> jsonschema::Validator {
     let text = include_str!("../../schema/record.schema.json");
     let schema: Value = serde_json::from_str(text).expect("the schema is JSON");
     jsonschema::draft202012::new(&schema).expect("the schema is a valid draft 2020-12 schema")
 }
 
 /// Every problem of `v` against the schema, as `label at /path: what`.
-fn problems(validator: &jsonschema::Validator, v: &Value, label: &str) -> Vec<String> {
+pub(crate) fn problems(validator: &jsonschema::Validator, v: &Value, label: &str) -> Vec<String> {
     validator
         .iter_errors(v)
         .map(|e| format!("{label} at {}: {e}", e.instance_path()))
