@@ -684,6 +684,9 @@ pub enum ReportByArg {
     Tier,
     /// The output file (one line per job or shard, when several are given).
     Input,
+    /// The document: a chunked document's chunk and reduce requests together (its whole
+    /// spend).
+    Document,
 }
 
 /// `report --format`.

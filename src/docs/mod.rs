@@ -111,6 +111,18 @@ pub fn chunk_id(document: &str, k: usize) -> String {
     format!("{document}#{k}")
 }
 
+/// The document a record belongs to: its own id, or for a chunk (`stage: map`, id `ID#k`)
+/// the id before `#k`.
+pub fn document_of(id: &str, stage: Option<crate::output::record::Stage>) -> &str {
+    if stage != Some(crate::output::record::Stage::Map) {
+        return id;
+    }
+    match id.rsplit_once('#') {
+        Some((doc, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => doc,
+        _ => id,
+    }
+}
+
 /// The default output of a document input: `<root>.out.jsonl` beside its root folder
 /// (`docs/` → `docs.out.jsonl`, `docs/**/*.md` → `docs.out.jsonl`, `a/b.md` → `a/b.out.jsonl`).
 pub(crate) fn default_output(arg: &str) -> PathBuf {

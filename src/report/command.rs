@@ -45,6 +45,7 @@ impl ReportOptions {
                 ReportByArg::Error => GroupBy::Error,
                 ReportByArg::Tier => GroupBy::Tier,
                 ReportByArg::Input => GroupBy::Input,
+                ReportByArg::Document => GroupBy::Document,
             },
             format: match args.format {
                 ReportFormatArg::Table => Format::Table,

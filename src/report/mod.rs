@@ -50,6 +50,8 @@ pub enum GroupBy {
     Tier,
     /// The output file the key's last record was read from (one line per job or shard).
     Input,
+    /// The document (a chunked document's chunk records and its reduce record together).
+    Document,
 }
 
 impl GroupBy {
@@ -62,6 +64,7 @@ impl GroupBy {
             GroupBy::Error => "error",
             GroupBy::Tier => "tier",
             GroupBy::Input => "input",
+            GroupBy::Document => "document",
         }
     }
 
@@ -77,6 +80,7 @@ impl GroupBy {
             GroupBy::Error => r.error.as_ref().map_or(NONE, |e| e.kind.as_str()),
             GroupBy::Tier => r.service_tier.as_deref().unwrap_or(NONE),
             GroupBy::Input => input,
+            GroupBy::Document => crate::docs::document_of(&r.id, r.stage),
         }
     }
 }

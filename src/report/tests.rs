@@ -256,6 +256,7 @@ fn every_grouping_partitions_requests_and_spend() {
         GroupBy::Error,
         GroupBy::Tier,
         GroupBy::Input,
+        GroupBy::Document,
     ] {
         let r = by(g, &recs);
         let spend: f64 = r.groups.iter().filter_map(|g| g.spend_inline).sum();
@@ -509,4 +510,30 @@ fn by_input_gives_a_line_per_file() {
         .collect();
     assert_eq!(keys, [("a.jsonl", 1), ("b.jsonl", 1)]);
     assert!(close(r.groups[1].audit.total.unwrap(), 0.5));
+}
+
+#[test]
+fn by_document_adds_a_documents_chunks_and_its_reduce() {
+    use crate::output::record::Stage;
+    let chunk = |k: u32, cost: f64| {
+        let mut r = ok(&format!("long.md#{k}"), "m/a", cost, 10);
+        r.stage = Some(Stage::Map);
+        r
+    };
+    let mut reduce = ok("long.md", "m/a", 0.5, 10);
+    reduce.stage = Some(Stage::Reduce);
+    reduce.parts = vec!["long.md#1".into(), "long.md#2".into()];
+    // An id with a # that is not a chunk stays itself.
+    let plain = ok("notes#draft", "m/a", 0.25, 10);
+    let r = by(
+        GroupBy::Document,
+        &[chunk(1, 0.125), chunk(2, 0.125), reduce, plain],
+    );
+    let keys: Vec<(&str, u64)> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.requests))
+        .collect();
+    assert_eq!(keys, [("long.md", 3), ("notes#draft", 1)]);
+    assert!(close(r.groups[0].audit.total.unwrap(), 0.75));
 }
