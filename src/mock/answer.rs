@@ -161,6 +161,16 @@ pub fn oracle_words(model: &str, prompt: &str, expected: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
 
+/// `[[mock:expect=VALUE]]` in a prompt: the mock answers VALUE, or a wrong answer, at the
+/// model's [`accuracy`] (what `run --mock` does for a job with a `[score]` table, for any
+/// client of `orbatch mock-server`).
+pub fn expected_directive(prompt: &str) -> Option<String> {
+    const OPEN: &str = "[[mock:expect=";
+    let start = prompt.find(OPEN)? + OPEN.len();
+    let end = prompt[start..].find("]]")?;
+    Some(prompt[start..start + end].to_owned())
+}
+
 /// The mock as a judge: a prompt laid out as orbatch's rubric lays it out (`Expected
 /// answer:` and `Answer to grade:` sections) is answered CORRECT when the graded answer
 /// contains the expected one (case, punctuation and spacing aside), else INCORRECT. `None`

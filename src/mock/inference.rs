@@ -443,12 +443,14 @@ pub async fn sleep(d: Duration) {
 /// Decide what the answer contains for `ctx` (issues the generation id).
 pub fn plan(ctx: &Ctx, fault: Option<&Fault>) -> Plan {
     let req = &ctx.req;
-    let oracle = ctx
-        .state
-        .config
-        .oracle
-        .as_ref()
-        .and_then(|o| o.get(&crate::hash::hash64(req.prompt.as_bytes())));
+    let expected = answer::expected_directive(&req.prompt);
+    let oracle = expected.as_ref().or_else(|| {
+        ctx.state
+            .config
+            .oracle
+            .as_ref()
+            .and_then(|o| o.get(&crate::hash::hash64(req.prompt.as_bytes())))
+    });
     let schema = req
         .schema
         .as_ref()

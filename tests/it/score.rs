@@ -497,3 +497,64 @@ async fn the_judge_grades_through_the_pool_resumes_and_is_audited_apart() {
         table.stdout
     );
 }
+
+/// `[[mock:expect=VALUE]]`: any client of the mock server gets VALUE, or a wrong answer, at
+/// the model's fixed accuracy, so an evaluation can be scored end to end without `--mock`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_answers_an_expected_value_by_directive() {
+    let env = Env::new().await;
+    let mut text = String::from("id,prompt,answer\n");
+    for i in 1..=40 {
+        text.push_str(&format!(
+            "q{i},[[mock:expect={}]] What is {i} squared?,{}\n",
+            i * i,
+            i * i
+        ));
+    }
+    let input = env.write("sq.csv", &text);
+    let out = env.path("sq.out.jsonl");
+    env.run()
+        .input(&input)
+        .args(&["-m", "m/a", "-m", "m/b", "-q", "-o", out.to_str().unwrap()])
+        .output()
+        .await
+        .code(0);
+    let recs = records(&out);
+    let right = |model: &str| {
+        recs.iter()
+            .filter(|r| r["model"] == model)
+            .filter(|r| {
+                let said = r["output"].as_str().unwrap();
+                assert!(
+                    said == "I am not sure." || said.parse::<u64>().is_ok(),
+                    "{said}"
+                );
+                said != "I am not sure."
+            })
+            .count()
+    };
+    let (a, b) = (right("m/a"), right("m/b"));
+    assert!(a > 10 && b > 10 && (a < 40 || b < 40), "{a} {b}");
+    let done = Cmd::new(&[
+        "score",
+        out.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+    ])
+    .args(&["--expected", "answer", "--scorer", "number"])
+    .output()
+    .await;
+    done.code(0);
+    let lines: Vec<Value> = std::fs::read_to_string(env.path("sq.out.scores.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let passed = |m: &str| {
+        lines
+            .iter()
+            .filter(|l| l["model"] == m && l["passed"] == true)
+            .count()
+    };
+    assert_eq!((passed("m/a"), passed("m/b")), (a, b));
+}
