@@ -58,6 +58,8 @@ pub struct Plan {
     pub max_cost_flag: Option<f64>,
     /// Requests by the `service_tier` they ask for (`None`: not set).
     pub tiers: BTreeMap<Option<String>, u64>,
+    /// `--reask N` under `--schema`: each request may take up to N + 1 asks.
+    pub reasks: u32,
     /// Requests that do not fit their model's context, and why the check was skipped if it was.
     pub overflows: crate::fit::Overflows,
     pub context_skipped: Option<String>,
@@ -175,6 +177,16 @@ impl Plan {
                 "the worst case {} exceeds --max-cost {}: the run will stop at the cap",
                 usd(total),
                 usd(cap)
+            ));
+        }
+        if self.reasks > 0 {
+            w.push(format!(
+                "--schema with --reask {}: a request whose answer does not fit is asked again, up \
+                 to {} asks in all (each re-ask sends the conversation so far), so the worst \
+                 case above is for the first ask only: up to {}× more if every answer is re-asked",
+                self.reasks,
+                self.reasks + 1,
+                self.reasks + 1
             ));
         }
         for (tier, n) in &self.tiers {
@@ -300,6 +312,7 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
     let retry_errors = config.retry_errors;
     let fresh = config.fresh;
     let reduce = config.reduce_template.is_some();
+    let reasks = config.structured.as_ref().map_or(0, |s| s.reask);
     let mut plan = tokio::task::spawn_blocking(move || -> Result<Plan, UsageError> {
         let input = Input::open(input_config).map_err(|e| UsageError::new(e.to_string()))?;
         let prior = if fresh {
@@ -310,6 +323,7 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
             })?
         };
         let mut plan = Plan {
+            reasks,
             rows: input.rows(),
             overflows: input.overflows().clone(),
             notes: input.notes().to_vec(),

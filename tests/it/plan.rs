@@ -128,3 +128,21 @@ async fn an_unknown_model_id_is_named_with_close_matches() {
         done.stderr
     );
 }
+
+/// Under `--schema` with re-asks, `plan` says its worst case is for the first ask only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_says_re_asks_can_multiply_the_worst_case() {
+    let job = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/extract.toml");
+    let done = crate::support::Cmd::new(&["plan", job.to_str().unwrap(), "--mock"])
+        .output()
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("--schema with --reask 1: ")
+            && done
+                .stderr
+                .contains("up to 2× more if every answer is re-asked"),
+        "{}",
+        done.stderr
+    );
+}
