@@ -46,7 +46,8 @@ pub enum Command {
     /// Summarise output files: counts, ok %, tokens, spend (inline and exact), latency, errors.
     #[command(after_help = EXIT_CODES_HELP)]
     Report(ReportArgs),
-    /// Score the answers of output files against the input's expected values, offline:
+    /// Score the answers of output files against the input's expected values (offline but
+    /// for the judge scorer, whose requests go to OUT.judge.jsonl):
     /// writes OUT.scores.jsonl beside each output (replaced on every run) and shows accuracy
     /// per model. `report` then adds intervals, cost per correct answer and model pairs.
     #[command(after_help = EXIT_CODES_HELP)]
