@@ -26,6 +26,7 @@ pub(crate) mod inflight;
 pub(crate) mod job;
 pub(crate) mod limit;
 pub mod mock;
+pub(crate) mod money;
 pub(crate) mod output;
 pub(crate) mod plan;
 pub(crate) mod pool;

@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::figures::{
-    ByokFields, Exact, Figures, Reconciliation, Split, TOLERANCE_FLOOR_USD, TOLERANCE_SHARE, Tally,
-    reconcile,
+    Exact, Figures, Reconciliation, Split, TOLERANCE_FLOOR_USD, TOLERANCE_SHARE, Tally, reconcile,
 };
 use super::manage::{self, ManagedKey};
 use crate::cli::{AuditArgs, TableFormat};
@@ -78,16 +77,12 @@ fn read_output(out: &Path, tally: &mut Tally, warnings: &mut Vec<String>) -> Res
     let (mut good, mut bad, mut lines) = (0u64, 0usize, 0u64);
     read::for_each_line(out, |n, line, last| {
         lines += 1;
-        // The record, and its BYOK fields read on their own (present or not in `Record`).
-        match (
-            serde_json::from_slice::<Record>(line),
-            serde_json::from_slice::<ByokFields>(line),
-        ) {
-            (Ok(r), Ok(b)) => {
+        match serde_json::from_slice::<Record>(line) {
+            Ok(r) => {
                 good += 1;
-                tally.record(&r, &b);
+                tally.record(&r);
             }
-            (Err(e), _) | (_, Err(e)) => {
+            Err(e) => {
                 bad += 1;
                 if bad <= MAX_WARNINGS {
                     warnings.push(if last {

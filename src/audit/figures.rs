@@ -6,6 +6,7 @@
 //! Money is summed in picodollars (integers), so the order of the lines does not change
 //! a total and differences of a millionth of a dollar are real, not rounding.
 
+use crate::money::Picos;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -21,25 +22,6 @@ pub fn tolerance(a: f64, b: f64) -> f64 {
 
 pub const TOLERANCE_SHARE: f64 = 0.005;
 pub const TOLERANCE_FLOOR_USD: f64 = 0.000_001;
-
-/// USD in picodollars.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-struct Picos(i128);
-
-impl Picos {
-    fn from_usd(usd: f64) -> Picos {
-        // `as` saturates and maps NaN to 0: a nonsense cost cannot poison the sum.
-        Picos((usd * 1e12).round() as i128)
-    }
-
-    fn usd(self) -> f64 {
-        self.0 as f64 / 1e12
-    }
-
-    fn add(&mut self, usd: f64) {
-        self.0 = self.0.saturating_add(Picos::from_usd(usd).0);
-    }
-}
 
 /// OpenRouter's charge and the provider's (BYOK), in USD.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -62,8 +44,8 @@ struct Sum {
 
 impl Sum {
     fn add(&mut self, s: Split) {
-        self.openrouter.add(s.openrouter);
-        self.byok.add(s.byok);
+        self.openrouter.add(Picos::from_usd(s.openrouter));
+        self.byok.add(Picos::from_usd(s.byok));
     }
 
     fn split(&self) -> Split {
@@ -74,28 +56,16 @@ impl Sum {
     }
 }
 
-/// The BYOK fields of a record, read beside [`Record`] so that this works whether or not
-/// `Record` has them yet (they are optional in any case).
-#[derive(Debug, Default, Deserialize)]
-pub struct ByokFields {
-    #[serde(default)]
-    pub is_byok: Option<bool>,
-    #[serde(default)]
-    pub upstream_cost: Option<f64>,
-}
-
 /// What a record says it cost: `usage.cost` (OpenRouter's charge; for BYOK, its fee) and,
 /// for BYOK, the provider's charge (`upstream_cost`).
-fn record_split(r: &Record, byok: &ByokFields) -> Split {
-    let openrouter = match r.inline_cost() {
-        InlineCost::Known(_) => r.usage.as_ref().and_then(|u| u.cost).unwrap_or(0.0),
-        InlineCost::Free | InlineCost::Unknown => 0.0,
-    };
-    let byok = match (byok.is_byok, byok.upstream_cost) {
-        (Some(true), Some(c)) if c.is_finite() => c,
-        _ => 0.0,
-    };
-    Split { openrouter, byok }
+fn record_split(r: &Record) -> Split {
+    match r.inline_cost() {
+        InlineCost::Known(_) => Split {
+            openrouter: r.usage.as_ref().and_then(|u| u.cost).unwrap_or(0.0),
+            byok: Some(r.byok_cost()).filter(|c| c.is_finite()).unwrap_or(0.0),
+        },
+        InlineCost::Free | InlineCost::Unknown => Split::default(),
+    }
 }
 
 /// One `/generation` line of a sidecar.
@@ -136,9 +106,9 @@ pub struct Tally {
 
 impl Tally {
     /// Count one record.
-    pub fn record(&mut self, r: &Record, byok: &ByokFields) {
+    pub fn record(&mut self, r: &Record) {
         self.records += 1;
-        let split = record_split(r, byok);
+        let split = record_split(r);
         self.inline.add(split);
         let answered = r.status == Status::Ok;
         if answered && r.inline_cost() == InlineCost::Unknown {
@@ -433,11 +403,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn line(v: serde_json::Value) -> (Record, ByokFields) {
-        let text = v.to_string();
-        let r: Record = serde_json::from_str(&text).unwrap();
-        let b: ByokFields = serde_json::from_str(&text).unwrap();
-        (r, b)
+    fn line(v: serde_json::Value) -> Record {
+        serde_json::from_value(v).unwrap()
     }
 
     fn rec(
@@ -446,7 +413,7 @@ mod tests {
         cost: Option<f64>,
         ids: &[&str],
         extra: serde_json::Value,
-    ) -> (Record, ByokFields) {
+    ) -> Record {
         let mut v = json!({
             "id": id, "model": "m/a", "endpoint": "chat", "row": 1, "status": status,
             "output": "x", "finish_reason": "stop",
@@ -486,10 +453,10 @@ mod tests {
     #[test]
     fn the_three_agree_and_failed_attempts_explain_exact_over_inline() {
         let mut t = Tally::default();
-        let (r, b) = rec("a", "ok", Some(0.001), &["g1", "g2"], json!({}));
-        t.record(&r, &b);
-        let (r, b) = rec("b", "ok", Some(0.002), &["g3"], json!({}));
-        t.record(&r, &b);
+        let r = rec("a", "ok", Some(0.001), &["g1", "g2"], json!({}));
+        t.record(&r);
+        let r = rec("b", "ok", Some(0.002), &["g3"], json!({}));
+        t.record(&r);
         for (id, c) in [("g1", 0.0005), ("g2", 0.001), ("g3", 0.002)] {
             t.exact(&exact(id, c));
         }
@@ -507,8 +474,8 @@ mod tests {
     #[test]
     fn more_on_the_key_is_other_use_and_less_is_lag() {
         let mut t = Tally::default();
-        let (r, b) = rec("a", "ok", Some(0.001), &["g1"], json!({}));
-        t.record(&r, &b);
+        let r = rec("a", "ok", Some(0.001), &["g1"], json!({}));
+        t.record(&r);
         let f = t.figures();
         assert_eq!((f.pending, f.pending_unpriced), (1, 0));
         let r = reconcile(&f, &key(0.003));
@@ -536,8 +503,8 @@ mod tests {
     fn byok_provider_charges_are_not_in_the_keys_usage() {
         let mut t = Tally::default();
         let byok = json!({"is_byok": true, "upstream_cost": 0.02});
-        let (r, b) = rec("a", "ok", Some(0.001), &["g1"], byok);
-        t.record(&r, &b);
+        let r = rec("a", "ok", Some(0.001), &["g1"], byok);
+        t.record(&r);
         t.exact(&Exact {
             id: "g1".into(),
             total_cost: Some(0.001),
@@ -571,8 +538,8 @@ mod tests {
     #[test]
     fn pending_failed_attempts_are_counted_apart() {
         let mut t = Tally::default();
-        let (r, b) = rec("a", "error", None, &["g1"], json!({}));
-        t.record(&r, &b);
+        let r = rec("a", "error", None, &["g1"], json!({}));
+        t.record(&r);
         let f = t.figures();
         assert_eq!((f.pending, f.pending_unpriced), (1, 1));
         let r = reconcile(&f, &key(0.001));

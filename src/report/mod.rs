@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::costs::charge::Charge;
 use crate::hash::{hash64, key64};
+use crate::money::Picos;
 use crate::output::record::{ErrorKind, InlineCost, Record, Status};
 
 /// The group of a record with nothing to group by (no provider, no error).
@@ -247,26 +248,6 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// USD as integer picodollars, so that sums are exact and independent of the order records
-/// are read in (shards merged give the same totals as one run).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Picos(i128);
-
-impl Picos {
-    fn from_usd(usd: f64) -> Picos {
-        // `as` saturates and maps NaN to 0: a nonsense cost cannot poison the sum.
-        Picos((usd * 1e12).round() as i128)
-    }
-
-    fn usd(self) -> f64 {
-        self.0 as f64 / 1e12
-    }
-
-    fn add(&mut self, other: Picos) {
-        self.0 = self.0.saturating_add(other.0);
-    }
-}
-
 /// A generation's exact spend: OpenRouter's part and the provider's (BYOK).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Exact {
@@ -276,7 +257,11 @@ struct Exact {
 
 impl Exact {
     fn total(self) -> Picos {
-        Picos(self.openrouter.0.saturating_add(self.byok.0))
+        {
+            let mut t = self.openrouter;
+            t.add(self.byok);
+            t
+        }
     }
 }
 
@@ -557,8 +542,7 @@ fn spend(paid: &Paid, exact: bool) -> Spend {
         exact: exact_usd,
         generation_ids: paid.ids,
         unconfirmed_ids: paid.unconfirmed,
-        difference: (complete && paid.uncosted == 0)
-            .then(|| Picos(paid.exact.0 - paid.inline.0).usd()),
+        difference: (complete && paid.uncosted == 0).then(|| paid.exact.minus(paid.inline).usd()),
         difference_final: complete,
     }
 }
@@ -582,10 +566,10 @@ impl Paid {
         let part = |p: Picos| total.map(|_| p.usd());
         Audit {
             source,
-            openrouter: total.map(|t| Picos(t.0 - byok.0).usd()),
+            openrouter: total.map(|t| t.minus(byok).usd()),
             byok: part(byok),
             total: total.map(Picos::usd),
-            answers: total.map(|t| Picos(t.0 - failed.0).usd()),
+            answers: total.map(|t| t.minus(failed).usd()),
             failed_attempts: part(failed),
             per_1000_rows: total
                 .filter(|_| requests > 0)
