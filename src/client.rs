@@ -155,12 +155,24 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<GetResponse, Failure> {
+        self.call_bytes(method, path, body.map(|b| b.to_string().into_bytes()))
+            .await
+    }
+
+    /// As [`Client::call`], with a JSON body already serialized (the Batch API needs its
+    /// keys in a fixed order).
+    pub async fn call_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<GetResponse, Failure> {
         let work = async {
             let mut request = self.http.request(method, self.url(path));
             if let Some(body) = body {
                 request = request
                     .header(header::CONTENT_TYPE, "application/json")
-                    .body(body.to_string());
+                    .body(body);
             }
             let resp = request.send().await.map_err(transport_failure)?;
             let status = resp.status().as_u16();
@@ -182,8 +194,11 @@ impl Client {
             .unwrap_or(Err(Failure::Timeout))
     }
 
-    /// `base_url` + `path`.
+    /// `base_url` + `path`, or `path` itself when it is a whole URL.
     pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return path.to_owned();
+        }
         format!("{}{}", self.base_url, path)
     }
 

@@ -443,6 +443,8 @@ fn finish(
         output_json: None,
         reasks: 0,
         lenient_json: false,
+        lane: None,
+        batch_id: None,
         retried: Vec::new(),
         interrupted: false,
     }

@@ -432,6 +432,12 @@ pub fn summary(s: &RunSummary, command_hint: &str) -> String {
         )),
         None => {}
     }
+    if let Some(waiting) = &s.waiting {
+        out.push_str(&format!(
+            "  waiting: {waiting}; rerun `{command_hint}` to continue polling (nothing is \
+             submitted twice)\n"
+        ));
+    }
     let failed = t.failed + s.kept_errors;
     if failed > 0 && s.stopped.is_none() && s.failure.is_none() {
         out.push_str(&format!(

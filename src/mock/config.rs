@@ -158,6 +158,29 @@ pub struct MockConfig {
     /// any of key, generation, responses, models (comma-separated).
     #[arg(long, value_name = "PATHS", value_delimiter = ',', value_parser = ["key", "generation", "responses", "models"])]
     pub without: Vec<String>,
+
+    /// Batch API: ms from submit to a terminal status (validating, in_progress, finalizing
+    /// each a third of it).
+    #[arg(long, default_value_t = 0)]
+    pub batch_ms: u64,
+
+    /// Batch API: reads of a new batch answered 404 before it is found (eventual consistency).
+    #[arg(long, default_value_t = 0)]
+    pub batch_404s: u32,
+
+    /// Batch API: reads of completed results answered 402 (the payment gate) before they
+    /// are released.
+    #[arg(long, default_value_t = 0)]
+    pub batch_402: u32,
+
+    /// Batch API: the first N submits are stored but their connection is dropped unanswered.
+    #[arg(long, default_value_t = 0)]
+    pub batch_drop_submits: u32,
+
+    /// Batch API: where results are served: inline (in GET /batches/{id}), paged (only
+    /// GET /batches/{id}/results) or both.
+    #[arg(long, default_value = "inline", value_parser = ["inline", "paged", "both"])]
+    pub batch_results: String,
 }
 
 impl Default for MockConfig {
@@ -195,6 +218,11 @@ impl Default for MockConfig {
             management_key: None,
             management_refusal: 403,
             key_limit_status: 402,
+            batch_ms: 0,
+            batch_404s: 0,
+            batch_402: 0,
+            batch_drop_submits: 0,
+            batch_results: "inline".to_owned(),
         }
     }
 }

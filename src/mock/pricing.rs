@@ -169,8 +169,18 @@ fn model_json(e: &Entry) -> Value {
 }
 
 /// `GET /models`: the built-in table (unknown ids are still accepted by inference).
+/// Batchable models also appear as `<id>:batch`, at the Batch API's price (BATCH.md §4).
 pub async fn models() -> Json<Value> {
-    let data: Vec<Value> = TABLE.iter().map(model_json).collect();
+    let mut data: Vec<Value> = TABLE.iter().map(model_json).collect();
+    for e in TABLE.iter().filter(|e| super::batch::batchable(e.id)) {
+        let mut m = model_json(e);
+        m["id"] = json!(format!("{}:batch", e.id));
+        m["name"] = json!(format!("{} (batch)", e.name));
+        m["pricing"]["prompt"] = json!((e.price.prompt * super::batch::BATCH_FACTOR).to_string());
+        m["pricing"]["completion"] =
+            json!((e.price.completion * super::batch::BATCH_FACTOR).to_string());
+        data.push(m);
+    }
     let total = data.len();
     Json(json!({ "data": data, "total_count": total, "links": { "next": null } }))
 }

@@ -124,6 +124,12 @@ pub struct Record {
     /// `--lenient-json` stripped a code fence or prose around the JSON of `output`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lenient_json: bool,
+    /// `"batch"` for a record of the batch lane (`--lane batch|auto`); absent for live ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    /// The Batch API batch that answered (or failed) the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
     /// What each attempt before the last failed with (for the summary; not written).
     #[serde(skip)]
     pub retried: Vec<ErrorKind>,

@@ -273,6 +273,8 @@ mod tests {
             output_json: None,
             reasks: 0,
             lenient_json: false,
+            lane: None,
+            batch_id: None,
             retried: Vec::new(),
             interrupted: false,
         })

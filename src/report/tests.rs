@@ -42,6 +42,8 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
         output_json: None,
         reasks: 0,
         lenient_json: false,
+        lane: None,
+        batch_id: None,
         retried: Vec::new(),
         interrupted: false,
     }
