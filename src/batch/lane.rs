@@ -63,6 +63,15 @@ fn poll_base() -> Duration {
 
 const POLL_CAP: Duration = Duration::from_secs(60);
 
+/// Requests per batch: [`MAX_REQUESTS`]; `ORBATCH_BATCH_MAX_REQUESTS` lowers it (tests and
+/// benchmarks split small inputs into several batches).
+fn max_requests() -> usize {
+    std::env::var("ORBATCH_BATCH_MAX_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(MAX_REQUESTS, |n| n.clamp(1, MAX_REQUESTS))
+}
+
 /// A batch this run polls: submitted now, or found in the state file.
 struct Active {
     known: Known,
@@ -177,7 +186,7 @@ impl Driver {
         }
         let variant = format!("{model}:batch");
         match (&self.catalog, self.ctx.settings.lane) {
-            (Some(c), _) if c.get(&variant).is_some() => Some(variant),
+            (Some(c), _) if c.get_exact(&variant).is_some() => Some(variant),
             (_, Lane::Batch) => Some(variant),
             _ => None,
         }
@@ -189,6 +198,7 @@ impl Driver {
         index: &HashMap<(String, String), (usize, String, String)>,
     ) {
         let mut groups: HashMap<(String, Endpoint), Group> = HashMap::new();
+        let max_requests = max_requests();
         loop {
             let req = tokio::select! {
                 biased;
@@ -218,7 +228,7 @@ impl Driver {
                 reqs: Vec::new(),
             });
             if !group.body.is_empty()
-                && (group.body.count() >= MAX_REQUESTS
+                && (group.body.count() >= max_requests
                     || group.body.len() + line.len() + 1 > MAX_BYTES)
             {
                 let full = std::mem::replace(

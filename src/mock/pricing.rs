@@ -117,6 +117,14 @@ fn entry(model: &str) -> Option<&'static Entry> {
 
 /// The price billed for `model` (the default price for unknown ids).
 pub fn price_of(model: &str) -> Price {
+    // A `:batch` variant is listed (and billed) at the Batch API's share of the list price.
+    if let Some(base) = model.strip_suffix(":batch") {
+        let p = price_of(base);
+        return Price {
+            prompt: p.prompt * super::batch::BATCH_FACTOR,
+            completion: p.completion * super::batch::BATCH_FACTOR,
+        };
+    }
     entry(model).map_or(DEFAULT_PRICE, |e| e.price)
 }
 

@@ -345,7 +345,11 @@ async fn an_unanswered_submit_is_found_by_listing_not_sent_twice() {
         .output()
         .await;
     done.code(0);
-    assert!(done.stderr.contains("looking for the batch"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("looking for the batch"),
+        "{}",
+        done.stderr
+    );
     assert_eq!(records(&out).len(), 3);
     assert_eq!(env.stats().batch_submits, 1);
 }
@@ -416,6 +420,7 @@ async fn auto_sends_models_without_a_batch_variant_live() {
     }
     let stats = env.stats();
     assert_eq!((stats.batch_lines, stats.requests), (3, 3));
+    assert_eq!(stats.batch_submits, 1, "no batch was tried for the model without a variant");
 }
 
 #[tokio::test]
@@ -540,4 +545,94 @@ async fn batch_records_fit_the_record_schema() {
         let errors: Vec<String> = validator.iter_errors(&r).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{r}: {errors:?}");
     }
+}
+
+#[tokio::test]
+async fn rows_are_split_into_batches_per_model_with_deterministic_custom_ids() {
+    let env = Env::new().await;
+    let input = env.jsonl("in.jsonl", &numbered(5, "split"));
+    let out = env.path("out.jsonl");
+    batch_run(&env)
+        .args(&["-m", "meta-llama/llama-3.1-8b-instruct"])
+        .env("ORBATCH_BATCH_MAX_REQUESTS", "2")
+        .input(&input)
+        .arg("-o")
+        .arg(out.to_str().unwrap())
+        .output()
+        .await
+        .code(0);
+    assert_eq!(records(&out).len(), 10);
+    // 5 rows × 2 models, at most 2 a batch: 3 batches a model.
+    let stats = env.stats();
+    assert_eq!((stats.batch_submits, stats.batch_lines), (6, 10));
+    let manifests: Vec<Value> = state_lines(&env)
+        .into_iter()
+        .filter(|e| e["event"] == "manifest")
+        .collect();
+    assert_eq!(manifests.len(), 6);
+    let first = &manifests[0]["requests"][0];
+    assert!(first[0].as_str().unwrap().starts_with("r1-"), "{first}");
+    assert_eq!(first[1], "r1");
+    assert!(
+        manifests
+            .iter()
+            .all(|m| m["batch_model"].as_str().unwrap().ends_with(":batch"))
+    );
+}
+
+#[tokio::test]
+async fn plan_shows_the_worst_case_per_lane_from_the_batch_entries() {
+    let env = Env::new().await;
+    let input = env.jsonl("in.jsonl", &numbered(4, "plan"));
+    let done = Cmd::new(&["plan"])
+        .base_url(&env.mock.base_url())
+        .args(&[
+            "--lane",
+            "auto",
+            "-m",
+            MODEL,
+            "-m",
+            "anthropic/claude-3.5-haiku",
+        ])
+        .args(&["-p", "max_tokens=100"])
+        .input(&input)
+        .output()
+        .await;
+    done.code(0);
+    let out = &done.stdout;
+    assert!(out.contains("Worst case per lane"), "{out}");
+    let line = |m: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{m}:")))
+            .unwrap_or_else(|| panic!("no line for {m}: {out}"))
+            .to_owned()
+    };
+    let gpt = line(MODEL);
+    assert!(gpt.contains(&format!("({MODEL}:batch)")), "{gpt}");
+    let haiku = line("anthropic/claude-3.5-haiku");
+    assert!(haiku.contains("no :batch variant"), "{out}");
+    // 4 × (prompt + 100 completion tokens) at half the list price.
+    let dollars = |s: &str| -> Vec<f64> {
+        s.split('$')
+            .skip(1)
+            .filter_map(|p| p.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    let d = dollars(&gpt);
+    assert!((d[0] - 2.0 * d[2]).abs() <= d[0] * 0.02, "{gpt}");
+    assert!(out.contains("with --lane auto"), "{out}");
+}
+
+#[tokio::test]
+async fn the_batch_lane_refuses_what_it_does_not_do_yet() {
+    let env = Env::new().await;
+    let input = env.jsonl("in.jsonl", &numbered(1, "x"));
+    let done = batch_run(&env)
+        .args(&["--max-cost", "1"])
+        .input(&input)
+        .output()
+        .await;
+    done.code(2);
+    assert!(done.stderr.contains("--max-cost"), "{}", done.stderr);
+    assert_eq!(env.stats().batch_submits, 0);
 }
