@@ -343,6 +343,7 @@ async fn feed_and_drain(
 ) -> Drained {
     progress.start(input.request_count());
     progress.watch_rate(Arc::clone(&started.pacer));
+    let spent_before = opened.prior.spent;
     let queue = config.concurrency.saturating_mul(2).max(64);
     let (req_tx, req_rx) = mpsc::channel::<Request>(queue);
     let (rec_tx, rec_rx) = mpsc::channel(queue);
@@ -365,7 +366,7 @@ async fn feed_and_drain(
             Arc::clone(&started.pool).run(req_rx, rec_tx).await;
             None
         }
-        _ => Some(batch_lane(config, started, queue, req_rx, rec_tx).await),
+        _ => Some(batch_lane(config, started, queue, spent_before, req_rx, rec_tx).await),
     };
     let fed = feeder.await.unwrap_or_else(|e| Fed {
         failure: Some(task_failure("the input reader", e)),
@@ -409,6 +410,7 @@ async fn batch_lane(
     config: &RunConfig,
     started: &Started,
     queue: usize,
+    spent_before: f64,
     requests: mpsc::Receiver<Request>,
     records: mpsc::Sender<writer::Event>,
 ) -> crate::batch::lane::Outcome {
@@ -419,6 +421,7 @@ async fn batch_lane(
         pool: Arc::clone(&started.pool),
         stop: started.stop.clone(),
         queue,
+        cap: config.max_cost.map(|cap| (cap, spent_before)),
     };
     crate::batch::lane::run(ctx, requests, records).await
 }

@@ -40,6 +40,9 @@ pub struct LaneCtx {
     /// The run's stop token (Ctrl-C, a fatal error).
     pub stop: CancellationToken,
     pub queue: usize,
+    /// `--max-cost` and what earlier runs on this output spent: batches are submitted only
+    /// while their worst case at the `:batch` prices fits.
+    pub cap: Option<(f64, f64)>,
 }
 
 /// What the lane did, for the summary and the state file.
@@ -98,6 +101,10 @@ struct Driver {
     /// Batch ids this output already knows (an ambiguous submit adopts none of them).
     known_ids: HashSet<String>,
     seq: u64,
+    /// Worst cases reserved for the rows submitted in this run.
+    reserved: f64,
+    /// Why rows were held back (`--max-cost`): said once polling is done.
+    held: Option<StopReason>,
 }
 
 /// Run the lane until the input is drained and every batch is collected, `--wait` passes,
@@ -119,6 +126,8 @@ pub async fn run(
         outcome: Outcome::default(),
         known_ids: HashSet::new(),
         seq: 0,
+        reserved: 0.0,
+        held: None,
         ctx,
     };
     let index = match d.ctx.state.load() {
@@ -144,6 +153,9 @@ pub async fn run(
     d.feed(&mut requests, &index).await;
     d.resolve_ambiguous().await;
     d.poll_all().await;
+    if let Some(reason) = d.held.take() {
+        d.ctx.pool.stop(reason);
+    }
     drop(d.live.take());
     let _ = live.await;
     d.outcome
@@ -219,6 +231,11 @@ impl Driver {
                 self.go_live(req).await;
                 continue;
             };
+            if self.held.is_some() || !self.fits(&req, &batch_model) {
+                // Over --max-cost: not submitted, not recorded; a rerun with a higher cap
+                // sends it. What was submitted is still polled and collected.
+                continue;
+            }
             let cid = wire::custom_id(&req);
             let line = Body::line_bytes(&cid, &req.body);
             let key = (req.model.clone(), req.endpoint);
@@ -257,6 +274,41 @@ impl Driver {
                 self.submit(&model, endpoint, &batch_model, group).await;
             }
         }
+    }
+
+    /// Under `--max-cost`: whether `req`'s worst case at `batch_model`'s prices fits, and if
+    /// so reserve it. Batches are paid once they finish, so nothing is released in the run.
+    fn fits(&mut self, req: &Request, batch_model: &str) -> bool {
+        let Some((cap, spent)) = self.ctx.cap else {
+            return true;
+        };
+        let price = self
+            .catalog
+            .as_ref()
+            .and_then(|c| c.get_exact(batch_model))
+            .and_then(|m| m.pricing);
+        let Some(price) = price else {
+            self.held = Some(StopReason::Unpriced(format!(
+                "--max-cost: /models has no price for {batch_model}, so its cost cannot be bounded"
+            )));
+            return false;
+        };
+        let bound = crate::estimate::max_completion(&req.body)
+            .unwrap_or(crate::budget::DEFAULT_COMPLETION_BOUND);
+        let worst = price.cost(crate::estimate::prompt_tokens(&req.body), bound);
+        if spent + self.reserved + worst > cap {
+            self.held = Some(StopReason::Budget(format!(
+                "--max-cost {} reached: {} spent before, {} reserved for the batches \
+                 submitted (at {batch_model}'s prices), and the next row could cost up to {}",
+                crate::text::usd(cap),
+                crate::text::usd(spent),
+                crate::text::usd(self.reserved),
+                crate::text::usd(worst)
+            )));
+            return false;
+        }
+        self.reserved += worst;
+        true
     }
 
     async fn go_live(&mut self, req: Request) {

@@ -431,8 +431,8 @@ impl Sources<'_> {
     }
 
     /// `--lane`, `--fallback`, `--wait`, `--batch-path` (job `lane`, `fallback`, `wait`,
-    /// `batch_path`). The batch lane does not yet check `--schema` answers or hold to
-    /// `--max-cost`: those are refused with it rather than ignored.
+    /// `batch_path`). The batch lane does not yet check `--schema` answers, nor hold to
+    /// `--max-cost` when rows also go live: those are refused rather than ignored.
     fn batch(&self) -> Result<crate::batch::Settings, UsageError> {
         use crate::batch::{Lane, Settings};
         let file = &self.job.file;
@@ -453,14 +453,18 @@ impl Sources<'_> {
             } else {
                 format!("lane in {}", self.job.path.display())
             };
-            if self.args.max_cost.or(file.max_cost).is_some() {
+            let fallback = self.args.fallback.or(file.fallback).unwrap_or_default();
+            let mixed = lane == Lane::Auto || fallback == crate::batch::Fallback::Sync;
+            if mixed && self.args.max_cost.or(file.max_cost).is_some() {
                 return Err(UsageError::new(format!(
-                    "{lane_given}: the batch lane does not hold to --max-cost yet; drop                      --max-cost (and max_cost), or use --lane sync"
+                    "{lane_given}: --max-cost holds with --lane batch alone, not yet with \
+                     --lane auto or --fallback sync (rows in both lanes); drop one of them"
                 )));
             }
             if self.args.schema.is_some() || file.schema.is_some() {
                 return Err(UsageError::new(format!(
-                    "{lane_given}: the batch lane does not check --schema answers yet; use                      --lane sync for structured output"
+                    "{lane_given}: the batch lane does not check --schema answers yet; use \
+                     --lane sync for structured output"
                 )));
             }
         }

@@ -420,7 +420,10 @@ async fn auto_sends_models_without_a_batch_variant_live() {
     }
     let stats = env.stats();
     assert_eq!((stats.batch_lines, stats.requests), (3, 3));
-    assert_eq!(stats.batch_submits, 1, "no batch was tried for the model without a variant");
+    assert_eq!(
+        stats.batch_submits, 1,
+        "no batch was tried for the model without a variant"
+    );
 }
 
 #[tokio::test]
@@ -628,11 +631,68 @@ async fn the_batch_lane_refuses_what_it_does_not_do_yet() {
     let env = Env::new().await;
     let input = env.jsonl("in.jsonl", &numbered(1, "x"));
     let done = batch_run(&env)
-        .args(&["--max-cost", "1"])
+        .args(&["--max-cost", "1", "--fallback", "sync"])
         .input(&input)
         .output()
         .await;
     done.code(2);
-    assert!(done.stderr.contains("--max-cost"), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("--max-cost holds with --lane batch alone"),
+        "{}",
+        done.stderr
+    );
+    let schema = env.write("x.schema.json", r#"{"type": "object"}"#);
+    let done = batch_run(&env)
+        .args(&["--schema", schema.to_str().unwrap()])
+        .input(&input)
+        .output()
+        .await;
+    done.code(2);
+    assert!(done.stderr.contains("--schema"), "{}", done.stderr);
     assert_eq!(env.stats().batch_submits, 0);
+}
+
+/// `--max-cost` reserves each row's worst case at the `:batch` entry's prices: a cap of
+/// 20.5 rows' batch worst case submits 20 rows, holds back the other 10 (unrecorded, for a
+/// rerun with a higher cap) and stops with exit 3 once the 20 are collected.
+#[tokio::test]
+async fn max_cost_reserves_batch_prices_and_holds_back_what_does_not_fit() {
+    let env = Env::new().await;
+    let prompts: Vec<String> = (0..30).map(|i| format!("cap {i:02}")).collect();
+    let input = env.jsonl("in.jsonl", &prompts);
+    let one = env.jsonl("one.jsonl", &prompts[..1]);
+    let plan = Cmd::new(&["plan"])
+        .base_url(&env.mock.base_url())
+        .args(&["--lane", "batch", "-m", MODEL, "-p", "max_tokens=5000"])
+        .input(&one)
+        .output()
+        .await;
+    plan.code(0);
+    let one_row: f64 = plan
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("with --lane batch: $"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}", plan.stdout));
+    let cap = one_row * 20.5;
+    let out = env.path("out.jsonl");
+    let done = batch_run(&env)
+        .args(&["-p", "max_tokens=5000", "--max-cost", &format!("{cap}")])
+        .input(&input)
+        .arg("-o")
+        .arg(out.to_str().unwrap())
+        .output()
+        .await;
+    done.code(3);
+    assert!(done.stderr.contains("--max-cost"), "{}", done.stderr);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 20);
+    assert!(recs.iter().all(|r| r["status"] == "ok"));
+    let spent: f64 = recs
+        .iter()
+        .map(|r| r["usage"]["cost"].as_f64().unwrap())
+        .sum();
+    assert!(spent <= cap, "{spent} > {cap}");
+    assert_eq!(env.stats().batch_lines, 20);
 }
