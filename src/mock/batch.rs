@@ -2,6 +2,7 @@
 //! submit (202 `validating`; `endpoint` and `model` must come before `requests`), get with the
 //! statuses over `--batch-ms`, list, inline and paged results, and the ways it misbehaves —
 //! 404s right after submit (`--batch-404s`), a 402 payment gate on results (`--batch-402`),
+//! `completed` before its results are settled (`--batch-settle-polls`),
 //! a submit stored but never answered (`--batch-drop-submits`), and per-prompt directives:
 //! `[[mock:batch-fail]]` (the whole batch `failed`), `[[mock:batch-expire]]` (`expired`),
 //! `[[mock:line-error]]` / `[[mock:line-400]]` (a failed line), `[[mock:line-missing]]` (left
@@ -70,6 +71,8 @@ struct Batch {
     created_at: i64,
     created: Instant,
     gets: u32,
+    /// Reads since it completed (for `--batch-settle-polls`).
+    settled_reads: u32,
     lines: Vec<Line>,
     /// What the batch ends as, decided at submit from the directives in its lines.
     fate: Fate,
@@ -225,6 +228,7 @@ pub async fn submit(
             created_at: now,
             created: Instant::now(),
             gets: 0,
+            settled_reads: 0,
             lines: s.requests,
             fate,
             results: None,
@@ -384,6 +388,12 @@ fn materialise(state: &Arc<Shared>, b: &mut Batch) {
     b.results = Some(results);
 }
 
+/// Whether a read of a completed batch still finds it settling (no results yet).
+fn settling(state: &Shared, b: &mut Batch) -> bool {
+    b.settled_reads += 1;
+    b.settled_reads <= state.config.batch_settle_polls
+}
+
 /// Whether this read of results meets the payment gate (`--batch-402` reads are refused).
 fn gated(state: &Shared, inner: &mut Inner) -> bool {
     let left = inner.gate_left.get_or_insert(state.config.batch_402);
@@ -428,6 +438,9 @@ pub async fn get(
         return not_found(&id);
     };
     let status = status_of(&state, &inner.batches[i]);
+    if status == "completed" && settling(&state, &mut inner.batches[i]) {
+        return Json(object(&inner.batches[i], status, false)).into_response();
+    }
     if status == "completed" {
         materialise(&state, &mut inner.batches[i]);
         if gated(&state, &mut inner) {
@@ -461,7 +474,9 @@ pub async fn results(
     let Some(&i) = inner.by_id.get(&id) else {
         return not_found(&id);
     };
-    if status_of(&state, &inner.batches[i]) != "completed" {
+    if status_of(&state, &inner.batches[i]) != "completed"
+        || inner.batches[i].settled_reads <= state.config.batch_settle_polls
+    {
         return error(
             409,
             "Batch results are not available until the batch is completed",

@@ -173,6 +173,11 @@ pub struct MockConfig {
     #[arg(long, default_value_t = 0)]
     pub batch_402: u32,
 
+    /// Batch API: reads of a completed batch that show no results yet (settlement pending:
+    /// `completed`, `results: null`, `/results` 404) before they appear.
+    #[arg(long, default_value_t = 0)]
+    pub batch_settle_polls: u32,
+
     /// Batch API: the first N submits are stored but their connection is dropped unanswered.
     #[arg(long, default_value_t = 0)]
     pub batch_drop_submits: u32,
@@ -222,6 +227,7 @@ impl Default for MockConfig {
             batch_404s: 0,
             batch_402: 0,
             batch_drop_submits: 0,
+            batch_settle_polls: 0,
             batch_results: "inline".to_owned(),
         }
     }

@@ -29,6 +29,7 @@ async fn with(config: MockConfig) -> Env {
 async fn a_batch_answers_every_row_at_the_batch_price_and_a_rerun_submits_nothing() {
     let env = with(MockConfig {
         batch_404s: 2,
+        batch_settle_polls: 2,
         ..MockConfig::default()
     })
     .await;
