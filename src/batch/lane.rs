@@ -82,6 +82,8 @@ struct Active {
     attached: HashMap<String, Request>,
     not_found: u32,
     status: String,
+    /// The last progress line's status and counts (a line is written when they change).
+    shown: String,
     done: bool,
 }
 
@@ -185,6 +187,7 @@ impl Driver {
                 attached: HashMap::new(),
                 not_found: 0,
                 status: String::new(),
+                shown: String::new(),
                 done: false,
             });
         }
@@ -370,6 +373,7 @@ impl Driver {
             attached,
             not_found: 0,
             status: "validating".into(),
+            shown: String::new(),
             done: false,
         };
         let mut delay = poll_base();
@@ -574,6 +578,7 @@ impl Driver {
                         attached: HashMap::new(),
                         not_found: 0,
                         status: String::new(),
+                        shown: String::new(),
                         done: true,
                     },
                 );
@@ -731,7 +736,9 @@ impl Driver {
             tracing::info!("batch {id}: the poll's answer is not a batch object; trying again");
             return;
         };
-        if b.status != self.actives[i].status {
+        let shown = format!("{} {} {}", b.status, b.completed, b.failed);
+        if shown != self.actives[i].shown {
+            self.actives[i].shown = shown;
             self.actives[i].status = b.status.clone();
             let age = b
                 .created_at
@@ -795,7 +802,8 @@ impl Driver {
             return;
         };
         let mut a = self.take(i);
-        self.deliver(&mut a, &id, &lines).await;
+        let lines_cost = self.deliver(&mut a, &id, &lines).await;
+        reconcile(&id, lines_cost, b.cost);
         self.close(i, a);
     }
 
@@ -849,6 +857,7 @@ impl Driver {
             attached: std::mem::take(&mut a.attached),
             not_found: a.not_found,
             status: a.status.clone(),
+            shown: a.shown.clone(),
             done: true,
         }
     }
@@ -860,10 +869,16 @@ impl Driver {
     }
 
     /// Records of a completed batch's lines; rows missing from them are error records.
-    async fn deliver(&mut self, a: &mut Active, id: &str, lines: &[Value]) {
+    /// Returns the sum of every line's `usage.cost` (`None` if a successful line had none).
+    async fn deliver(&mut self, a: &mut Active, id: &str, lines: &[Value]) -> Option<f64> {
         let started = started_at(a.known.at);
+        let mut lines_cost = Some(0.0);
         for line in lines {
             let (cid, decoded) = wire::decode_line(a.known.endpoint, line);
+            if let Ok(answer) = &decoded {
+                let cost = answer.usage.as_ref().and_then(|u| u.cost);
+                lines_cost = lines_cost.zip(cost).map(|(a, b)| a + b);
+            }
             let Some(req) = cid.and_then(|c| a.attached.remove(&c)) else {
                 continue;
             };
@@ -884,6 +899,7 @@ impl Driver {
             ),
         };
         self.fail_all(a, Some(id), error, true).await;
+        lines_cost
     }
 
     /// Every row still attached to `a` fails with `error` (or goes live, `--fallback sync`).
@@ -921,6 +937,24 @@ impl Driver {
             record.batch_id = None;
         }
         let _ = self.records.send(Event::Record(Box::new(record))).await;
+    }
+}
+
+/// Say when the lines' costs do not add up to what the batch says it cost (the audit
+/// counts the lines; a difference is spend the records do not show).
+fn reconcile(id: &str, lines: Option<f64>, batch: Option<f64>) {
+    match (lines, batch) {
+        (Some(l), Some(b)) if (l - b).abs() > 1e-9_f64.max(b.abs() * 1e-6) => tracing::warn!(
+            "batch {id}: its lines cost {} but the batch says {} (usage.cost); the records \
+             hold the lines' costs",
+            crate::text::usd(l),
+            crate::text::usd(b)
+        ),
+        (None, Some(b)) => tracing::warn!(
+            "batch {id}: some answers carry no usage.cost; the batch as a whole cost {}",
+            crate::text::usd(b)
+        ),
+        _ => {}
     }
 }
 

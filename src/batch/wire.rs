@@ -126,6 +126,8 @@ pub struct Batch {
     /// The inline result lines, when the object has them.
     pub results: Option<Vec<Value>>,
     pub error: Option<String>,
+    /// What OpenRouter charged for the whole batch (`usage.cost`), once done.
+    pub cost: Option<f64>,
 }
 
 impl Batch {
@@ -152,6 +154,10 @@ impl Batch {
                 .get("error")
                 .and_then(|e| e.get("message").and_then(Value::as_str).or(e.as_str()))
                 .map(crate::text::sanitize),
+            cost: v
+                .get("usage")
+                .and_then(|u| u.get("cost"))
+                .and_then(Value::as_f64),
         })
     }
 

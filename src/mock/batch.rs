@@ -291,6 +291,7 @@ fn object(b: &Batch, status: &str, with_results: bool) -> Value {
                 usage,
             )
         }
+        (None, "completed") => (total, 0, Value::Null),
         (_, "failed" | "expired") => (0, total, Value::Null),
         _ => (0, 0, Value::Null),
     };

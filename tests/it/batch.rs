@@ -35,13 +35,23 @@ async fn a_batch_answers_every_row_at_the_batch_price_and_a_rerun_submits_nothin
     .await;
     let input = env.jsonl("in.jsonl", &numbered(12, "say"));
     let out = env.path("out.jsonl");
-    batch_run(&env)
+    let done = batch_run(&env)
         .input(&input)
         .arg("-o")
         .arg(out.to_str().unwrap())
         .output()
-        .await
-        .code(0);
+        .await;
+    done.code(0);
+    assert!(
+        done.stderr.contains("completed, 12/12 done"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        !done.stderr.contains("the batch says"),
+        "lines reconcile: {}",
+        done.stderr
+    );
     let recs = records(&out);
     assert_eq!(recs.len(), 12);
     let stats = env.stats();
