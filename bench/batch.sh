@@ -30,7 +30,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$MOCK_URL" ] || { echo "the mock did not start" >&2; exit 1; }
-ORBATCH_BATCH_MAX_REQUESTS=4000 ORBATCH_BATCH_POLL_MS=1000 \
+ORBATCH_BATCH_MAX_REQUESTS=${PER_BATCH:-4000} ORBATCH_BATCH_POLL_MS=1000 \
   /usr/bin/time -o "$WORK/time" -f "%e %U %S %M" \
   "$BIN" run -i "$WORK/in.jsonl" -o "$WORK/out.jsonl" -m bench/model -q --lane batch \
   --base-url "$MOCK_URL" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -227,6 +228,12 @@ impl Driver {
                 && *fp == req.fingerprint
             {
                 // Submitted by an earlier run: polled, never submitted again.
+                let mut req = req;
+                if self.actives[*at].known.batch_id.is_some()
+                    && self.ctx.settings.fallback != Fallback::Sync
+                {
+                    req.body = serde_json::Map::new();
+                }
                 self.actives[*at].attached.insert(cid.clone(), req);
                 continue;
             }
@@ -475,6 +482,17 @@ impl Driver {
             batch_id: batch_id.clone(),
         }]);
         active.known.batch_id = Some(batch_id);
+        self.drop_bodies(active);
+    }
+
+    /// Once a batch exists, its rows' bodies are needed again only to send them live
+    /// (`--fallback sync`): otherwise they are dropped (a quarter of the lane's memory).
+    fn drop_bodies(&self, active: &mut Active) {
+        if self.ctx.settings.fallback != Fallback::Sync {
+            for req in active.attached.values_mut() {
+                req.body = serde_json::Map::new();
+            }
+        }
     }
 
     /// A submit the server refused (nothing was created).
@@ -684,7 +702,7 @@ impl Driver {
             return;
         };
         let path = format!("{}/{id}", self.ctx.settings.path);
-        let resp = match self.ctx.client.get(&path).await {
+        let resp = match self.ctx.client.get_raw(&path).await {
             Ok(r) => r,
             Err(f) => {
                 tracing::info!("batch {id}: poll failed ({}); trying again", describe(&f));
@@ -732,7 +750,7 @@ impl Driver {
             }
         }
         self.actives[i].not_found = 0;
-        let Some(b) = Batch::from_json(&resp.body) else {
+        let Some(mut b) = Batch::from_bytes(&resp.bytes) else {
             tracing::info!("batch {id}: the poll's answer is not a batch object; trying again");
             return;
         };
@@ -786,7 +804,7 @@ impl Driver {
             .as_ref()
             .is_some_and(|r| r.len() as u64 >= b.total);
         let lines = if inline_complete {
-            b.results.clone()
+            b.results.take()
         } else {
             match self.paged(&id).await {
                 Paged::Lines(lines) => Some(lines),
@@ -794,7 +812,7 @@ impl Driver {
                     self.payment_gate(&id);
                     return;
                 }
-                Paged::None => b.results.clone(),
+                Paged::None => b.results.take(),
             }
         };
         // Completed without results: settlement is pending; keep polling.
@@ -826,7 +844,7 @@ impl Driver {
                 path.push_str("&cursor=");
                 path.push_str(&percent(c));
             }
-            let resp = match self.ctx.client.get(&path).await {
+            let resp = match self.ctx.client.get_raw(&path).await {
                 Ok(r) => r,
                 Err(_) => return Paged::None,
             };
@@ -835,15 +853,12 @@ impl Driver {
                 402 => return Paged::Gated,
                 _ => return Paged::None,
             }
-            if let Some(data) = resp.body.get("data").and_then(Value::as_array) {
-                lines.extend(data.iter().cloned());
-            }
-            let more = resp.body.get("has_more").and_then(Value::as_bool) == Some(true);
-            cursor = resp
-                .body
-                .get("next_cursor")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            let Ok(page) = serde_json::from_slice::<wire::Page>(&resp.bytes) else {
+                return Paged::None;
+            };
+            lines.extend(page.data);
+            let more = page.has_more;
+            cursor = page.next_cursor;
             if !more || cursor.is_none() {
                 return Paged::Lines(lines);
             }
@@ -870,11 +885,15 @@ impl Driver {
 
     /// Records of a completed batch's lines; rows missing from them are error records.
     /// Returns the sum of every line's `usage.cost` (`None` if a successful line had none).
-    async fn deliver(&mut self, a: &mut Active, id: &str, lines: &[Value]) -> Option<f64> {
+    async fn deliver(&mut self, a: &mut Active, id: &str, lines: &[Box<RawValue>]) -> Option<f64> {
         let started = started_at(a.known.at);
         let mut lines_cost = Some(0.0);
-        for line in lines {
-            let (cid, decoded) = wire::decode_line(a.known.endpoint, line);
+        for raw in lines {
+            let Ok(line) = serde_json::from_str::<Value>(raw.get()) else {
+                tracing::warn!("batch {id}: a result line is not JSON; skipped");
+                continue;
+            };
+            let (cid, decoded) = wire::decode_line(a.known.endpoint, &line);
             if let Ok(answer) = &decoded {
                 let cost = answer.usage.as_ref().and_then(|u| u.cost);
                 lines_cost = lines_cost.zip(cost).map(|(a, b)| a + b);
@@ -959,7 +978,7 @@ fn reconcile(id: &str, lines: Option<f64>, batch: Option<f64>) {
 }
 
 enum Paged {
-    Lines(Vec<Value>),
+    Lines(Vec<Box<RawValue>>),
     Gated,
     None,
 }

@@ -2,6 +2,7 @@
 //! server's stream parser needs, the batch object read leniently, and result lines decoded
 //! through the live lane's response decoders.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::api::Answer;
@@ -113,7 +114,7 @@ fn push_json(out: &mut Vec<u8>, s: &str) {
 }
 
 /// A batch object, read leniently (unknown statuses and fields are kept going).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub id: String,
     pub model: String,
@@ -123,14 +124,62 @@ pub struct Batch {
     pub total: u64,
     pub completed: u64,
     pub failed: u64,
-    /// The inline result lines, when the object has them.
-    pub results: Option<Vec<Value>>,
+    /// The inline result lines, when the object has them: each kept as its bytes and
+    /// parsed when it is read, so a batch of 5,000 answers is never one JSON tree.
+    pub results: Option<Vec<Box<RawValue>>>,
     pub error: Option<String>,
     /// What OpenRouter charged for the whole batch (`usage.cost`), once done.
     pub cost: Option<f64>,
 }
 
+/// The fields of a batch object read from its bytes, the result lines left unparsed.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    model: Value,
+    #[serde(default)]
+    status: Value,
+    #[serde(default)]
+    created_at: Value,
+    #[serde(default)]
+    expires_at: Value,
+    #[serde(default)]
+    request_counts: Value,
+    #[serde(default)]
+    error: Value,
+    #[serde(default)]
+    usage: Value,
+    #[serde(default)]
+    results: Option<Vec<Box<RawValue>>>,
+}
+
+/// A page of `GET …/{id}/results`.
+#[derive(serde::Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    pub data: Vec<Box<RawValue>>,
+    #[serde(default)]
+    pub has_more: bool,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
 impl Batch {
+    /// A batch object from the bytes of a `GET …/batches/{id}`.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Batch> {
+        let head: Head = serde_json::from_slice(bytes).ok()?;
+        let v = serde_json::json!({
+            "id": head.id, "model": head.model, "status": head.status,
+            "created_at": head.created_at, "expires_at": head.expires_at,
+            "request_counts": head.request_counts, "error": head.error, "usage": head.usage,
+        });
+        let mut batch = Batch::from_json(&v)?;
+        batch.results = head.results;
+        Some(batch)
+    }
+
     pub fn from_json(v: &Value) -> Option<Batch> {
         let id = v.get("id")?.as_str()?.to_owned();
         let counts = v.get("request_counts");
@@ -149,7 +198,12 @@ impl Batch {
             total: count("total"),
             completed: count("completed"),
             failed: count("failed"),
-            results: v.get("results").and_then(Value::as_array).cloned(),
+            results: v.get("results").and_then(Value::as_array).map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| serde_json::value::to_raw_value(l).ok())
+                    .collect()
+            }),
             error: v
                 .get("error")
                 .and_then(|e| e.get("message").and_then(Value::as_str).or(e.as_str()))
@@ -329,7 +383,14 @@ mod tests {
             "request_counts": {"total": 3}, "results": null, "error": null}))
         .unwrap();
         assert!(!b.is_terminal());
-        assert_eq!((b.total, b.results), (3, None));
+        assert_eq!((b.total, b.results.is_none()), (3, true));
+        let bytes = br#"{"id":"batch-3","status":"completed","request_counts":{"total":2},
+            "usage":{"cost":1e-5},"results":[{"custom_id":"a"},{"custom_id":"b"}],"x":[1]}"#;
+        let b = Batch::from_bytes(bytes).unwrap();
+        let lines = b.results.unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].get(), r#"{"custom_id":"b"}"#);
+        assert_eq!(b.cost, Some(1e-5));
         let b = Batch::from_json(&json!({"id": "batch-2", "status": "failed",
             "error": {"message": "requests[0] bad"}}))
         .unwrap();
