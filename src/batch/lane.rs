@@ -180,8 +180,9 @@ impl Driver {
                 continue;
             }
             let at = self.actives.len();
-            for (cid, id, _, fp) in &k.requests {
-                index.insert((id.clone(), k.model.clone()), (at, cid.clone(), fp.clone()));
+            let mut k = k;
+            for (cid, id, _, fp) in std::mem::take(&mut k.requests) {
+                index.insert((id, k.model.clone()), (at, cid, fp));
             }
             self.actives.push(Active {
                 known: k,
@@ -358,7 +359,8 @@ impl Driver {
             model: model.to_owned(),
             batch_model: batch_model.to_owned(),
             at,
-            requests: requests.clone(),
+            requests: Vec::new(),
+            count: requests.len(),
             batch_id: None,
             closed: false,
         };
@@ -567,7 +569,7 @@ impl Driver {
             .filter_map(Batch::from_json)
             .filter(|b| {
                 b.model == known.batch_model
-                    && b.total == known.requests.len() as u64
+                    && b.total == known.count as u64
                     && !self.known_ids.contains(&b.id)
             })
             .collect();

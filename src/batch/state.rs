@@ -47,7 +47,9 @@ pub struct Known {
     pub model: String,
     pub batch_model: String,
     pub at: i64,
+    /// The manifest's requests (emptied once indexed; `count` keeps how many).
     pub requests: Vec<Entry>,
+    pub count: usize,
     pub batch_id: Option<String>,
     /// Refused or collected: done with.
     pub closed: bool,
@@ -105,6 +107,7 @@ impl StateFile {
                         model,
                         batch_model,
                         at: when,
+                        count: requests.len(),
                         requests,
                         batch_id: None,
                         closed: false,
