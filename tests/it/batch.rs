@@ -707,3 +707,41 @@ async fn max_cost_reserves_batch_prices_and_holds_back_what_does_not_fit() {
     assert!(spent <= cap, "{spent} > {cap}");
     assert_eq!(env.stats().batch_lines, 20);
 }
+
+#[tokio::test]
+async fn job_files_choose_the_lane_and_a_bad_wait_names_the_key() {
+    let env = Env::new().await;
+    env.jsonl("in.jsonl", &numbered(2, "job"));
+    let job = env.write(
+        "job.toml",
+        &format!(
+            "input = \"in.jsonl\"\noutput = \"out.jsonl\"\nmodels = [\"{MODEL}\"]\n\
+             lane = \"batch\"\nwait = \"10m\"\nbatch_path = \"/batches\"\n"
+        ),
+    );
+    Cmd::new(&["run", job.to_str().unwrap()])
+        .base_url(&env.mock.base_url())
+        .env("ORBATCH_BATCH_POLL_MS", "20")
+        .output()
+        .await
+        .code(0);
+    let recs = records(&env.path("out.jsonl"));
+    assert!(recs.iter().all(|r| r["lane"] == "batch"));
+    assert_eq!(env.stats().batch_submits, 1);
+    let bad = env.write(
+        "bad.toml",
+        &format!(
+            "input = \"in.jsonl\"\nmodels = [\"{MODEL}\"]\nlane = \"batch\"\nwait = \"soon\"\n"
+        ),
+    );
+    let done = Cmd::new(&["run", bad.to_str().unwrap()])
+        .base_url(&env.mock.base_url())
+        .output()
+        .await;
+    done.code(2);
+    assert!(
+        done.stderr.contains("wait = \"soon\" in"),
+        "{}",
+        done.stderr
+    );
+}
