@@ -745,3 +745,31 @@ async fn job_files_choose_the_lane_and_a_bad_wait_names_the_key() {
         done.stderr
     );
 }
+
+#[tokio::test]
+async fn responses_requests_go_by_batch_too() {
+    let env = with(MockConfig {
+        batch_results: "paged".into(),
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("in.jsonl", &numbered(3, "resp"));
+    let out = env.path("out.jsonl");
+    batch_run(&env)
+        .args(&["--endpoint", "responses"])
+        .input(&input)
+        .arg("-o")
+        .arg(out.to_str().unwrap())
+        .output()
+        .await
+        .code(0);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 3);
+    for r in &recs {
+        assert_eq!(
+            (r["endpoint"].as_str(), r["lane"].as_str()),
+            (Some("responses"), Some("batch"))
+        );
+        assert!(r["usage"]["cost"].as_f64().unwrap() > 0.0);
+    }
+}
