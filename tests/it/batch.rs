@@ -773,3 +773,49 @@ async fn responses_requests_go_by_batch_too() {
         assert!(r["usage"]["cost"].as_f64().unwrap() > 0.0);
     }
 }
+
+/// Ctrl-C while waiting for a batch: exit 130 at once, nothing recorded, and the rerun polls
+/// the same batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_polling_exits_130_and_the_rerun_collects() {
+    let env = with(MockConfig {
+        batch_ms: 1_500,
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl("in.jsonl", &numbered(3, "int"));
+    let out = env.path("out.jsonl");
+    let mut child = batch_run(&env)
+        .input(&input)
+        .arg("-o")
+        .arg(out.to_str().unwrap())
+        .spawn();
+    env.wait_for("the submit", |s| s.batch_submits == 1).await;
+    let state = env.path("out.batches.jsonl");
+    for _ in 0..2000 {
+        if std::fs::read_to_string(&state).is_ok_and(|t| t.contains("submitted")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(std::fs::read_to_string(&out).unwrap_or_default().is_empty());
+    batch_run(&env)
+        .input(&input)
+        .arg("-o")
+        .arg(out.to_str().unwrap())
+        .output()
+        .await
+        .code(0);
+    assert_eq!(records(&out).len(), 3);
+    assert_eq!(env.stats().batch_submits, 1);
+}
