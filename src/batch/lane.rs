@@ -1,7 +1,8 @@
 //! The batch lane's driver: takes the feeder's requests in place of the pool, groups them per
 //! (model, endpoint) into batches and submits them (manifest first); `poll` then polls with
-//! backoff and turns result lines into ordinary records. Requests that do not go by batch (`--lane auto` for a
-//! model without a `:batch` variant, `--fallback sync`) are handed to the live pool.
+//! backoff and turns result lines into ordinary records. Requests that do not go by batch
+//! (`--lane auto` for a model without a `:batch` variant, `--fallback sync`) are handed to the
+//! live pool.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -518,6 +519,32 @@ impl Driver {
                 self.ctx.pool.stop(StopReason::Credits(format!(
                     "the Batch API refused the submit: {message}"
                 )));
+            }
+            // Too large for the server: the same rows as two batches of half the size.
+            413 if active.attached.len() > 1 => {
+                let known = active.known.clone();
+                let mut reqs: Vec<(String, Request)> = active.attached.drain().collect();
+                reqs.sort_by_key(|(_, r)| r.row);
+                let second = reqs.split_off(reqs.len() / 2);
+                tracing::warn!(
+                    "{model}: a batch of {} requests was too large ({message}); sending it as \
+                     two of {} and {}",
+                    reqs.len() + second.len(),
+                    reqs.len(),
+                    second.len()
+                );
+                for half in [reqs, second] {
+                    let mut group = Group {
+                        body: Body::new(known.endpoint, &known.batch_model),
+                        reqs: Vec::new(),
+                    };
+                    for (cid, req) in half {
+                        group.body.push(&Body::line_bytes(&cid, &req.body));
+                        group.reqs.push((cid, req));
+                    }
+                    Box::pin(self.submit(&known.model, known.endpoint, &known.batch_model, group))
+                        .await;
+                }
             }
             _ => {
                 let no_batch = message.contains(":batch endpoint");

@@ -167,6 +167,14 @@ pub async fn submit(
         Ok(k) => k,
         Err(resp) => return resp,
     };
+    if let Some(max) = state.config.batch_max_bytes
+        && body.len() > max
+    {
+        return error(
+            413,
+            &format!("Batch body is {} bytes; at most {max}", body.len()),
+        );
+    }
     let s: Submit = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => return error(400, &format!("Invalid batch body: {e}")),

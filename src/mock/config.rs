@@ -178,6 +178,11 @@ pub struct MockConfig {
     #[arg(long, default_value_t = 0)]
     pub batch_settle_polls: u32,
 
+    /// Batch API: submit bodies larger than this many bytes are refused with 413 (the real
+    /// limit is 200 MB).
+    #[arg(long)]
+    pub batch_max_bytes: Option<usize>,
+
     /// Batch API: the first N submits are stored but their connection is dropped unanswered.
     #[arg(long, default_value_t = 0)]
     pub batch_drop_submits: u32,
@@ -228,6 +233,7 @@ impl Default for MockConfig {
             batch_402: 0,
             batch_drop_submits: 0,
             batch_settle_polls: 0,
+            batch_max_bytes: None,
             batch_results: "inline".to_owned(),
         }
     }

@@ -819,3 +819,29 @@ async fn ctrl_c_while_polling_exits_130_and_the_rerun_collects() {
     assert_eq!(records(&out).len(), 3);
     assert_eq!(env.stats().batch_submits, 1);
 }
+
+#[tokio::test]
+async fn a_batch_too_large_for_the_server_is_sent_as_two_halves() {
+    let env = with(MockConfig {
+        batch_max_bytes: Some(600),
+        ..MockConfig::default()
+    })
+    .await;
+    let input = env.jsonl(
+        "in.jsonl",
+        &numbered(4, "a somewhat longer prompt, to fill bytes"),
+    );
+    let out = env.path("out.jsonl");
+    let done = batch_run(&env)
+        .input(&input)
+        .arg("-o")
+        .arg(out.to_str().unwrap())
+        .output()
+        .await;
+    done.code(0);
+    assert!(done.stderr.contains("too large"), "{}", done.stderr);
+    assert_eq!(records(&out).len(), 4);
+    let stats = env.stats();
+    assert_eq!(stats.batch_lines, 4, "each row in exactly one batch");
+    assert!(stats.batch_submits >= 2);
+}
