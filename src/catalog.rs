@@ -75,6 +75,12 @@ impl Catalog {
         scored.into_iter().take(3).map(|(_, id)| id).collect()
     }
 
+    /// The entry listed under exactly `id` (a `:batch` variant is its own entry, with its
+    /// own prices, or none).
+    pub fn get_exact(&self, id: &str) -> Option<&ModelInfo> {
+        self.by_id.get(id).map(|&i| &self.models[i])
+    }
+
     /// A model by id; a `:variant` suffix falls back to the base id's entry.
     pub fn get(&self, id: &str) -> Option<&ModelInfo> {
         self.by_id

@@ -218,6 +218,28 @@ pub struct RunArgs {
     #[arg(long)]
     pub fresh: bool,
 
+    /// How requests go: sync (live, one by one), batch (OpenRouter's Batch API, about half
+    /// price, minutes to hours) or auto (batch for models with a :batch variant in /models,
+    /// live for the rest) [default: sync].
+    #[arg(long, value_enum, value_name = "sync|batch|auto")]
+    pub lane: Option<crate::batch::Lane>,
+
+    /// Batch lane: what happens to rows the Batch API did not answer (a refused model, failed
+    /// lines, a failed or expired batch): none (error records a rerun sends again) or sync
+    /// (sent live now) [default: none].
+    #[arg(long, value_enum, value_name = "none|sync")]
+    pub fallback: Option<crate::batch::Fallback>,
+
+    /// Batch lane: stop polling after DURATION (90s, 10m, 1h) and exit 1; rerunning the same
+    /// command continues polling [default: until every batch is done].
+    #[arg(long, value_name = "DURATION", value_parser = crate::costs::parse_duration)]
+    pub wait: Option<std::time::Duration>,
+
+    /// Batch lane: the Batch API's path under --base-url, or a whole URL (e.g.
+    /// https://openrouter.ai/api/beta/batches) [default: /batches].
+    #[arg(long, value_name = "PATH")]
+    pub batch_path: Option<String>,
+
     /// Copy each row's other fields into the record's "meta".
     #[arg(long)]
     pub keep_fields: bool,

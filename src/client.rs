@@ -91,6 +91,14 @@ impl GetResponse {
     }
 }
 
+/// An answer whose body is left as bytes.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub bytes: bytes::Bytes,
+    pub retry_after: Option<Duration>,
+}
+
 /// A configured OpenRouter client; cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -158,12 +166,44 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<GetResponse, Failure> {
+        self.call_bytes(method, path, body.map(|b| b.to_string().into_bytes()))
+            .await
+    }
+
+    /// As [`Client::call`], with a JSON body already serialized (the Batch API needs its
+    /// keys in a fixed order).
+    pub async fn call_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<GetResponse, Failure> {
+        let raw = self.raw(method, path, body).await?;
+        Ok(GetResponse {
+            status: raw.status,
+            body: serde_json::from_slice(&raw.bytes).unwrap_or(serde_json::Value::Null),
+            retry_after: raw.retry_after,
+        })
+    }
+
+    /// `GET` with the body as bytes, not parsed: for large answers read piece by piece (a
+    /// batch's inline results).
+    pub async fn get_raw(&self, path: &str) -> Result<RawResponse, Failure> {
+        self.raw(reqwest::Method::GET, path, None).await
+    }
+
+    async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse, Failure> {
         let work = async {
             let mut request = self.http.request(method, self.url(path));
             if let Some(body) = body {
                 request = request
                     .header(header::CONTENT_TYPE, "application/json")
-                    .body(body.to_string());
+                    .body(body);
             }
             let resp = request.send().await.map_err(transport_failure)?;
             let status = resp.status().as_u16();
@@ -173,10 +213,9 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
             let bytes = resp.bytes().await.map_err(body_failure)?;
-            let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-            Ok(GetResponse {
+            Ok(RawResponse {
                 status,
-                body,
+                bytes,
                 retry_after,
             })
         };
@@ -185,8 +224,11 @@ impl Client {
             .unwrap_or(Err(Failure::Timeout))
     }
 
-    /// `base_url` + `path`.
+    /// `base_url` + `path`, or `path` itself when it is a whole URL.
     pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return path.to_owned();
+        }
         format!("{}{}", self.base_url, path)
     }
 

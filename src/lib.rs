@@ -5,6 +5,7 @@
 
 pub(crate) mod api;
 pub(crate) mod audit;
+pub(crate) mod batch;
 pub(crate) mod budget;
 pub(crate) mod catalog;
 pub mod cli;

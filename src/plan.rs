@@ -37,6 +37,10 @@ pub struct ModelPlan {
     /// Estimated cost of the prompts alone, and with every completion at its bound.
     pub prompt_cost: Option<f64>,
     pub max_cost: Option<f64>,
+    /// The worst case at the model's `:batch` variant's own prices, and that variant's id
+    /// (`None`: `/models` lists no `:batch` variant).
+    pub batch_max_cost: Option<f64>,
+    pub batch_id: Option<String>,
     /// Not a model id `/models` lists, and the ids that look like it.
     pub unknown: bool,
     pub suggestions: Vec<String>,
@@ -65,6 +69,8 @@ pub struct Plan {
     pub context_skipped: Option<String>,
     /// What the input reader said (document files it skipped).
     pub notes: Vec<String>,
+    /// `--lane`: with batch or auto, the plan shows the cost bound per lane.
+    pub lane: crate::batch::Lane,
 }
 
 impl Plan {
@@ -115,6 +121,18 @@ impl Plan {
                     .map(str::to_owned)
                     .collect();
                 m.unknown = true;
+            }
+            let variant = if id.ends_with(":batch") {
+                id.clone()
+            } else {
+                format!("{id}:batch")
+            };
+            if let Some(info) = catalog.get_exact(&variant) {
+                m.batch_id = Some(variant);
+                m.batch_max_cost = info.pricing.map(|p| {
+                    p.cost(m.prompt_tokens, m.completion_bound)
+                        + p.request * (m.requests as f64 - 1.0).max(0.0)
+                });
             }
             if let Some(p) = catalog.get(id).and_then(|i| i.pricing) {
                 m.prompt_cost = Some(
@@ -283,6 +301,9 @@ impl Plan {
                 let _ = writeln!(out, "  {line}");
             }
         }
+        if self.lane != crate::batch::Lane::Sync {
+            out.push_str(&self.render_lanes());
+        }
         match &self.key {
             Some(k) => {
                 let remaining = k
@@ -295,6 +316,42 @@ impl Plan {
                 let _ = writeln!(out, "key: not checked");
             }
         }
+        out
+    }
+}
+
+impl Plan {
+    /// The worst case per lane and model: live (standard tier), flex (about half the
+    /// standard price where a provider offers it) and batch (the `:batch` entry's prices).
+    fn render_lanes(&self) -> String {
+        let money = |c: Option<f64>| c.map(usd).unwrap_or_else(|| "—".into());
+        let mut out = String::from("Worst case per lane (live · flex ≈ ½ live · batch):\n");
+        let mut chosen = Some(0.0);
+        for (id, m) in &self.models {
+            let batch = match (&m.batch_id, m.batch_max_cost) {
+                (Some(b), Some(c)) => format!("{} ({b})", usd(c)),
+                (Some(b), None) => format!("no price for {b}"),
+                (None, _) => "no :batch variant in /models".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "  {id}: live {} · flex {} · batch {batch}",
+                money(m.max_cost),
+                money(m.max_cost.map(|c| c * 0.5))
+            );
+            let lane_cost = match (self.lane, m.batch_id.is_some()) {
+                (crate::batch::Lane::Auto, false) => m.max_cost,
+                _ => m.batch_max_cost,
+            };
+            chosen = chosen.zip(lane_cost).map(|(a, b)| a + b);
+        }
+        let lane = match self.lane {
+            crate::batch::Lane::Auto => {
+                "--lane auto (batch where a :batch variant exists, live for the rest)"
+            }
+            _ => "--lane batch",
+        };
+        let _ = writeln!(out, "  with {lane}: {}", money(chosen));
         out
     }
 }
@@ -350,6 +407,7 @@ pub async fn plan(config: &RunConfig, check_key: bool) -> Result<Plan, Failure> 
     .await??;
     plan.max_cost_flag = config.max_cost;
     plan.context_skipped = context.skipped();
+    plan.lane = config.batch.lane;
     let connection = Connection::open(
         &config.target,
         ClientOptions::default(),

@@ -477,6 +477,8 @@ fn finish(
         failed_cost_bound: None,
         stage: req.stage,
         parts: req.parts,
+        lane: None,
+        batch_id: None,
         retried: Vec::new(),
         interrupted: false,
     }

@@ -53,6 +53,9 @@ pub struct RunSummary {
     /// What went wrong after requests were sent (the input changed, the output could not be
     /// written, a task panicked): the run stopped early, yet recorded what was answered.
     pub failure: Option<String>,
+    /// Batch lane: batches still running when polling stopped (`--wait`): exit 1, a rerun
+    /// continues polling.
+    pub waiting: Option<String>,
 }
 
 impl RunSummary {
@@ -65,7 +68,9 @@ impl RunSummary {
             Some(StopReason::Interrupted) => Exit::Interrupted,
             Some(StopReason::Unusable(alarm)) if alarm.is_config() => Exit::Usage,
             Some(_) => Exit::Stopped,
-            None if self.tally.failed + self.kept_errors > 0 => Exit::RowsFailed,
+            None if self.tally.failed + self.kept_errors > 0 || self.waiting.is_some() => {
+                Exit::RowsFailed
+            }
             None => Exit::Ok,
         }
     }
@@ -315,6 +320,8 @@ async fn budget(
 /// The pool, with its pacer and the token that stops it.
 struct Started {
     pool: Arc<Pool>,
+    /// For the batch lane's own calls.
+    client: Client,
     pacer: Arc<Pacer>,
     stop: CancellationToken,
 }
@@ -323,7 +330,7 @@ fn start_pool(config: &RunConfig, client: Client, budget: Option<Arc<Budget>>) -
     let stop = CancellationToken::new();
     let pacer = Arc::new(pacer_from_env(config.rate).concurrency(config.concurrency));
     let pool = Arc::new(Pool::new(
-        client,
+        client.clone(),
         PoolConfig {
             concurrency: config.concurrency,
             max_attempts: config.max_attempts,
@@ -336,7 +343,12 @@ fn start_pool(config: &RunConfig, client: Client, budget: Option<Arc<Budget>>) -
         stop.clone(),
         budget,
     ));
-    Started { pool, pacer, stop }
+    Started {
+        pool,
+        client,
+        pacer,
+        stop,
+    }
 }
 
 /// The first Ctrl-C stops dispatching; requests in flight finish.
@@ -363,6 +375,8 @@ struct Drained {
     write_failure: Option<String>,
     /// Records received by the writer after a write failure (answered, not recorded).
     unwritten: Tally,
+    /// What the batch lane did (`--lane batch|auto`).
+    batch: Option<crate::batch::lane::Outcome>,
 }
 
 /// Feeder (blocking: reads the input's second pass) → pool → writer, until the input runs
@@ -377,6 +391,7 @@ async fn feed_and_drain(
 ) -> Drained {
     progress.start(input.request_count());
     progress.watch_rate(Arc::clone(&started.pacer));
+    let spent_before = opened.prior.spent;
     let queue = config.concurrency.saturating_mul(2).max(64);
     let (req_tx, req_rx) = mpsc::channel::<Request>(queue);
     let (rec_tx, rec_rx) = mpsc::channel(queue);
@@ -394,7 +409,13 @@ async fn feed_and_drain(
     .spawn();
     // A feeder that stops on a changed input closes the queue: what it queued from the part
     // read before is still sent, and everything sent is recorded before this returns.
-    Arc::clone(&started.pool).run(req_rx, rec_tx).await;
+    let batch = match config.batch.lane {
+        crate::batch::Lane::Sync => {
+            Arc::clone(&started.pool).run(req_rx, rec_tx).await;
+            None
+        }
+        _ => Some(batch_lane(config, started, queue, spent_before, req_rx, rec_tx).await),
+    };
     let fed = feeder.await.unwrap_or_else(|e| Fed {
         failure: Some(task_failure("the input reader", e)),
         ..Fed::default()
@@ -413,11 +434,13 @@ async fn feed_and_drain(
                     f.unwritten,
                 ),
             };
+            let batch = batch.map(|b| collected(config, b, write_failure.is_none()));
             Drained {
                 fed,
                 tally: written.tally,
                 write_failure,
                 unwritten,
+                batch,
             }
         }
         Err(e) => Drained {
@@ -425,8 +448,56 @@ async fn feed_and_drain(
             tally: Tally::default(),
             write_failure: Some(task_failure("the output writer", e)),
             unwritten: Tally::default(),
+            batch,
         },
     }
+}
+
+/// The batch lane in place of the pool (which it feeds the rows that go live).
+async fn batch_lane(
+    config: &RunConfig,
+    started: &Started,
+    queue: usize,
+    spent_before: f64,
+    requests: mpsc::Receiver<Request>,
+    records: mpsc::Sender<writer::Event>,
+) -> crate::batch::lane::Outcome {
+    let ctx = crate::batch::lane::LaneCtx {
+        client: started.client.clone(),
+        settings: config.batch.clone(),
+        state: crate::batch::state::StateFile::beside(&config.output),
+        pool: Arc::clone(&started.pool),
+        stop: started.stop.clone(),
+        queue,
+        cap: config.max_cost.map(|cap| (cap, spent_before)),
+    };
+    crate::batch::lane::run(ctx, requests, records).await
+}
+
+/// Once the writer has written every record: the batches they came from are collected (a
+/// rerun does not poll them again). Not after a write failure: a rerun polls them again.
+fn collected(
+    config: &RunConfig,
+    mut outcome: crate::batch::lane::Outcome,
+    written: bool,
+) -> crate::batch::lane::Outcome {
+    if !written || outcome.collected.is_empty() {
+        return outcome;
+    }
+    let events: Vec<_> = outcome
+        .collected
+        .iter()
+        .map(|r| crate::batch::state::Event::Collected { r#ref: r.clone() })
+        .collect();
+    let state = crate::batch::state::StateFile::beside(&config.output);
+    if let Err(e) = state.append(&events) {
+        outcome.failure.get_or_insert(format!(
+            "{}: cannot write the batch state: {e} (a rerun collects those batches again, \
+             at no cost)",
+            state.path.display()
+        ));
+    }
+    outcome
 }
 
 /// A task that ended without its result: what to tell the user.
@@ -455,7 +526,9 @@ fn summarize(
         tally,
         write_failure,
         unwritten,
+        batch,
     } = drained;
+    let (waiting, batch_failure) = batch.map_or((None, None), |b| (b.waiting, b.failure));
     let sent = tally.attempts + unwritten.attempts > 0 || unwritten.written() > 0;
     if let (false, None, Some(failure)) = (sent, &write_failure, &fed.failure) {
         return Err(UsageError::new(failure.clone()).into());
@@ -474,6 +547,7 @@ fn summarize(
         ));
     }
     failures.extend(fed.failure);
+    failures.extend(batch_failure);
     Ok(RunSummary {
         input: counts.input,
         output: config.output.clone(),
@@ -487,6 +561,7 @@ fn summarize(
         wall,
         stopped: pool.stop_reason(),
         failure: (!failures.is_empty()).then(|| failures.join("; ")),
+        waiting,
     })
 }
 
@@ -516,6 +591,7 @@ mod tests {
             wall: Duration::from_secs(1),
             stopped,
             failure: failure.map(str::to_owned),
+            waiting: None,
         }
     }
 

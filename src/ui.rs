@@ -446,6 +446,12 @@ pub fn stopped(s: &RunSummary) -> String {
         )),
         None => {}
     }
+    if let Some(waiting) = &s.waiting {
+        out.push_str(&format!(
+            "  waiting: {waiting}; rerun the same command to continue polling (nothing is \
+             submitted twice)\n"
+        ));
+    }
     out
 }
 

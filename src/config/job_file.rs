@@ -40,6 +40,12 @@ pub struct JobFile {
     #[serde(default, deserialize_with = "shard")]
     pub shard: Option<Shard>,
     pub retry_errors: Option<bool>,
+    /// `lane = "sync" | "batch" | "auto"`, as `--lane` (with `fallback`, `wait`, `batch_path`).
+    pub lane: Option<crate::batch::Lane>,
+    pub fallback: Option<crate::batch::Fallback>,
+    /// A duration as `--wait` takes it (`"90s"`, `"2h"`).
+    pub wait: Option<String>,
+    pub batch_path: Option<String>,
     pub keep_fields: Option<bool>,
     /// As `--hidden`: a folder input also reads hidden and `.gitignore`d files.
     pub hidden: Option<bool>,

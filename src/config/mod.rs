@@ -80,6 +80,8 @@ pub struct RunConfig {
     pub score: Option<ScoreSettings>,
     /// The reduce template of a chunked document input (`--reduce-template`).
     pub reduce_template: Option<String>,
+    /// `--lane` and the batch lane's settings.
+    pub batch: crate::batch::Settings,
 }
 
 /// How answers are scored: from `orbatch score`'s flags or the job file's `[score]` table.
@@ -214,6 +216,7 @@ impl RunConfig {
             app_title: args.app_title.clone().or(job.file.app_title.clone()),
             quiet: args.verbosity.quiet,
             score,
+            batch: s.batch()?,
             input,
             reduce_template,
         })
@@ -514,6 +517,57 @@ impl Sources<'_> {
             (None, None) => None,
         };
         Ok(per_second.map(|per_second| Rate { per_second, burst }))
+    }
+
+    /// `--lane`, `--fallback`, `--wait`, `--batch-path` (job `lane`, `fallback`, `wait`,
+    /// `batch_path`). The batch lane does not yet check `--schema` answers, nor hold to
+    /// `--max-cost` when rows also go live: those are refused rather than ignored.
+    fn batch(&self) -> Result<crate::batch::Settings, UsageError> {
+        use crate::batch::{Lane, Settings};
+        let file = &self.job.file;
+        let lane = self.args.lane.or(file.lane).unwrap_or_default();
+        let wait = match (self.args.wait, &file.wait) {
+            (Some(w), _) => Some(w),
+            (None, Some(text)) => Some(crate::costs::parse_duration(text).map_err(|e| {
+                UsageError::new(format!(
+                    "wait = {text:?} in {}: {e}",
+                    self.job.path.display()
+                ))
+            })?),
+            (None, None) => None,
+        };
+        if lane != Lane::Sync {
+            let lane_given = if self.args.lane.is_some() {
+                "--lane".to_owned()
+            } else {
+                format!("lane in {}", self.job.path.display())
+            };
+            let fallback = self.args.fallback.or(file.fallback).unwrap_or_default();
+            let mixed = lane == Lane::Auto || fallback == crate::batch::Fallback::Sync;
+            if mixed && self.args.max_cost.or(file.max_cost).is_some() {
+                return Err(UsageError::new(format!(
+                    "{lane_given}: --max-cost holds with --lane batch alone, not yet with \
+                     --lane auto or --fallback sync (rows in both lanes); drop one of them"
+                )));
+            }
+            if self.args.schema.is_some() || file.schema.is_some() {
+                return Err(UsageError::new(format!(
+                    "{lane_given}: the batch lane does not check --schema answers yet; use \
+                     --lane sync for structured output"
+                )));
+            }
+        }
+        Ok(Settings {
+            lane,
+            fallback: self.args.fallback.or(file.fallback).unwrap_or_default(),
+            wait,
+            path: self
+                .args
+                .batch_path
+                .clone()
+                .or(file.batch_path.clone())
+                .unwrap_or_else(|| crate::batch::DEFAULT_PATH.to_owned()),
+        })
     }
 
     fn max_cost(&self) -> Result<Option<f64>, UsageError> {

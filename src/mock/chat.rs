@@ -178,6 +178,11 @@ fn whole_body(plan: &Plan) -> Vec<u8> {
     bytes
 }
 
+/// A whole chat answer as JSON (a batch result line's body).
+pub(super) fn whole_value(plan: &Plan) -> Value {
+    serde_json::from_slice(&whole_body(plan)).unwrap_or(Value::Null)
+}
+
 async fn whole(ctx: &Ctx, plan: Plan) -> Response {
     inference::sleep(ctx.state.latency()).await;
     let mut bytes = whole_body(&plan);

@@ -190,6 +190,38 @@ pub struct MockConfig {
     /// [default: 16384].
     #[arg(long, value_name = "TOKENS")]
     pub max_completion_tokens: Option<u64>,
+    /// Batch API: ms from submit to a terminal status (validating, in_progress, finalizing
+    /// each a third of it).
+    #[arg(long, default_value_t = 0)]
+    pub batch_ms: u64,
+
+    /// Batch API: reads of a new batch answered 404 before it is found (eventual consistency).
+    #[arg(long, default_value_t = 0)]
+    pub batch_404s: u32,
+
+    /// Batch API: reads of completed results answered 402 (the payment gate) before they
+    /// are released.
+    #[arg(long, default_value_t = 0)]
+    pub batch_402: u32,
+
+    /// Batch API: reads of a completed batch that show no results yet (settlement pending:
+    /// `completed`, `results: null`, `/results` 404) before they appear.
+    #[arg(long, default_value_t = 0)]
+    pub batch_settle_polls: u32,
+
+    /// Batch API: submit bodies larger than this many bytes are refused with 413 (the real
+    /// limit is 200 MB).
+    #[arg(long)]
+    pub batch_max_bytes: Option<usize>,
+
+    /// Batch API: the first N submits are stored but their connection is dropped unanswered.
+    #[arg(long, default_value_t = 0)]
+    pub batch_drop_submits: u32,
+
+    /// Batch API: where results are served: inline (in GET /batches/{id}), paged (only
+    /// GET /batches/{id}/results) or both.
+    #[arg(long, default_value = "inline", value_parser = ["inline", "paged", "both"])]
+    pub batch_results: String,
 }
 
 impl Default for MockConfig {
@@ -233,6 +265,13 @@ impl Default for MockConfig {
             key_limit_status: 402,
             context_length: None,
             max_completion_tokens: None,
+            batch_ms: 0,
+            batch_404s: 0,
+            batch_402: 0,
+            batch_drop_submits: 0,
+            batch_settle_polls: 0,
+            batch_max_bytes: None,
+            batch_results: "inline".to_owned(),
         }
     }
 }

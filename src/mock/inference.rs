@@ -198,7 +198,7 @@ fn police(
 /// limit; it is billed for what it uses), or the account's key (`--require-key`, else any).
 /// The management key cannot make completions.
 #[allow(clippy::result_large_err)]
-fn who(state: &Shared, headers: &HeaderMap) -> Result<Option<String>, Response> {
+pub(super) fn who(state: &Shared, headers: &HeaderMap) -> Result<Option<String>, Response> {
     if !has_header(state.config.require_header.as_deref(), headers) {
         return Err(faults::unauthorized());
     }

@@ -4,10 +4,12 @@
 //!
 //! Endpoints under `/api/v1`: `POST /chat/completions`, `POST /responses` (both with
 //! `stream`), `GET /generation`, `GET /models`, `GET /key` (and `/auth/key`), the management API `POST /keys`,
-//! `GET`/`PATCH /keys/{hash}` (`keys.rs`), and the test hook
+//! `GET`/`PATCH /keys/{hash}` (`keys.rs`), the Batch API `/batches…` (`batch.rs`, also under
+//! `/api/beta`), and the test hook
 //! `GET /_mock/stats`.
 
 pub(crate) mod answer;
+mod batch;
 mod chat;
 mod config;
 mod directives;
@@ -149,13 +151,24 @@ fn router(shared: Arc<Shared>) -> Router {
             .route("/key", get(generation::key))
             .route("/auth/key", get(generation::key));
     }
+    let batches = Router::new()
+        .route("/batches", post(batch::submit).get(batch::list))
+        .route("/batches/{id}", get(batch::get))
+        .route("/batches/{id}/results", get(batch::results))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared.clone());
     let api = api
+        .route("/batches", post(batch::submit).get(batch::list))
+        .route("/batches/{id}", get(batch::get))
+        .route("/batches/{id}/results", get(batch::results))
         .route("/keys", post(keys::create))
         .route("/keys/{hash}", get(keys::get).patch(keys::patch))
         .route("/_mock/stats", get(stats))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared);
-    Router::new().nest("/api/v1", api)
+    Router::new()
+        .nest("/api/v1", api)
+        .nest("/api/beta", batches)
 }
 
 async fn models(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {

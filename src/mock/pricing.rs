@@ -117,6 +117,14 @@ fn entry(model: &str) -> Option<&'static Entry> {
 
 /// The price billed for `model` (the default price for unknown ids).
 pub fn price_of(model: &str) -> Price {
+    // A `:batch` variant is listed (and billed) at the Batch API's share of the list price.
+    if let Some(base) = model.strip_suffix(":batch") {
+        let p = price_of(base);
+        return Price {
+            prompt: p.prompt * super::batch::BATCH_FACTOR,
+            completion: p.completion * super::batch::BATCH_FACTOR,
+        };
+    }
     entry(model).map_or(DEFAULT_PRICE, |e| e.price)
 }
 
@@ -179,12 +187,22 @@ fn model_json(e: &Entry, context: Option<u64>, max_completion: Option<u64>) -> V
 }
 
 /// `GET /models`: the built-in table (unknown ids are still accepted by inference), with
-/// the `--context-length` and `--max-completion-tokens` knobs applied.
+/// the `--context-length` and `--max-completion-tokens` knobs applied. Batchable models also
+/// appear as `<id>:batch`, at the Batch API's price (BATCH.md §4).
 pub fn models(context: Option<u64>, max_completion: Option<u64>) -> Json<Value> {
-    let data: Vec<Value> = TABLE
+    let mut data: Vec<Value> = TABLE
         .iter()
         .map(|e| model_json(e, context, max_completion))
         .collect();
+    for e in TABLE.iter().filter(|e| super::batch::batchable(e.id)) {
+        let mut m = model_json(e, context, max_completion);
+        m["id"] = json!(format!("{}:batch", e.id));
+        m["name"] = json!(format!("{} (batch)", e.name));
+        m["pricing"]["prompt"] = json!((e.price.prompt * super::batch::BATCH_FACTOR).to_string());
+        m["pricing"]["completion"] =
+            json!((e.price.completion * super::batch::BATCH_FACTOR).to_string());
+        data.push(m);
+    }
     let total = data.len();
     Json(json!({ "data": data, "total_count": total, "links": { "next": null } }))
 }

@@ -149,6 +149,11 @@ fn response_object(plan: &Plan, done: Option<(&str, u64)>) -> Value {
     obj
 }
 
+/// A whole response object (a batch result line's body).
+pub(super) fn whole_value(plan: &Plan) -> Value {
+    response_object(plan, Some((&plan.text(), plan.completion_tokens())))
+}
+
 async fn whole(ctx: &Ctx, plan: Plan) -> Response {
     inference::sleep(ctx.state.latency()).await;
     let obj = response_object(&plan, Some((&plan.text(), plan.completion_tokens())));

@@ -39,6 +39,11 @@ pub struct MockStats {
     /// Seconds from the first inference request received to the last (the achieved rate is
     /// `(requests - 1) / arrival_span_s`).
     pub arrival_span_s: f64,
+    /// Batches submitted to the Batch API (`POST /batches`), and their lines.
+    #[serde(default)]
+    pub batch_submits: u64,
+    #[serde(default)]
+    pub batch_lines: u64,
 }
 
 /// One recorded generation, as `GET /generation` reports it.
@@ -106,6 +111,8 @@ pub struct Shared {
     pub keys: super::keys::Keys,
     /// The stream being answered, under `--interrupt-streams` (a new one cancels it).
     current_stream: Mutex<Option<tokio_util::sync::CancellationToken>>,
+    /// Batches submitted to the Batch API.
+    pub batches: super::batch::Store,
 }
 
 /// Drop the instants 1 s or more before `now` (oldest first).
@@ -143,6 +150,7 @@ impl Shared {
             in_flight: AtomicU64::new(0),
             keys: super::keys::Keys::default(),
             current_stream: Mutex::new(None),
+            batches: super::batch::Store::default(),
         }
     }
 
@@ -340,7 +348,9 @@ impl Shared {
     }
 
     pub fn stats(&self) -> MockStats {
-        self.book().stats.clone()
+        let mut stats = self.book().stats.clone();
+        (stats.batch_submits, stats.batch_lines) = self.batches.counts();
+        stats
     }
 }
 

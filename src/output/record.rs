@@ -136,6 +136,12 @@ pub struct Record {
     /// A reduce record's chunk ids, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<String>,
+    /// `"batch"` for a record of the batch lane (`--lane batch|auto`); absent for live ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    /// The Batch API batch that answered (or failed) the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
     /// What each attempt before the last failed with (for the summary; not written).
     #[serde(skip)]
     pub retried: Vec<ErrorKind>,

@@ -276,6 +276,8 @@ mod tests {
             failed_cost_bound: None,
             stage: None,
             parts: Vec::new(),
+            lane: None,
+            batch_id: None,
             retried: Vec::new(),
             interrupted: false,
         })

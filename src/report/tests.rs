@@ -45,6 +45,8 @@ pub(crate) fn ok(id: &str, model: &str, cost: f64, latency_ms: u64) -> Record {
         failed_cost_bound: None,
         stage: None,
         parts: Vec::new(),
+        lane: None,
+        batch_id: None,
         retried: Vec::new(),
         interrupted: false,
     }

@@ -49,6 +49,7 @@ pub(super) fn merge(map: RunSummary, reduced: Result<RunSummary, Failure>) -> Ru
         wall: map.wall + reduced.wall,
         stopped: reduced.stopped,
         failure: reduced.failure,
+        waiting: reduced.waiting.or(map.waiting),
     }
 }
 
@@ -59,6 +60,7 @@ fn add(mut a: Tally, b: Tally) -> Tally {
     a.prompt_tokens += b.prompt_tokens;
     a.completion_tokens += b.completion_tokens;
     a.cost += b.cost;
+    a.byok += b.byok;
     a.uncosted += b.uncosted;
     a.costed += b.costed;
     a.interrupted += b.interrupted;

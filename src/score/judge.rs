@@ -114,6 +114,8 @@ pub fn run_config(base: &RunConfig, out: &Path, rubric: &str) -> RunConfig {
     };
     config.structured = None;
     config.reduce_template = None;
+    // Verdicts are wanted now: the live lane.
+    config.batch = crate::batch::Settings::default();
     config.output = judge_path(out);
     config.max_cost = None;
     config.fresh = false;

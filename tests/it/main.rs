@@ -2,6 +2,7 @@
 //! Nothing here needs a key or the network.
 
 mod audit;
+mod batch;
 mod budget;
 mod byok;
 mod catalog;
