@@ -461,7 +461,7 @@ pub fn init_logging(quiet: bool, verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let level = match (quiet, verbose) {
         (true, 0) => "error",
-        (_, 0) => "warn",
+        (_, 0) => "warn,orbatch::progress=info",
         (_, 1) => "warn,orbatch=info",
         (_, 2) => "warn,orbatch=debug",
         _ => "warn,orbatch=trace",
@@ -490,15 +490,24 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        write!(
-            writer,
-            "orbatch: {}: ",
-            level_word(*event.metadata().level())
-        )?;
+        // Progress news (a batch submitted, a batch's status) is neither a warning nor
+        // debugging: said plainly, shown unless -q.
+        if event.metadata().target() == PROGRESS {
+            write!(writer, "orbatch: ")?;
+        } else {
+            write!(
+                writer,
+                "orbatch: {}: ",
+                level_word(*event.metadata().level())
+            )?;
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
 }
+
+/// The `tracing` target of progress news: shown at the default level, as plain lines.
+pub const PROGRESS: &str = "orbatch::progress";
 
 /// `warning`, as the messages orbatch prints itself say it.
 fn level_word(level: tracing::Level) -> &'static str {

@@ -443,7 +443,8 @@ impl Driver {
             match Batch::from_json(&resp.body) {
                 Some(b) => {
                     self.submitted(&mut active, b.id.clone());
-                    tracing::warn!(
+                    tracing::info!(
+                        target: crate::ui::PROGRESS,
                         "batch {} ({model}, {count} requests): submitted, {}",
                         b.id,
                         if b.status.is_empty() {

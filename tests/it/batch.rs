@@ -43,7 +43,10 @@ async fn a_batch_answers_every_row_at_the_batch_price_and_a_rerun_submits_nothin
         .await;
     done.code(0);
     assert!(
-        done.stderr.contains("completed, 12/12 done"),
+        done.stderr.contains("completed, 12/12 done")
+            // Progress news, said plainly: not a warning.
+            && done.stderr.contains("orbatch: batch ")
+            && !done.stderr.contains("warning: batch"),
         "{}",
         done.stderr
     );

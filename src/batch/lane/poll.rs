@@ -149,7 +149,8 @@ impl Driver {
                 .and_then(|t| jiff::Timestamp::from_second(t).ok())
                 .map(|t| format!(", expires {t}"))
                 .unwrap_or_default();
-            tracing::warn!(
+            tracing::info!(
+                target: crate::ui::PROGRESS,
                 "batch {id} ({}): {}, {}/{} done, {} failed, age {age}s{expires}",
                 self.actives[i].known.model,
                 b.status,
