@@ -710,6 +710,8 @@ pub enum ReportByArg {
     /// The document: a chunked document's chunk and reduce requests together (its whole
     /// spend).
     Document,
+    /// The lane: sync (live) or batch (`--lane`).
+    Lane,
 }
 
 /// `report --format`.

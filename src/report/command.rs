@@ -46,6 +46,7 @@ impl ReportOptions {
                 ReportByArg::Tier => GroupBy::Tier,
                 ReportByArg::Input => GroupBy::Input,
                 ReportByArg::Document => GroupBy::Document,
+                ReportByArg::Lane => GroupBy::Lane,
             },
             format: match args.format {
                 ReportFormatArg::Table => Format::Table,

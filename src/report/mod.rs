@@ -53,6 +53,8 @@ pub enum GroupBy {
     Input,
     /// The document (a chunked document's chunk records and its reduce record together).
     Document,
+    /// The lane that sent the request: `sync` (live) or `batch`.
+    Lane,
 }
 
 impl GroupBy {
@@ -66,6 +68,7 @@ impl GroupBy {
             GroupBy::Tier => "tier",
             GroupBy::Input => "input",
             GroupBy::Document => "document",
+            GroupBy::Lane => "lane",
         }
     }
 
@@ -82,6 +85,7 @@ impl GroupBy {
             GroupBy::Tier => r.service_tier.as_deref().unwrap_or(NONE),
             GroupBy::Input => input,
             GroupBy::Document => crate::docs::document_of(&r.id, r.stage),
+            GroupBy::Lane => r.lane.as_deref().unwrap_or("sync"),
         }
     }
 }

@@ -259,6 +259,7 @@ fn every_grouping_partitions_requests_and_spend() {
         GroupBy::Tier,
         GroupBy::Input,
         GroupBy::Document,
+        GroupBy::Lane,
     ] {
         let r = by(g, &recs);
         let spend: f64 = r.groups.iter().filter_map(|g| g.spend_inline).sum();
@@ -538,4 +539,15 @@ fn by_document_adds_a_documents_chunks_and_its_reduce() {
         .collect();
     assert_eq!(keys, [("long.md", 3), ("notes#draft", 1)]);
     assert!(close(r.groups[0].audit.total.unwrap(), 0.75));
+}
+
+#[test]
+fn by_lane_puts_batch_records_apart_from_live_ones() {
+    let mut batch = ok("q1", "m/a", 0.5, 10);
+    batch.lane = Some("batch".into());
+    batch.batch_id = Some("batch-1".into());
+    let r = by(GroupBy::Lane, &[batch, ok("q2", "m/a", 1.0, 10)]);
+    let keys: Vec<&str> = r.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["batch", "sync"]);
+    assert!(close(r.groups[0].audit.total.unwrap(), 0.5));
 }
