@@ -200,6 +200,37 @@ impl Pool {
         }
     }
 
+    /// The record of a request whose next attempt the stop (Ctrl-C, the cap) prevented: the
+    /// answer that was to be re-asked (it was paid for), else the last failed attempt; `None`
+    /// before any attempt.
+    fn stopped_before(
+        &self,
+        req: Request,
+        started: jiff::Timestamp,
+        ids: Vec<String>,
+        attempts: u32,
+        last: Option<(Attempt, Failure, Verdict)>,
+        asks: &mut Asks,
+    ) -> Option<Record> {
+        if last.is_none()
+            && let Some((answer, error)) = asks.unsent_reask()
+        {
+            let mut record = invalid(req, started, ids, attempts, &no_attempt(), answer, error);
+            record.latency_ms = None;
+            return Some(self.cut_short(record));
+        }
+        last.map(|(a, f, v)| {
+            self.cut_short(finish(
+                req,
+                started,
+                ids,
+                attempts,
+                &a,
+                Err(record_error(&f, v)),
+            ))
+        })
+    }
+
     /// Run every attempt of one request. `None` if the run stopped before its first attempt
     /// (nothing sent, nothing to record).
     async fn process(&self, req: Request) -> Option<Record> {
@@ -252,16 +283,7 @@ impl Pool {
             // --max-cost: every attempt reserves its worst case before it waits for its turn
             // (dropped unsent, the claim is released).
             let Ok(claim) = self.claim(&req).await else {
-                return last.map(|(a, f, v)| {
-                    self.cut_short(finish(
-                        req,
-                        started,
-                        ids,
-                        attempts,
-                        &a,
-                        Err(record_error(&f, v)),
-                    ))
-                });
+                return self.stopped_before(req, started, ids, attempts, last, asks);
             };
             // Wait for a pause and the rate limiter; a stop meanwhile means this attempt is
             // never made.
@@ -282,16 +304,7 @@ impl Pool {
             let slot = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
-                    if last.is_none() && let Some((answer, error)) = asks.unsent_reask() {
-                        // The answer that was to be re-asked is the record (it was paid for).
-                        let mut record =
-                            invalid(req, started, ids, attempts, &no_attempt(), answer, error);
-                        record.latency_ms = None;
-                        return Some(self.cut_short(record));
-                    }
-                    return last.map(|(a, f, v)| {
-                        self.cut_short(finish(req, started, ids, attempts, &a, Err(record_error(&f, v))))
-                    });
+                    return self.stopped_before(req, started, ids, attempts, last, asks);
                 }
                 slot = ready => slot,
             };

@@ -594,6 +594,40 @@ async fn a_stop_before_the_reask_keeps_the_paid_answer() {
     assert!(message.contains("before the re-ask was sent"), "{message}");
 }
 
+/// `--max-cost` reached between an answer that does not fit and its re-ask: the paid answer
+/// is still the record (it was lost before: the stop came while the re-ask waited for room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_reached_before_the_reask_keeps_the_paid_answer() {
+    let env = Env::new().await;
+    let schema = env.write("x.schema.json", SCHEMA);
+    let input = env.jsonl("c.jsonl", &["[[mock:json-invalid*1]] extract the work"]);
+    let out = env.path("c.out.jsonl");
+    // Room for the first ask's worst case, not for the first answer plus the longer re-ask's.
+    let done = env
+        .run()
+        .input(&input)
+        .args(&["-m", "openai/gpt-4o-mini", "-o", out.to_str().unwrap()])
+        .args(&["-p", "max_tokens=200", "--max-cost", "0.00014"])
+        .args(&["--schema", schema.to_str().unwrap()])
+        .output()
+        .await;
+    done.code(3);
+    assert!(done.stderr.contains("--max-cost"), "{}", done.stderr);
+    assert_eq!(env.stats().requests, 1, "the re-ask did not fit");
+    let all = records(&out);
+    assert_eq!(all.len(), 1, "the paid answer is recorded");
+    let r = &all[0];
+    assert_eq!(r["error"]["kind"], "invalid_output", "{r}");
+    assert!((cost(r) - env.stats().billed_usd).abs() < 1e-12, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("before the re-ask was sent"),
+        "{r}"
+    );
+}
+
 /// `--max-attempts` is per ask: a re-ask that meets a 500 is retried like the first ask was
 /// (the mock's `[[mock:500*1]]` fails the first attempt of each distinct conversation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
