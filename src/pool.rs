@@ -456,6 +456,30 @@ fn finish(
     a: &Attempt,
     outcome: Result<Answer, RecordError>,
 ) -> Record {
+    let made = Made {
+        generation_id: a.generation_id.clone(),
+        generation_ids: ids,
+        attempts,
+        latency_ms: Some(millis(a.latency)),
+        ttft_ms: a.ttft.map(millis),
+        started_at: timestamp(started),
+    };
+    record_of(req, outcome, made)
+}
+
+/// What a record holds besides its request and its outcome: how it was sent.
+pub(crate) struct Made {
+    /// The final attempt's generation id (else the answer's own).
+    pub generation_id: Option<String>,
+    pub generation_ids: Vec<String>,
+    pub attempts: u32,
+    pub latency_ms: Option<u64>,
+    pub ttft_ms: Option<u64>,
+    pub started_at: String,
+}
+
+/// The record of `req` with its answer (or its error): the one constructor of both lanes.
+pub(crate) fn record_of(req: Request, outcome: Result<Answer, RecordError>, made: Made) -> Record {
     let (status, answer, error) = match outcome {
         Ok(answer) => (Status::Ok, answer, None),
         Err(e) => (Status::Error, Answer::default(), Some(e)),
@@ -468,18 +492,18 @@ fn finish(
         status,
         output: (status == Status::Ok).then_some(answer.output),
         finish_reason: answer.finish_reason,
-        generation_id: a.generation_id.clone().or(answer.generation_id),
-        generation_ids: ids,
+        generation_id: made.generation_id.or(answer.generation_id),
+        generation_ids: made.generation_ids,
         provider: answer.provider,
         model_used: answer.model,
         usage: answer.usage,
         is_byok: answer.billing.is_byok,
         upstream_cost: answer.billing.upstream_cost,
         service_tier: answer.service_tier,
-        attempts,
-        latency_ms: Some(millis(a.latency)),
-        ttft_ms: a.ttft.map(millis),
-        started_at: timestamp(started),
+        attempts: made.attempts,
+        latency_ms: made.latency_ms,
+        ttft_ms: made.ttft_ms,
+        started_at: made.started_at,
         finished_at: timestamp(jiff::Timestamp::now()),
         fingerprint: req.fingerprint,
         error,

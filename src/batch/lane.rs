@@ -22,7 +22,7 @@ use crate::catalog::Catalog;
 use crate::client::{Client, GetResponse};
 use crate::endpoint::Endpoint;
 use crate::job::Request;
-use crate::output::record::{ErrorKind, Record, RecordError, Status, timestamp};
+use crate::output::record::{ErrorKind, Record, RecordError, timestamp};
 use crate::output::writer::Event;
 use crate::pool::{Pool, StopReason};
 use crate::retry::describe;
@@ -708,43 +708,21 @@ fn record(
     started: &str,
     outcome: Result<Answer, RecordError>,
 ) -> Record {
-    let (status, answer, error) = match outcome {
-        Ok(a) => (Status::Ok, a, None),
-        Err(e) => (Status::Error, Answer::default(), Some(e)),
-    };
-    Record {
-        id: req.id,
-        model: req.model,
-        endpoint: req.endpoint,
-        row: req.row,
-        status,
-        output: (status == Status::Ok).then_some(answer.output),
-        finish_reason: answer.finish_reason,
-        generation_ids: answer.generation_id.iter().cloned().collect(),
-        generation_id: answer.generation_id,
-        provider: answer.provider,
-        model_used: answer.model,
-        usage: answer.usage,
-        is_byok: answer.billing.is_byok,
-        upstream_cost: answer.billing.upstream_cost,
-        service_tier: answer.service_tier,
+    let made = crate::pool::Made {
+        generation_id: None,
+        generation_ids: outcome
+            .as_ref()
+            .ok()
+            .and_then(|a| a.generation_id.clone())
+            .into_iter()
+            .collect(),
         attempts: 1,
         latency_ms: None,
         ttft_ms: None,
         started_at: started.to_owned(),
-        finished_at: timestamp(jiff::Timestamp::now()),
-        fingerprint: req.fingerprint,
-        error,
-        meta: req.meta,
-        output_json: None,
-        reasks: 0,
-        lenient_json: false,
-        failed_cost_bound: None,
-        stage: req.stage,
-        parts: req.parts,
-        lane: Some("batch".into()),
-        batch_id: Some(batch_id.to_owned()),
-        retried: Vec::new(),
-        interrupted: false,
-    }
+    };
+    let mut record = crate::pool::record_of(req, outcome, made);
+    record.lane = Some("batch".into());
+    record.batch_id = Some(batch_id.to_owned());
+    record
 }
