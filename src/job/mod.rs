@@ -136,6 +136,9 @@ pub mod rows;
 mod shape;
 mod source;
 mod template;
+
+/// `a string`, `an array`, … for messages about JSON values.
+pub(crate) use source::kind;
 #[cfg(test)]
 mod tests;
 

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::endpoint::Endpoint;
 use crate::exit::UsageError;
+use crate::job::kind;
 
 pub use check::Checked;
 pub use reask::{Asks, Reviewed};
@@ -194,17 +195,6 @@ fn name_from(stem: &str) -> String {
 /// A JSON pointer as messages show it: `/` for the root.
 pub(crate) fn pointer(p: &str) -> &str {
     if p.is_empty() { "/" } else { p }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
