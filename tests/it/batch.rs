@@ -21,6 +21,17 @@ fn state_lines(env: &Env) -> Vec<Value> {
     records(&env.path("out.batches.jsonl"))
 }
 
+/// Wait (up to 10 s) until `out.batches.jsonl` holds the batch id the server answered.
+async fn batch_id_written(env: &Env) {
+    let state = env.path("out.batches.jsonl");
+    for _ in 0..2000 {
+        if std::fs::read_to_string(&state).is_ok_and(|t| t.contains("submitted")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 async fn with(config: MockConfig) -> Env {
     Env::with(config).await
 }
@@ -323,13 +334,7 @@ async fn a_rerun_after_kill_9_polls_instead_of_submitting_again() {
         .spawn();
     env.wait_for("the submit", |s| s.batch_submits == 1).await;
     // Let the batch id reach the state file, then SIGKILL.
-    let state = env.path("out.batches.jsonl");
-    for _ in 0..2000 {
-        if std::fs::read_to_string(&state).is_ok_and(|t| t.contains("submitted")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    batch_id_written(&env).await;
     child.start_kill().unwrap();
     let _ = child.wait().await;
     batch_run(&env)
@@ -794,13 +799,7 @@ async fn ctrl_c_while_polling_exits_130_and_the_rerun_collects() {
         .arg(out.to_str().unwrap())
         .spawn();
     env.wait_for("the submit", |s| s.batch_submits == 1).await;
-    let state = env.path("out.batches.jsonl");
-    for _ in 0..2000 {
-        if std::fs::read_to_string(&state).is_ok_and(|t| t.contains("submitted")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    batch_id_written(&env).await;
     let pid = child.id().expect("running").to_string();
     assert!(
         std::process::Command::new("kill")
