@@ -7,6 +7,7 @@
 //! a total and differences of a millionth of a dollar are real, not rounding.
 
 use crate::money::Picos;
+use crate::output::record::byok_part;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -84,10 +85,8 @@ impl Exact {
     fn split(&self) -> Split {
         Split {
             openrouter: self.total_cost.unwrap_or(0.0),
-            byok: match (self.is_byok, self.upstream_inference_cost) {
-                (Some(true), Some(c)) if c.is_finite() => c,
-                _ => 0.0,
-            },
+            // JSON has no NaN or infinity: the one BYOK rule of records and `costs` applies.
+            byok: byok_part(self.is_byok, self.upstream_inference_cost),
         }
     }
 }
