@@ -6,14 +6,13 @@
 //! Money is summed in picodollars (integers), so the order of the lines does not change
 //! a total and differences of a millionth of a dollar are real, not rounding.
 
-use crate::money::Picos;
-use crate::output::record::byok_part;
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use super::manage::ManagedKey;
-use crate::output::record::{InlineCost, Record, Status};
+use crate::money::Picos;
+use crate::output::record::{InlineCost, Record, Status, byok_part};
 
 /// The unexplained difference allowed between two figures: 0.5 % of the larger, at least
 /// $0.000001.
