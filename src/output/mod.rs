@@ -74,6 +74,21 @@ pub fn replace_file<T, E>(
     Ok(value)
 }
 
+/// Replace `dest` with `items`, one JSON object a line, whole or not at all.
+pub fn replace_jsonl<T: serde::Serialize>(dest: &Path, items: &[T]) -> io::Result<()> {
+    replace_file(
+        dest,
+        |w| {
+            for item in items {
+                serde_json::to_writer(&mut *w, item)?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
+        },
+        |e| e,
+    )
+}
+
 /// `OUT.jsonl` → `OUT.<what>.jsonl`, beside it (`out.ndjson` → `out.ndjson.<what>.jsonl`).
 pub(crate) fn beside(out: &Path, what: &str) -> PathBuf {
     let name = out

@@ -14,7 +14,7 @@ use super::{Score, Scorer};
 use crate::job::rows::{Row, each_row};
 use crate::job::{InputConfig, InputError, Problems};
 use crate::output::record::{Record, Status};
-use crate::output::{replace_file, scores_path};
+use crate::output::{replace_jsonl, scores_path};
 use crate::report::read;
 
 /// Longest `extracted` text kept in a score line (an `exact` scorer extracts the whole answer).
@@ -128,7 +128,7 @@ pub(crate) fn score_rows(
         let verdicts = verdicts.get(out).unwrap_or(&none);
         let lines = score_output(out, rows, &job.scorer, verdicts, &mut summary)?;
         let dest = scores_path(out);
-        write_atomically(&dest, &lines).map_err(|source| ScoreError::Write {
+        replace_jsonl(&dest, &lines).map_err(|source| ScoreError::Write {
             path: dest.display().to_string(),
             source,
         })?;
@@ -380,21 +380,6 @@ fn clip(text: String) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
-}
-
-/// Replace `dest` with `lines` (whole or not at all).
-fn write_atomically(dest: &Path, lines: &[ScoreLine]) -> std::io::Result<()> {
-    replace_file(
-        dest,
-        |w| {
-            for line in lines {
-                serde_json::to_writer(&mut *w, line)?;
-                w.write_all(b"\n")?;
-            }
-            Ok(())
-        },
-        |e| e,
-    )
 }
 
 impl ModelTally {

@@ -144,7 +144,7 @@ pub async fn judge_all(
             continue;
         }
         let input = judge_input_path(out);
-        write_rows(&input, &rows).map_err(|e| {
+        crate::output::replace_jsonl(&input, &rows).map_err(|e| {
             Failure::failed(format!(
                 "{}: cannot write the judge's input: {e}",
                 input.display()
@@ -186,21 +186,6 @@ fn usage(e: ScoreError) -> Failure {
         ScoreError::Write { .. } => Failure::failed(e),
         other => Failure::Usage(UsageError::new(other.to_string())),
     }
-}
-
-/// Replace the judge's input with `rows`, one JSON object a line.
-fn write_rows(dest: &Path, rows: &[Value]) -> std::io::Result<()> {
-    crate::output::replace_file(
-        dest,
-        |w| {
-            for row in rows {
-                serde_json::to_writer(&mut *w, row)?;
-                w.write_all(b"\n")?;
-            }
-            Ok(())
-        },
-        |e| e,
-    )
 }
 
 /// The fingerprint of every judge request of `config`'s input, by judge row id: a judge
